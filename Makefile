@@ -1,0 +1,19 @@
+# The README's two commands: `make up` (set up + run the local platform) and `make test`.
+SHELL := /bin/bash
+PY := .venv/bin/python
+
+.PHONY: setup up down test lint bench
+setup:
+	@scripts/setup.sh
+
+up: setup  ## set everything up, train+register the example model, `pulumi up` the local stack
+	@$(PY) -m shipway.cli platform up --stack local
+
+down:  ## stop every process of the local stack (`pulumi destroy`)
+	@$(PY) -m shipway.cli platform down --stack local
+
+test: setup  ## lint, type-check and run every test (unit, policy, integration with real processes)
+	@scripts/test.sh
+
+bench: setup  ## on-demand benchmarks against reference tools -> benchmarks/RESULTS.md
+	@$(PY) -m benchmarks.run

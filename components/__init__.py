@@ -1,0 +1,1 @@
+"""Shipway component resources: one folder per target, the same Args/outputs per capability."""

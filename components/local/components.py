@@ -1,0 +1,215 @@
+"""Component resources of the `local` target (type tokens ``shipway:local:<Noun>``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import Resource
+
+from components.common import (
+    InferenceEndpointArgs,
+    ObservabilityArgs,
+    SecretsArgs,
+    TrackingServerArgs,
+    validate_instance_count,
+    validate_model_pin,
+    validate_tags,
+)
+from components.local.providers import (
+    EndpointProvider,
+    PrometheusProvider,
+    SecretFileProvider,
+    TrackingServerProvider,
+)
+
+LOOPBACK = "127.0.0.1"
+
+
+@dataclass
+class LocalPlacement:
+    """Where a local component puts its files and which port it listens on."""
+
+    data_dir: str
+    port: int
+
+    def validate(self, field: str) -> None:
+        if not Path(self.data_dir).is_absolute():
+            raise ValueError(f"{field}.data_dir: {self.data_dir!r} is not valid; use an absolute path")
+        if not 1024 <= self.port <= 65535:
+            raise ValueError(f"{field}.port: {self.port!r} is not valid; use a port number 1024-65535")
+
+
+class _Process(Resource):
+    """A dynamic resource whose outputs include the supervised process id."""
+
+    pid: pulumi.Output[int]
+    alive: pulumi.Output[bool]
+
+    def __init__(self, provider: Any, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions):
+        super().__init__(provider, name, {**props, "pid": None, "alive": None}, opts)
+
+
+class TrackingServer(pulumi.ComponentResource):
+    """A real `mlflow server` (tracking + model registry) on 127.0.0.1."""
+
+    url: pulumi.Output[str]
+    """The tracking/registry URI clients use."""
+    pid: pulumi.Output[int]
+    """PID of the server process (for `env status`; it is stopped by the provider)."""
+    process: Resource
+    """Escape hatch: the underlying dynamic resource."""
+
+    def __init__(self, name: str, args: TrackingServerArgs, placement: LocalPlacement,
+                 backend_store_uri: str | None = None, opts: pulumi.ResourceOptions | None = None):
+        validate_tags(args.tags)
+        placement.validate("placement")
+        if backend_store_uri is not None and not backend_store_uri.startswith(("sqlite:///", "postgresql://")):
+            raise ValueError(f"backend_store_uri: {backend_store_uri!r} is not valid; use sqlite:/// or postgresql://")
+        super().__init__("shipway:local:TrackingServer", name, None, opts)
+        data = Path(placement.data_dir)
+        store = backend_store_uri or f"sqlite:///{data / 'mlflow.db'}"
+        self.process = _Process(TrackingServerProvider(), f"{name}-server", {
+            "shipwayKind": "TrackingServer",
+            "host": LOOPBACK,
+            "port": placement.port,
+            "backendStoreUri": store,
+            "artifactRoot": f"file://{data / 'artifacts'}",
+            "dataDir": str(data),
+            "environment": args.environment,
+        }, pulumi.ResourceOptions(parent=self, retain_on_delete=False))
+        # Depend on the process so consumers wait until the server is healthy.
+        self.url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
+        self.pid = self.process.pid
+        self.register_outputs({"url": self.url, "pid": self.pid})
+
+
+class Secrets(pulumi.ComponentResource):
+    """Secret values as 0600 files for the processes that need them; values stay Pulumi secrets."""
+
+    files: Mapping[str, pulumi.Output[str]]
+    """Secret name -> path of its 0600 file."""
+
+    def __init__(self, name: str, args: SecretsArgs, directory: str, opts: pulumi.ResourceOptions | None = None):
+        validate_tags(args.tags)
+        if not Path(directory).is_absolute():
+            raise ValueError(f"directory: {directory!r} is not valid; use an absolute path")
+        for key in args.values:
+            if not key.replace("-", "").isalnum():
+                raise ValueError(f"values: secret name {key!r} is not valid; use letters, digits and '-'")
+        super().__init__("shipway:local:Secrets", name, None, opts)
+        files: dict[str, pulumi.Output[str]] = {}
+        for key, value in sorted(args.values.items()):
+            res = Resource(SecretFileProvider(), f"{name}-{key}", {
+                "shipwayKind": "SecretFile",
+                "path": str(Path(directory) / key),
+                "mode": "0600",
+                "value": pulumi.Output.secret(value),
+            }, pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]))
+            files[key] = res.path  # type: ignore[attr-defined]
+        self.files = files
+        self.register_outputs({"files": files})
+
+
+class InferenceEndpoint(pulumi.ComponentResource):
+    """Shipway's serving app for one model version on 127.0.0.1 (hot-swapped on pin change)."""
+
+    url: pulumi.Output[str]
+    """Base URL of the endpoint (POST /invocations)."""
+    model_version: pulumi.Output[int]
+    """The exact registry version served."""
+    api_key_file: pulumi.Output[str]
+    """Path of the 0600 file holding the endpoint API key."""
+    request_log: pulumi.Output[str]
+    """JSON-lines log of inputs and predictions (drift batches, label joins)."""
+    process: Resource
+    """Escape hatch: the underlying dynamic resource."""
+
+    def __init__(self, name: str, args: InferenceEndpointArgs, placement: LocalPlacement,
+                 api_key_file: pulumi.Input[str], opts: pulumi.ResourceOptions | None = None):
+        validate_model_pin(args.model_name, args.model_version)
+        validate_tags(args.tags)
+        validate_instance_count(args.environment, args.instance_count)
+        if args.instance_count != 1:
+            raise ValueError(f"instance_count: {args.instance_count} is not valid on the local target; use 1 "
+                             "(one process per model; zero-downtime comes from in-process hot swap)")
+        placement.validate("placement")
+        super().__init__("shipway:local:InferenceEndpoint", name, None, opts)
+        data = Path(placement.data_dir)
+        self.process = _Process(EndpointProvider(), f"{name}-server", {
+            "shipwayKind": "InferenceEndpoint",
+            "host": LOOPBACK,
+            "port": placement.port,
+            "modelName": args.model_name,
+            "modelVersion": args.model_version,
+            "trackingUri": args.tracking_uri,
+            "apiKeyFile": api_key_file,
+            "otlpEndpoint": args.otlp_endpoint,
+            "environment": args.environment,
+            "dataDir": str(data),
+            "pinFile": str(data / "pin.json"),
+            "requestLog": str(data / "requests.jsonl"),
+        }, pulumi.ResourceOptions(parent=self))
+        self.url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
+        self.model_version = self.process.modelVersion  # type: ignore[attr-defined]
+        self.api_key_file = pulumi.Output.from_input(api_key_file)
+        self.request_log = pulumi.Output.from_input(str(data / "requests.jsonl"))
+        self.register_outputs({"url": self.url, "model_version": self.model_version,
+                               "api_key_file": self.api_key_file, "request_log": self.request_log})
+
+
+def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml",
+                      alertmanager: str | None = None) -> str:
+    """A scrape config for every endpoint (model label from the key), as YAML text."""
+    import yaml
+
+    targets = [{"targets": [url.removeprefix("http://")], "labels": {"model": model}}
+               for model, url in sorted(endpoints.items())]
+    config: dict[str, Any] = {
+        "global": {"scrape_interval": "5s", "evaluation_interval": "5s"},
+        "rule_files": [rule_file],
+        "scrape_configs": [
+            {"job_name": "shipway-endpoints", "metrics_path": "/metrics", "static_configs": targets},
+            {"job_name": "prometheus", "static_configs": [{"targets": ["__SELF__"]}]},
+        ],
+    }
+    if alertmanager:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+class Observability(pulumi.ComponentResource):
+    """Debian's Prometheus scraping every endpoint, with the generated SLO/drift rules."""
+
+    prometheus_url: pulumi.Output[str]
+    """Prometheus web/API URL."""
+    process: Resource
+    """Escape hatch: the underlying dynamic resource."""
+
+    def __init__(self, name: str, args: ObservabilityArgs, placement: LocalPlacement, rules_yaml: str,
+                 binary: str | None = None, opts: pulumi.ResourceOptions | None = None):
+        validate_tags(args.tags)
+        placement.validate("placement")
+        prometheus = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
+        if not Path(prometheus).exists():
+            raise ValueError(f"binary: {prometheus!r} not found; the project setup installs Debian's "
+                             "`prometheus` package (run `make setup`)")
+        super().__init__("shipway:local:Observability", name, None, opts)
+        endpoints = pulumi.Output.all(**dict(args.endpoints)) if args.endpoints else pulumi.Output.from_input({})
+        config = endpoints.apply(
+            lambda eps: prometheus_config(eps).replace("__SELF__", f"{LOOPBACK}:{placement.port}"))
+        self.process = _Process(PrometheusProvider(), f"{name}-prometheus", {
+            "shipwayKind": "Prometheus",
+            "host": LOOPBACK,
+            "port": placement.port,
+            "binary": prometheus,
+            "configYaml": config,
+            "rulesYaml": rules_yaml,
+            "dataDir": placement.data_dir,
+        }, pulumi.ResourceOptions(parent=self))
+        self.prometheus_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
+        self.register_outputs({"prometheus_url": self.prometheus_url})

@@ -1,0 +1,93 @@
+"""The whole `local` platform for one validated stack config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pulumi
+
+from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
+from components.local.components import (
+    LOOPBACK,
+    InferenceEndpoint,
+    LocalPlacement,
+    Observability,
+    Secrets,
+    TrackingServer,
+)
+from components.registry.pin import ModelPin, ModelPinArgs
+from infra.config import StackConfig
+
+
+def _rules_yaml(cfg: StackConfig) -> str:
+    """Recording/alert rules for every endpoint (generated from the stack's SLOs)."""
+    try:
+        from shipway.observability.rules import render_rules_yaml
+    except ImportError:  # pragma: no cover - rules generator not installed
+        return "groups: []\n"
+    return render_rules_yaml(cfg.slo, sorted(cfg.models), cfg.environment)
+
+
+def data_root(cfg: StackConfig, root: Path) -> Path:
+    """Where this stack's processes keep their files (one directory per stack)."""
+    data = Path(cfg.local.data_dir)
+    return (data if data.is_absolute() else root / data) / cfg.stack
+
+
+def direct_store(cfg: StackConfig, root: Path) -> tuple[str, str]:
+    """(backend store URI, artifact root) the tracking server uses, for offline registration."""
+    data = data_root(cfg, root) / "mlflow"
+    return cfg.local.backend_store_uri or f"sqlite:///{data / 'mlflow.db'}", f"file://{data / 'artifacts'}"
+
+
+def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], root: Path) -> dict[str, Any]:
+    """Tracking server, registry pins, one endpoint per model, secrets and Prometheus."""
+    data = data_root(cfg, root)
+    tags = cfg.tags
+
+    tracking = TrackingServer("tracking", TrackingServerArgs(environment=cfg.environment, tags=tags,
+                                                             protect=cfg.protect_registry),
+                              LocalPlacement(str(data / "mlflow"), cfg.local.tracking_port),
+                              backend_store_uri=cfg.local.backend_store_uri)
+    registry_uri = cfg.registry_uri or tracking.url
+
+    vault = Secrets("secrets", SecretsArgs(environment=cfg.environment, tags=tags,
+                                           values={"endpoint-api-key": secrets["endpointApiKey"]}),
+                    directory=str(data / "secrets"))
+
+    endpoints: dict[str, InferenceEndpoint] = {}
+    for index, (model, pin) in enumerate(sorted(cfg.models.items())):
+        alias = ModelPin(f"{model}-pin", ModelPinArgs(tracking_uri=registry_uri, model_name=model,
+                                                       version=pin.version, environment=cfg.environment,
+                                                       retain_on_delete=cfg.protect_registry),
+                         pulumi.ResourceOptions(depends_on=[tracking]))
+        endpoints[model] = InferenceEndpoint(
+            model,
+            InferenceEndpointArgs(environment=cfg.environment, model_name=model, model_version=pin.version,
+                                  tracking_uri=registry_uri, tags=tags, instance_count=1,
+                                  latency_p99_ms=cfg.slo.latency_p99_ms, max_error_rate=cfg.slo.max_error_rate,
+                                  drift_psi=cfg.slo.drift_psi),
+            LocalPlacement(str(data / "endpoints" / model), cfg.local.endpoint_base_port + index),
+            api_key_file=vault.files["endpoint-api-key"],
+            opts=pulumi.ResourceOptions(depends_on=[alias, vault]),
+        )
+
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(environment=cfg.environment, tags=tags,
+                          endpoints={m: e.url for m, e in endpoints.items()},
+                          availability=cfg.slo.availability, latency_p99_ms=cfg.slo.latency_p99_ms,
+                          drift_psi=cfg.slo.drift_psi),
+        LocalPlacement(str(data / "prometheus"), cfg.local.prometheus_port),
+        rules_yaml=_rules_yaml(cfg),
+    )
+    return {
+        "trackingUri": tracking.url,
+        "registryUri": registry_uri,
+        "endpoints": {m: {"url": e.url, "version": e.model_version, "apiKeyFile": e.api_key_file,
+                          "requestLog": e.request_log} for m, e in endpoints.items()},
+        "prometheusUrl": observability.prometheus_url,
+        "host": LOOPBACK,
+    }

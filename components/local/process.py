@@ -1,0 +1,145 @@
+"""Supervising local processes from dynamic providers: start detached, check, stop by PID.
+
+A local resource's physical identity is a process we started. It must outlive the
+short-lived provider process (so it runs in its own session), be recognisable later (its
+PID *and* its command line, so a recycled PID is never mistaken for ours), and be stopped
+only by that PID.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class ProcessError(RuntimeError):
+    """A supervised process did not start, become healthy, or stop."""
+
+
+def start(argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> int:
+    """Start ``argv`` detached from the caller; stdout/stderr go to ``log_file``."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(  # noqa: S603 - argv built by our providers, never a shell
+            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, cwd=cwd, close_fds=True,
+        )
+    return proc.pid
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def is_ours(pid: int | None, marker: str) -> bool:
+    """True if ``pid`` is alive, not a zombie, and its command line contains ``marker``."""
+    if not pid or pid <= 0:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    # Field 3 is the state; a zombie (Z) has exited already.
+    if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+        return False
+    return any(marker in part for part in cmdline(pid))
+
+
+def stop(pid: int | None, marker: str, timeout: float = 15.0) -> None:
+    """SIGTERM (then SIGKILL after ``timeout``) the process ``pid`` if it is still ours."""
+    if not is_ours(pid, marker):
+        return
+    assert pid is not None  # noqa: S101 - narrowed by is_ours
+    # Started with start_new_session, so the process leads its own group: signal the
+    # group, or servers that fork workers (mlflow -> uvicorn) leave orphans listening.
+    _signal_group(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_ours(pid, marker):
+            _signal_group(pid, signal.SIGKILL, leader_gone_ok=True)
+            return
+        time.sleep(0.1)
+    _signal_group(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and is_ours(pid, marker):
+        time.sleep(0.1)
+
+
+def _signal_group(pid: int, sig: int, leader_gone_ok: bool = False) -> None:
+    try:
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+            return
+    except ProcessLookupError:
+        if leader_gone_ok:
+            try:
+                os.killpg(pid, sig)  # leftover children still in the group
+            except (ProcessLookupError, PermissionError):
+                pass
+        return
+    os.kill(pid, sig)
+
+
+def http_ok(url: str, timeout: float = 2.0) -> bool:
+    """GET ``url`` (127.0.0.1 only) and report whether it answered 2xx."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - loopback URLs we built
+            return 200 <= resp.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def wait_healthy(url: str, pid: int, marker: str, log_file: Path, timeout: float = 120.0) -> None:
+    """Wait until ``url`` answers 2xx; fail early (with the log tail) if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if http_ok(url):
+            return
+        if not is_ours(pid, marker):
+            raise ProcessError(f"process {marker} (pid {pid}) exited before {url} was healthy; "
+                               f"last log lines:\n{tail(log_file)}")
+        time.sleep(0.25)
+    raise ProcessError(f"{url} not healthy after {timeout:.0f}s; last log lines:\n{tail(log_file)}")
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` with mode 0600, atomically (never briefly world-readable)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)

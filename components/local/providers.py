@@ -1,0 +1,270 @@
+"""Dynamic providers for the `local` target: each resource is a process or a file we own.
+
+Real create/read/update/delete:
+- create starts the process and waits until it is healthy;
+- read (``pulumi refresh``) reports whether the process is still alive, so a killed
+  process shows up as drift and the next ``up`` restarts it;
+- update changes the process in place where it can (a model pin is hot-swapped with
+  SIGHUP, Prometheus reloads its config) and restarts it otherwise;
+- delete stops exactly the PID we started (checked against its command line).
+
+Every resource carries ``shipwayKind`` so the policy pack can recognise it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from components.local import process
+
+
+def _clean(props: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in props.items() if not k.startswith("__")}
+
+
+def _python() -> str:
+    # The provider runs in the project's virtualenv; its processes use the same interpreter.
+    return sys.executable
+
+
+class _ProcessProvider(ResourceProvider):
+    """Shared lifecycle; subclasses say how to start, where health is, and what is hot-updatable."""
+
+    # Inputs that can change without restarting the process.
+    hot_inputs: frozenset[str] = frozenset()
+
+    def marker(self, props: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def launch(self, props: dict[str, Any]) -> int:
+        raise NotImplementedError
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        raise NotImplementedError
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "process.log"
+
+    def hot_update(self, olds: dict[str, Any], news: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        if news.get("host") not in (None, "127.0.0.1"):
+            from pulumi.dynamic import CheckFailure
+
+            failures.append(CheckFailure("host", f"{news.get('host')!r} is not allowed; local "
+                                                 "processes bind 127.0.0.1 only"))
+        return CheckResult(news, failures)
+
+    def _start(self, props: dict[str, Any]) -> dict[str, Any]:
+        props = _clean(props)
+        host, port = props.get("host", "127.0.0.1"), props.get("port")
+        if port and not process.port_free(host, int(port)):
+            raise process.ProcessError(
+                f"{host}:{port} is already in use; stop what listens there or set another port in "
+                f"the stack config (shipway:local)")
+        pid = self.launch(props)
+        try:
+            process.wait_healthy(self.health_url(props), pid, self.marker(props), self.log_file(props),
+                                 timeout=float(props.get("startTimeout", 180)))
+        except process.ProcessError:
+            process.stop(pid, self.marker(props))
+            raise
+        return {**props, "pid": pid, "alive": True}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        outs = self._start(props)
+        return CreateResult(id_=f"{outs['shipwayKind']}:{outs['pid']}", outs=outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        alive = process.is_ours(props.get("pid"), self.marker(props)) and process.http_ok(self.health_url(props))
+        return ReadResult(id_=id_, outs={**props, "alive": alive})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        news = _clean(news)
+        changed = sorted(k for k in set(news) | set(olds) - {"pid", "alive"}
+                         if k not in ("pid", "alive") and olds.get(k) != news.get(k))
+        dead = not process.is_ours(olds.get("pid"), self.marker(olds))
+        return DiffResult(changes=bool(changed) or dead, replaces=[], stables=[], delete_before_replace=True)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        news = _clean(news)
+        changed = {k for k in set(news) | set(olds) if k not in ("pid", "alive") and olds.get(k) != news.get(k)}
+        pid = olds.get("pid")
+        if process.is_ours(pid, self.marker(olds)) and changed and changed <= self.hot_inputs:
+            self.hot_update(olds, news)
+            return UpdateResult(outs={**news, "pid": pid, "alive": True})
+        process.stop(pid, self.marker(olds))
+        return UpdateResult(outs=self._start(news))
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        process.stop(props.get("pid"), self.marker(props))
+
+
+class TrackingServerProvider(_ProcessProvider):
+    """A real `mlflow server`: sqlite (or PostgreSQL) backend store + a file artifact root."""
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(props["artifactRoot"])
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "mlflow-server.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/health"
+
+    def launch(self, props: dict[str, Any]) -> int:
+        Path(props["dataDir"]).mkdir(parents=True, exist_ok=True)
+        Path(props["artifactRoot"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+        argv = [
+            _python(), "-m", "mlflow", "server",
+            "--host", props["host"], "--port", str(props["port"]),
+            "--backend-store-uri", props["backendStoreUri"],
+            "--default-artifact-root", props["artifactRoot"],
+            # Clients read artifacts from the file root directly: nothing proxies them.
+            "--no-serve-artifacts",
+            "--workers", "1",
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
+        return process.start(argv, self.log_file(props), env=env)
+
+
+class EndpointProvider(_ProcessProvider):
+    """The Shipway serving app for one model; a pin change is a hot swap, not a restart."""
+
+    hot_inputs = frozenset({"modelVersion"})
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(props["pinFile"])
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "serving.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/ready"
+
+    def _write_pin(self, props: dict[str, Any]) -> None:
+        pin = {"model_name": props["modelName"], "model_version": int(props["modelVersion"]),
+               "tracking_uri": props["trackingUri"]}
+        process.write_private(Path(props["pinFile"]), json.dumps(pin))
+
+    def launch(self, props: dict[str, Any]) -> int:
+        Path(props["dataDir"]).mkdir(parents=True, exist_ok=True)
+        self._write_pin(props)
+        argv = [
+            _python(), "-m", "shipway.serving",
+            "--pin-file", props["pinFile"], "--host", props["host"], "--port", str(props["port"]),
+            "--api-key-file", props["apiKeyFile"], "--environment", props["environment"],
+            "--request-log", props["requestLog"],
+        ]
+        if props.get("otlpEndpoint"):
+            argv += ["--otlp-endpoint", props["otlpEndpoint"]]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
+        return process.start(argv, self.log_file(props), env=env)
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        result = super().create(props)
+        self._await_version(result.outs)
+        return result
+
+    def hot_update(self, olds: dict[str, Any], news: dict[str, Any]) -> None:
+        # Load, warm, swap, drain all happen inside the app on SIGHUP; we only wait for it.
+        self._write_pin(news)
+        os.kill(int(olds["pid"]), signal.SIGHUP)
+        self._await_version(news)
+
+    def _await_version(self, props: dict[str, Any], timeout: float = 180.0) -> None:
+        want = int(props["modelVersion"])
+        url = f"http://{props['host']}:{props['port']}/version"
+        deadline = time.monotonic() + timeout
+        seen: Any = None
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback
+                    seen = json.loads(resp.read()).get("model_version")
+                if seen == want:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise process.ProcessError(
+            f"endpoint {props['modelName']} still serves version {seen} after {timeout:.0f}s, expected "
+            f"{want}; it keeps serving the previous version. Log:\n{process.tail(self.log_file(props))}")
+
+
+class PrometheusProvider(_ProcessProvider):
+    """Debian's Prometheus with a generated scrape config and rule file; config changes reload."""
+
+    hot_inputs = frozenset({"configYaml", "rulesYaml"})
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(Path(props["dataDir"]) / "prometheus.yml")
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "prometheus.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/-/ready"
+
+    def _write_config(self, props: dict[str, Any]) -> None:
+        data = Path(props["dataDir"])
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "rules.yml").write_text(props["rulesYaml"])
+        (data / "prometheus.yml").write_text(props["configYaml"])
+
+    def launch(self, props: dict[str, Any]) -> int:
+        self._write_config(props)
+        data = Path(props["dataDir"])
+        argv = [
+            props["binary"], f"--config.file={data / 'prometheus.yml'}",
+            f"--storage.tsdb.path={data / 'tsdb'}",
+            f"--web.listen-address={props['host']}:{props['port']}",
+            "--web.enable-lifecycle", "--storage.tsdb.retention.time=7d",
+        ]
+        return process.start(argv, self.log_file(props), cwd=data)
+
+    def hot_update(self, _olds: dict[str, Any], news: dict[str, Any]) -> None:
+        self._write_config(news)
+        req = urllib.request.Request(f"http://{news['host']}:{news['port']}/-/reload", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+            if resp.status != 200:
+                raise process.ProcessError(f"Prometheus refused the new config (HTTP {resp.status})")
+
+
+class SecretFileProvider(ResourceProvider):
+    """A secret value materialised as a 0600 file; the value itself stays a Pulumi secret."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        props = _clean(props)
+        process.write_private(Path(props["path"]), props["value"])
+        return CreateResult(id_=props["path"], outs=props)
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        news = _clean(news)
+        path = Path(olds.get("path", ""))
+        missing = not path.exists() or (path.stat().st_mode & 0o777) != 0o600
+        changed = any(olds.get(k) != news.get(k) for k in ("path", "value", "mode"))
+        return DiffResult(changes=changed or missing, replaces=["path"] if olds.get("path") != news.get("path") else [],
+                          stables=[], delete_before_replace=True)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        news = _clean(news)
+        process.write_private(Path(news["path"]), news["value"])
+        return UpdateResult(outs=news)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_=id_, outs=props)
+
+    def delete(self, _id: str, props: dict[str, Any]) -> None:
+        Path(props["path"]).unlink(missing_ok=True)

@@ -1,0 +1,1 @@
+"""MLflow registry resources shared by every target (they speak MLflow's REST API)."""

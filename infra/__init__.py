@@ -1,0 +1,1 @@
+"""The Shipway Pulumi program: validated stack config in, the platform for its cloud out."""

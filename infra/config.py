@@ -1,0 +1,614 @@
+"""Typed stack configuration: the one place a stack file is parsed and validated.
+
+Every key under the ``shipway:`` namespace of ``stacks/Pulumi.<env>.yaml`` is read here
+into frozen dataclasses. A bad stack file raises a single :class:`StackConfigError`
+listing *every* bad key, its value and what is allowed, so a reviewer fixes the file in
+one pass instead of one `pulumi up` per typo.
+
+Nothing is read from the ambient environment: a value is in the stack file or it is a
+documented default.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAMESPACE = "shipway"
+
+CLOUDS = ("local", "aws", "azure", "kubernetes")
+# Promotion order: a model reaches an environment from the one before it.
+ENVIRONMENTS = ("local", "dev", "test", "prod")
+DATA_CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
+TRACKING_MODES = ("managed", "self-hosted")
+
+_MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
+_TAG_VALUE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,256}$")
+
+
+class StackConfigError(ValueError):
+    """A stack file has one or more bad keys; ``problems`` lists each of them."""
+
+    def __init__(self, stack: str, problems: list[str]):
+        self.stack = stack
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(
+            f"stack '{stack}' has {len(problems)} invalid config "
+            f"key{'s' if len(problems) != 1 else ''} (fix them in stacks/Pulumi.{stack}.yaml):\n{lines}"
+        )
+
+
+@dataclass(frozen=True)
+class ModelPin:
+    """One served model, pinned to an exact registry version."""
+
+    name: str
+    version: int
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class LocalSettings:
+    """Where the `local` target runs its processes (always on 127.0.0.1)."""
+
+    tracking_port: int = 5000
+    endpoint_base_port: int = 8100
+    prometheus_port: int = 9090
+    alertmanager_port: int = 9093
+    jaeger_otlp_port: int = 4318
+    jaeger_query_port: int = 16686
+    backend_store_uri: str | None = None  # None: sqlite file under the state dir
+    data_dir: str = ".shipway/local"
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """Quality gates a version must pass to be pinned in this environment."""
+
+    min_metrics: Mapping[str, float] = field(default_factory=lambda: {"accuracy": 0.8})
+    max_regression: float = 0.01  # golden-set accuracy may drop at most this much
+    max_null_rate_delta: float = 0.05
+    max_psi: float = 0.25  # data consistency: golden data vs training baseline
+
+
+@dataclass(frozen=True)
+class SloSettings:
+    """Service level objectives; alert rules and verification limits derive from them."""
+
+    availability: float = 0.995
+    latency_p99_ms: float = 250.0
+    max_error_rate: float = 0.01
+    drift_psi: float = 0.2
+    freshness_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class AwsSettings:
+    """AWS target settings (region comes from ``shipway:region``)."""
+
+    tracking_mode: str = "managed"
+    vpc_id: str | None = None
+    subnet_ids: tuple[str, ...] = ()
+    serving_image: str | None = None
+    github_repository: str | None = None  # owner/name allowed to deploy via OIDC
+    log_retention_days: int = 365
+    # Self-hosted tracking only: ACM certificate for the internal ALB's HTTPS listener, the MLflow
+    # image (no default: a pinned image default rots) and the client CIDRs allowed to reach the ALB.
+    certificate_arn: str | None = None
+    mlflow_image: str | None = None
+    ingress_cidrs: tuple[str, ...] = ()
+    db_instance_class: str = "db.t4g.medium"
+    tracking_server_size: str = "Small"  # managed MLflow: Small | Medium | Large
+    endpoint_instance_type: str = "ml.m5.large"
+    target_invocations_per_instance: int = 100  # autoscaling target per instance per minute
+    data_capture_percent: int = 100
+    # Rotation Lambda for the secrets Shipway stores; None leaves rotation to the owning service.
+    secret_rotation_lambda_arn: str | None = None
+    secret_rotation_days: int = 30
+    # The GitHub OIDC provider is one per account: false when another stack in the account owns it.
+    create_oidc_provider: bool = True
+    # Artifact bucket of the environment models are promoted from (cross-account copy source).
+    promotion_source_bucket: str | None = None
+    # Deploy-role ARNs of the environments promoted *to* from this one: they may read models/.
+    promotion_reader_arns: tuple[str, ...] = ()
+    managed_grafana: bool = True
+
+
+@dataclass(frozen=True)
+class AzureSettings:
+    """Azure target settings (location comes from ``shipway:region``)."""
+
+    resource_group_name: str | None = None
+    github_repository: str | None = None
+    public_network_access: bool = False
+    log_retention_days: int = 365
+    # Online endpoint auth: AADToken (Entra ID tokens, no shared secret) or Key.
+    endpoint_auth_mode: str = "AADToken"
+    instance_type: str = "Standard_DS3_v2"
+    # Azure ML environment asset id of the Shipway serving image; None: MLflow no-code deployment.
+    serving_environment: str | None = None
+    # model name -> version kept deployed at 0% traffic while the new pin is verified.
+    previous_versions: Mapping[str, int] = field(default_factory=dict)
+    managed_prometheus: bool = False
+    managed_grafana: bool = False
+    alert_emails: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class KubernetesSettings:
+    """Kubernetes target settings."""
+
+    namespace: str | None = None  # default: shipway-<environment>
+    serving_image: str = "ghcr.io/shipway/serving:0.1.0"
+    mlflow_image: str = "ghcr.io/mlflow/mlflow:v3.17.2"
+    artifact_store: str = "pvc"  # pvc | s3 | azureblob
+    external_secrets: bool = False
+    kserve: bool = False
+    # s3://bucket/prefix or wasbs://container@account.blob.core.windows.net/prefix (required unless pvc)
+    artifact_uri: str | None = None
+    # IAM role ARN (s3, via IRSA) or managed-identity client id (azureblob, via workload identity)
+    artifact_identity: str | None = None
+    # postgresql://user@host:5432/db (password comes from the trackingDbPassword secret);
+    # None: an in-cluster PostgreSQL StatefulSet
+    tracking_database_uri: str | None = None
+    postgres_image: str = "docker.io/library/postgres:17"
+    otel_collector_image: str = (
+        "ghcr.io/open-telemetry/opentelemetry-collector-releases/opentelemetry-collector-k8s:0.135.0"
+    )
+    otlp_export_endpoint: str | None = None  # OTLP/HTTP backend the collector forwards to; None: debug only
+    storage_class: str | None = None  # None: the cluster's default StorageClass
+    ingress_namespace: str = "ingress-nginx"  # only this namespace may reach inference endpoints
+    monitoring_namespace: str = "monitoring"  # where Prometheus runs (scrape allow-list)
+    external_secret_store: str = "shipway"  # noqa: S105 - a ClusterSecretStore name when external_secrets is true
+    kserve_canary_percent: int = 10
+    quota_cpu: str = "16"
+    quota_memory: str = "32Gi"
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """The whole validated configuration of one stack."""
+
+    stack: str
+    cloud: str
+    environment: str
+    owner: str
+    cost_center: str
+    data_classification: str
+    models: Mapping[str, ModelPin]
+    region: str | None = None
+    allowed_regions: tuple[str, ...] = ()
+    protect_registry: bool = False
+    registry_uri: str | None = None  # None on local: the stack's own tracking server
+    local: LocalSettings = field(default_factory=LocalSettings)
+    gates: GateSettings = field(default_factory=GateSettings)
+    slo: SloSettings = field(default_factory=SloSettings)
+    aws: AwsSettings = field(default_factory=AwsSettings)
+    azure: AzureSettings = field(default_factory=AzureSettings)
+    kubernetes: KubernetesSettings = field(default_factory=KubernetesSettings)
+
+    @property
+    def tags(self) -> dict[str, str]:
+        """Compliance tags every taggable resource carries."""
+        return {
+            "owner": self.owner,
+            "cost-center": self.cost_center,
+            "environment": self.environment,
+            "data-classification": self.data_classification,
+            "managed-by": "shipway",
+        }
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Problems:
+    """Collects problems instead of raising at the first one."""
+
+    def __init__(self) -> None:
+        self.items: list[str] = []
+
+    def add(self, key: str, value: Any, allowed: str) -> None:
+        self.items.append(f"{NAMESPACE}:{key}: {_show(value)} is not valid; {allowed}")
+
+    def missing(self, key: str, allowed: str) -> None:
+        self.items.append(f"{NAMESPACE}:{key}: is required; {allowed}")
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value) if not isinstance(value, str) else repr(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, ...], problems: _Problems,
+            default: str | None = None) -> str | None:
+    value = raw.get(key, default)
+    if value is None:
+        problems.missing(key, f"one of {', '.join(choices)}")
+        return None
+    if value not in choices:
+        problems.add(key, value, f"allowed: {', '.join(choices)}")
+        return None
+    return str(value)
+
+
+def _tag_text(raw: Mapping[str, Any], key: str, problems: _Problems) -> str | None:
+    value = raw.get(key)
+    if value is None:
+        problems.missing(key, "a non-empty tag value (letters, digits, space, _.:/=+@-)")
+        return None
+    if not isinstance(value, str) or not _TAG_VALUE.match(value):
+        problems.add(key, value, "use a non-empty tag value (letters, digits, space, _.:/=+@-)")
+        return None
+    return value
+
+
+def _section(raw: Mapping[str, Any], key: str, problems: _Problems) -> Mapping[str, Any]:
+    value = raw.get(key, {})
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        problems.add(key, value, "expected a mapping of settings")
+        return {}
+    return value
+
+
+def _typed_section(
+    raw: Mapping[str, Any], key: str, problems: _Problems, cls: type,
+    fields: Mapping[str, tuple[str, Callable[[Any], bool], str]],
+) -> Any:
+    """Parse a flat settings mapping: ``fields`` maps camelCase key -> (attr, check, allowed)."""
+    section = _section(raw, key, problems)
+    kwargs: dict[str, Any] = {}
+    for sub, value in section.items():
+        if sub not in fields:
+            problems.add(f"{key}.{sub}", value, f"unknown key; allowed keys: {', '.join(sorted(fields))}")
+            continue
+        attr, check, allowed = fields[sub]
+        if not check(value):
+            problems.add(f"{key}.{sub}", value, allowed)
+            continue
+        kwargs[attr] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def _port(v: Any) -> bool:
+    return _is_int(v) and 1024 <= v <= 65535
+
+
+def _pos_num(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and v > 0
+
+
+def _fraction(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)) and 0 <= v <= 1
+
+
+def _opt_str(v: Any) -> bool:
+    return v is None or (isinstance(v, str) and v != "")
+
+
+def _str_list(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+_LOCAL_FIELDS = {
+    "trackingPort": ("tracking_port", _port, "use a port number 1024-65535"),
+    "endpointBasePort": ("endpoint_base_port", _port, "use a port number 1024-65535"),
+    "prometheusPort": ("prometheus_port", _port, "use a port number 1024-65535"),
+    "alertmanagerPort": ("alertmanager_port", _port, "use a port number 1024-65535"),
+    "jaegerOtlpPort": ("jaeger_otlp_port", _port, "use a port number 1024-65535"),
+    "jaegerQueryPort": ("jaeger_query_port", _port, "use a port number 1024-65535"),
+    "backendStoreUri": (
+        "backend_store_uri",
+        lambda v: v is None or (isinstance(v, str) and v.split(":", 1)[0] in ("sqlite", "postgresql")),
+        "use a sqlite:/// or postgresql:// URI",
+    ),
+    "dataDir": ("data_dir", lambda v: isinstance(v, str) and v != "", "use a relative or absolute directory path"),
+}
+
+_SLO_FIELDS = {
+    "availability": ("availability", lambda v: _fraction(v) and 0.9 <= v < 1,
+                     "use a fraction between 0.9 and 1 (e.g. 0.995)"),
+    "latencyP99Ms": ("latency_p99_ms", _pos_num, "use a positive number of milliseconds"),
+    "maxErrorRate": ("max_error_rate", _fraction, "use a fraction between 0 and 1"),
+    "driftPsi": ("drift_psi", _pos_num, "use a positive PSI threshold (0.1 moderate, 0.25 major)"),
+    "freshnessHours": ("freshness_hours", _pos_num, "use a positive number of hours"),
+}
+
+_AWS_FIELDS = {
+    "trackingMode": ("tracking_mode", lambda v: v in TRACKING_MODES, f"allowed: {', '.join(TRACKING_MODES)}"),
+    "vpcId": ("vpc_id", _opt_str, "use a VPC id such as vpc-0abc..."),
+    "subnetIds": ("subnet_ids", _str_list, "use a list of private subnet ids"),
+    "servingImage": ("serving_image", _opt_str, "use an ECR image URI with a digest or tag"),
+    "githubRepository": ("github_repository", lambda v: v is None or (isinstance(v, str) and v.count("/") == 1),
+                         "use owner/name"),
+    "logRetentionDays": ("log_retention_days", lambda v: _is_int(v) and v >= 1, "use a positive number of days"),
+    "certificateArn": ("certificate_arn", lambda v: v is None or (isinstance(v, str) and v.startswith("arn:aws")
+                                                                  and ":acm:" in v),
+                       "use an ACM certificate ARN (arn:aws:acm:...)"),
+    "mlflowImage": ("mlflow_image", _opt_str, "use an image URI with a digest or tag"),
+    "ingressCidrs": ("ingress_cidrs", lambda v: _str_list(v) and all(
+        re.match(r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$", c) and c != "0.0.0.0/0" for c in v),
+        "use a list of private CIDRs such as 10.0.0.0/16 (never 0.0.0.0/0)"),
+    "dbInstanceClass": ("db_instance_class", lambda v: isinstance(v, str) and v.startswith("db."),
+                        "use an RDS instance class such as db.t4g.medium"),
+    "trackingServerSize": ("tracking_server_size", lambda v: v in ("Small", "Medium", "Large"),
+                           "allowed: Small, Medium, Large"),
+    "endpointInstanceType": ("endpoint_instance_type", lambda v: isinstance(v, str) and v.startswith("ml."),
+                             "use a SageMaker instance type such as ml.m5.large"),
+    "targetInvocationsPerInstance": ("target_invocations_per_instance", lambda v: _is_int(v) and v >= 1,
+                                     "use a positive number of invocations per instance per minute"),
+    "dataCapturePercent": ("data_capture_percent", lambda v: _is_int(v) and 1 <= v <= 100,
+                           "use an integer percentage from 1 to 100"),
+    "secretRotationLambdaArn": ("secret_rotation_lambda_arn", lambda v: v is None or (
+        isinstance(v, str) and v.startswith("arn:aws") and ":lambda:" in v), "use a Lambda function ARN"),
+    "secretRotationDays": ("secret_rotation_days", lambda v: _is_int(v) and 1 <= v <= 365,
+                           "use a number of days from 1 to 365"),
+    "createOidcProvider": ("create_oidc_provider", lambda v: isinstance(v, bool), "use true or false"),
+    "promotionSourceBucket": ("promotion_source_bucket", _opt_str, "use the source environment's bucket name"),
+    "promotionReaderArns": ("promotion_reader_arns", lambda v: _str_list(v) and all(
+        re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", a) for a in v),
+        "use a list of IAM role ARNs (arn:aws:iam::<account>:role/<name>)"),
+    "managedGrafana": ("managed_grafana", lambda v: isinstance(v, bool), "use true or false"),
+}
+
+_AZURE_FIELDS = {
+    "resourceGroupName": ("resource_group_name", _opt_str, "use an existing resource group name"),
+    "githubRepository": ("github_repository", lambda v: v is None or (isinstance(v, str) and v.count("/") == 1),
+                         "use owner/name"),
+    "publicNetworkAccess": ("public_network_access", lambda v: isinstance(v, bool), "use true or false"),
+    "logRetentionDays": ("log_retention_days", lambda v: _is_int(v) and v >= 1, "use a positive number of days"),
+    "endpointAuthMode": ("endpoint_auth_mode", lambda v: v in ("AADToken", "Key"), "allowed: AADToken, Key"),
+    "instanceType": ("instance_type", lambda v: isinstance(v, str) and re.match(r"^Standard_[A-Za-z0-9_]+$", v),
+                     "use an Azure ML managed instance type such as Standard_DS3_v2"),
+    "servingEnvironment": ("serving_environment", _opt_str, "use an Azure ML environment asset id"),
+    "previousVersions": ("previous_versions", lambda v: isinstance(v, Mapping) and all(
+        isinstance(k, str) and _is_int(n) and n >= 1 for k, n in v.items()),
+        "use a mapping of model name -> previous registry version (a positive integer)"),
+    "managedPrometheus": ("managed_prometheus", lambda v: isinstance(v, bool), "use true or false"),
+    "managedGrafana": ("managed_grafana", lambda v: isinstance(v, bool), "use true or false"),
+    "alertEmails": ("alert_emails", lambda v: _str_list(v) and all("@" in x for x in v),
+                    "use a list of e-mail addresses"),
+}
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
+
+_K8S_FIELDS = {
+    "namespace": ("namespace", lambda v: isinstance(v, str) and _DNS_LABEL.match(v), "use a DNS-1123 label"),
+    "servingImage": ("serving_image", lambda v: isinstance(v, str) and v != "", "use an image reference"),
+    "mlflowImage": ("mlflow_image", lambda v: isinstance(v, str) and v != "", "use an image reference"),
+    "artifactStore": ("artifact_store", lambda v: v in ("pvc", "s3", "azureblob"),
+                      "allowed: pvc, s3, azureblob"),
+    "externalSecrets": ("external_secrets", lambda v: isinstance(v, bool), "use true or false"),
+    "kserve": ("kserve", lambda v: isinstance(v, bool), "use true or false"),
+    "artifactUri": ("artifact_uri",
+                    lambda v: v is None or (isinstance(v, str) and re.match(r"^(s3|wasbs)://.+", v)),
+                    "use s3://bucket/prefix or wasbs://container@account.blob.core.windows.net/prefix"),
+    "artifactIdentity": ("artifact_identity", _opt_str,
+                         "use an IAM role ARN or a managed-identity client id"),
+    "trackingDatabaseUri": (
+        "tracking_database_uri",
+        lambda v: v is None or (isinstance(v, str) and re.match(r"^postgresql://[^:@/]+@[^/]+/.+", v)),
+        "use postgresql://user@host:5432/db without a password (it comes from trackingDbPassword)",
+    ),
+    "postgresImage": ("postgres_image", lambda v: isinstance(v, str) and v != "", "use an image reference"),
+    "otelCollectorImage": ("otel_collector_image", lambda v: isinstance(v, str) and v != "",
+                           "use an image reference"),
+    "otlpExportEndpoint": ("otlp_export_endpoint", lambda v: v is None or (isinstance(v, str)
+                           and re.match(r"^https?://", v)), "use an http(s):// OTLP/HTTP endpoint"),
+    "storageClass": ("storage_class", _opt_str, "use a StorageClass name"),
+    "ingressNamespace": ("ingress_namespace", lambda v: isinstance(v, str) and _DNS_LABEL.match(v),
+                         "use a DNS-1123 label"),
+    "monitoringNamespace": ("monitoring_namespace", lambda v: isinstance(v, str) and _DNS_LABEL.match(v),
+                            "use a DNS-1123 label"),
+    "externalSecretStore": ("external_secret_store", lambda v: isinstance(v, str) and _DNS_LABEL.match(v),
+                            "use a ClusterSecretStore name (DNS-1123 label)"),
+    "kserveCanaryPercent": ("kserve_canary_percent", lambda v: _is_int(v) and 0 <= v <= 100,
+                            "use an integer percentage from 0 to 100"),
+    "quotaCpu": ("quota_cpu", lambda v: isinstance(v, str) and _QUANTITY.match(v),
+                 "use a Kubernetes quantity such as 16 or 16000m"),
+    "quotaMemory": ("quota_memory", lambda v: isinstance(v, str) and _QUANTITY.match(v),
+                    "use a Kubernetes quantity such as 32Gi"),
+}
+
+
+def _parse_models(raw: Mapping[str, Any], problems: _Problems) -> dict[str, ModelPin]:
+    models = raw.get("models")
+    if models is None:
+        return {}
+    if not isinstance(models, Mapping):
+        problems.add("models", models, "expected a mapping of model name -> {version: N}")
+        return {}
+    pins: dict[str, ModelPin] = {}
+    for name, spec in models.items():
+        key = f"models.{name}"
+        if not isinstance(name, str) or not _MODEL_NAME.match(name):
+            problems.add(key, name, "model names are lowercase letters, digits and '-', 2-63 chars, "
+                                    "starting with a letter")
+            continue
+        if not isinstance(spec, Mapping):
+            problems.add(key, spec, "expected a mapping such as {version: 3}")
+            continue
+        for sub in spec:
+            if sub not in ("version", "instances"):
+                problems.add(f"{key}.{sub}", spec[sub], "unknown key; allowed keys: instances, version")
+        version = spec.get("version")
+        ok = True
+        if version is None:
+            problems.missing(f"{key}.version", "pin an exact registry version (a positive integer)")
+            ok = False
+        elif not _is_int(version) or version < 1:
+            problems.add(f"{key}.version", version,
+                         "pin an exact registry version (a positive integer); aliases such as "
+                         "'latest' or 'champion' are not allowed")
+            ok = False
+        instances = spec.get("instances", 1)
+        if not _is_int(instances) or not 1 <= instances <= 100:
+            problems.add(f"{key}.instances", instances, "use an integer from 1 to 100")
+            ok = False
+        if ok:
+            pins[name] = ModelPin(name=name, version=int(version), instances=int(instances))
+    return pins
+
+
+def _parse_gates(raw: Mapping[str, Any], problems: _Problems) -> GateSettings:
+    section = _section(raw, "gates", problems)
+    kwargs: dict[str, Any] = {}
+    allowed = ("maxNullRateDelta", "maxPsi", "maxRegression", "minMetrics")
+    for sub, value in section.items():
+        key = f"gates.{sub}"
+        if sub == "minMetrics":
+            if not isinstance(value, Mapping) or not all(
+                isinstance(k, str) and _fraction(v) for k, v in value.items()
+            ):
+                problems.add(key, value, "use a mapping of metric name -> minimum value between 0 and 1")
+            else:
+                kwargs["min_metrics"] = dict(value)
+        elif sub in ("maxRegression", "maxNullRateDelta"):
+            if not _fraction(value):
+                problems.add(key, value, "use a fraction between 0 and 1")
+            else:
+                kwargs["max_regression" if sub == "maxRegression" else "max_null_rate_delta"] = float(value)
+        elif sub == "maxPsi":
+            if not _pos_num(value):
+                problems.add(key, value, "use a positive PSI threshold")
+            else:
+                kwargs["max_psi"] = float(value)
+        else:
+            problems.add(key, value, f"unknown key; allowed keys: {', '.join(allowed)}")
+    return GateSettings(**kwargs)
+
+
+_TOP_LEVEL = (
+    "allowedRegions", "aws", "azure", "cloud", "costCenter", "dataClassification", "environment", "gates",
+    "kubernetes", "local", "models", "owner", "protectRegistry", "region", "registryUri", "slo",
+    # secrets are read by the program, never parsed into plain objects here
+    "endpointApiKey", "trackingDbPassword",
+)
+
+
+def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
+    """Validate ``raw`` (keys without the ``shipway:`` prefix, values already decoded)."""
+    problems = _Problems()
+    for key, value in raw.items():
+        if key not in _TOP_LEVEL:
+            problems.add(key, value, f"unknown key; allowed keys: {', '.join(sorted(_TOP_LEVEL))}")
+
+    cloud = _choice(raw, "cloud", CLOUDS, problems)
+    environment = _choice(raw, "environment", ENVIRONMENTS, problems)
+    owner = _tag_text(raw, "owner", problems)
+    cost_center = _tag_text(raw, "costCenter", problems)
+    classification = _choice(raw, "dataClassification", DATA_CLASSIFICATIONS, problems)
+    models = _parse_models(raw, problems)
+
+    region = raw.get("region")
+    allowed_regions = raw.get("allowedRegions", [])
+    if not (allowed_regions == [] or _str_list(allowed_regions)):
+        problems.add("allowedRegions", allowed_regions, "use a list of region names")
+        allowed_regions = []
+    if cloud in ("aws", "azure"):
+        if region is None:
+            problems.missing("region", f"the {cloud} region to deploy to")
+        elif not isinstance(region, str) or not re.match(r"^[a-z0-9-]+$", region):
+            problems.add("region", region, "use a region name such as eu-west-1 or westeurope")
+        elif allowed_regions and region not in allowed_regions:
+            problems.add("region", region, f"allowed by allowedRegions: {', '.join(allowed_regions)}")
+    elif region is not None:
+        problems.add("region", region, f"the {cloud} target has no region; remove the key")
+
+    protect = raw.get("protectRegistry", environment == "prod")
+    if not isinstance(protect, bool):
+        problems.add("protectRegistry", protect, "use true or false")
+        protect = True
+    elif environment == "prod" and protect is False:
+        problems.add("protectRegistry", protect, "prod registry entries must be retained on delete; use true")
+
+    registry_uri = raw.get("registryUri")
+    if registry_uri is not None and not (
+        isinstance(registry_uri, str) and re.match(r"^(https?://|databricks|azureml://|arn:aws:sagemaker:)", registry_uri)
+    ):
+        problems.add("registryUri", registry_uri, "use an http(s):// MLflow URI, azureml:// or a SageMaker MLflow ARN")
+    if cloud == "local" and isinstance(registry_uri, str) and registry_uri.startswith("http") and not re.match(
+        r"^http://(127\.0\.0\.1|localhost)(:\d+)?(/|$)", registry_uri
+    ):
+        problems.add("registryUri", registry_uri, "the local target only talks to 127.0.0.1")
+
+    local = _typed_section(raw, "local", problems, LocalSettings, _LOCAL_FIELDS)
+    gates = _parse_gates(raw, problems)
+    slo = _typed_section(raw, "slo", problems, SloSettings, _SLO_FIELDS)
+    aws = _typed_section(raw, "aws", problems, AwsSettings, _AWS_FIELDS)
+    azure = _typed_section(raw, "azure", problems, AzureSettings, _AZURE_FIELDS)
+    kubernetes = _typed_section(raw, "kubernetes", problems, KubernetesSettings, _K8S_FIELDS)
+
+    if environment is not None and stack in ENVIRONMENTS and stack != environment:
+        problems.add("environment", environment, f"stack '{stack}' must declare environment '{stack}'")
+
+    if problems.items:
+        raise StackConfigError(stack, problems.items)
+    assert cloud and environment and owner and cost_center and classification  # noqa: S101 - narrowed above
+    return StackConfig(
+        stack=stack, cloud=cloud, environment=environment, owner=owner, cost_center=cost_center,
+        data_classification=classification, models=models, region=region,
+        allowed_regions=tuple(allowed_regions), protect_registry=protect, registry_uri=registry_uri,
+        local=local, gates=gates, slo=slo, aws=aws, azure=azure, kubernetes=kubernetes,
+    )
+
+
+# ------------------------------------------------------------------- reading sources
+
+
+def raw_from_stack_file(path: Path) -> dict[str, Any]:
+    """Read the ``shipway:`` keys of a stack file (secure values are left encrypted)."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    try:
+        doc = YAML(typ="safe").load(path.read_text())
+    except YAMLError as exc:
+        raise StackConfigError(path.stem.removeprefix("Pulumi."), [f"{path}: not valid YAML: {exc}"]) from exc
+    config = (doc or {}).get("config") or {}
+    raw: dict[str, Any] = {}
+    for key, value in config.items():
+        ns, _, name = str(key).partition(":")
+        if ns == NAMESPACE and name:
+            raw[name] = value
+    return raw
+
+
+def load_stack_file(path: Path) -> StackConfig:
+    """Parse and validate ``stacks/Pulumi.<stack>.yaml``."""
+    stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
+    return parse_stack_config(stack, raw_from_stack_file(path))
+
+
+def raw_from_pulumi_config(config: Mapping[str, str]) -> dict[str, Any]:
+    """Decode the engine's flat config map (``{"shipway:models": "<json>"}``) into raw values."""
+    raw: dict[str, Any] = {}
+    for key, text in config.items():
+        ns, _, name = key.partition(":")
+        if ns != NAMESPACE or not name:
+            continue
+        if name in _STRUCTURED:
+            try:
+                raw[name] = json.loads(text)
+            except (TypeError, ValueError):
+                raw[name] = text  # reported by the parser with the offending text
+        else:
+            raw[name] = text  # plain strings stay strings: a cost center "0042" is not 42
+    return raw
+
+
+# Keys whose engine value is JSON; every other key is a plain string.
+_STRUCTURED = frozenset(
+    {"allowedRegions", "aws", "azure", "gates", "kubernetes", "local", "models", "protectRegistry", "slo"}
+)

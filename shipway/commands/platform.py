@@ -1,0 +1,166 @@
+"""`shipway platform up|down|train`: run the platform of a stack (the `local` stack by default)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from infra.config import StackConfig, StackConfigError, load_stack_file
+
+app = typer.Typer(no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _stack_config(root: Path, stack: str) -> StackConfig:
+    path = root / "stacks" / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        have = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (root / "stacks").glob("Pulumi.*.yaml"))
+        raise typer.BadParameter(f"no stack file {path.relative_to(root)}; stacks: {', '.join(have)}",
+                                 param_hint="--stack")
+    try:
+        return load_stack_file(path)
+    except StackConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from exc
+
+
+def registry_uri(cfg: StackConfig, root: Path) -> str:
+    """The registry to use now: the running tracking server, else its store directly (local only)."""
+    from components.local.platform import direct_store
+    from components.local.process import http_ok
+
+    if cfg.registry_uri:
+        return cfg.registry_uri
+    server = f"http://127.0.0.1:{cfg.local.tracking_port}"
+    if http_ok(server + "/health"):
+        return server
+    store, _ = direct_store(cfg, root)
+    return store
+
+
+def _pins_ready(cfg: StackConfig, uri: str) -> list[str]:
+    """Pre-flight: every pinned version exists and is READY. Returns the problems."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    problems = []
+    for name, pin in sorted(cfg.models.items()):
+        try:
+            mv = client.get_model_version(name, str(pin.version))
+        except MlflowException:
+            try:
+                have = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
+            except MlflowException:
+                have = []
+            known = f"registered versions: {', '.join(map(str, have))}" if have else "no registered versions"
+            problems.append(f"model '{name}' version {pin.version} does not exist in the registry at {uri} "
+                            f"({known}); register it or pin an existing version in stacks/Pulumi.{cfg.stack}.yaml")
+            continue
+        if mv.status != "READY":
+            problems.append(f"model '{name}' version {pin.version} is {mv.status}, not READY")
+    return problems
+
+
+def _sample_prediction(outputs: dict[str, Any]) -> tuple[str, Any]:
+    from shipway.example import MODEL_NAME, sample_request
+
+    endpoint = outputs["endpoints"][MODEL_NAME]
+    key = Path(endpoint["apiKeyFile"]).read_text().strip()
+    req = urllib.request.Request(endpoint["url"] + "/invocations", data=json.dumps(sample_request(2)).encode(),
+                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback endpoint from stack outputs
+        return endpoint["url"], json.loads(resp.read())
+
+
+@app.command()
+def up(
+    stack: str = typer.Option("local", help="Stack (environment) to bring up."),
+    train: bool = typer.Option(True, help="Train and register the example model first (idempotent)."),
+) -> None:
+    """Train + register the example model, pre-flight the pins, then `pulumi up` the stack.
+
+    Example: shipway platform up --stack local
+    """
+    from shipway import engine
+    from shipway.example import MODEL_NAME, train_and_register
+
+    root = engine.repo_root()
+    cfg = _stack_config(root, stack)
+    if cfg.cloud != "local":
+        raise typer.BadParameter(f"stack '{stack}' targets {cfg.cloud}; `platform up` runs local stacks only — "
+                                 "deploy cloud stacks through CI (docs/gitops.md)", param_hint="--stack")
+    uri = registry_uri(cfg, root)
+    if train and MODEL_NAME in cfg.models:
+        from components.local.platform import direct_store
+
+        with console.status(f"training + registering {MODEL_NAME} ..."):
+            reg = train_and_register(uri, artifact_root=direct_store(cfg, root)[1])
+        verb = "registered" if reg.created else "already registered"
+        console.print(f"model {reg.name} v{reg.version} {verb} (golden accuracy {reg.accuracy:.3f})")
+    problems = _pins_ready(cfg, uri)
+    if problems:
+        for p in problems:
+            console.print(f"[red]pre-flight: {p}[/red]")
+        console.print("nothing was changed.")
+        raise typer.Exit(3)
+    console.print(f"pulumi up --stack {stack} ...")
+    summary = engine.up(stack, message="shipway platform up", on_output=lambda line: console.print(line, end="",
+                                                                                                  markup=False,
+                                                                                                  highlight=False))
+    outputs = summary["outputs"]
+    changes = {k: v for k, v in summary["resourceChanges"].items() if k != "same"}
+    console.print(f"changes: {changes or 'none'}")
+    out = Console()
+    out.print(f"tracking server : {outputs['trackingUri']}")
+    for model, ep in sorted(outputs["endpoints"].items()):
+        out.print(f"endpoint        : {model} v{ep['version']} at {ep['url']}/invocations")
+    out.print(f"prometheus      : {outputs['prometheusUrl']}")
+    if MODEL_NAME in outputs["endpoints"]:
+        url, prediction = _sample_prediction(outputs)
+        out.print(f"sample prediction from {url}: {json.dumps(prediction)}")
+
+
+@app.command()
+def down(stack: str = typer.Option("local", help="Stack to destroy.")) -> None:
+    """`pulumi destroy` the stack: stops every process it started (registry data is kept on disk).
+
+    Example: shipway platform down --stack local
+    """
+    from shipway import engine
+
+    root = engine.repo_root()
+    _stack_config(root, stack)
+    summary = engine.destroy(stack, on_output=lambda line: console.print(line, end="", markup=False,
+                                                                         highlight=False))
+    console.print(f"destroyed: {summary['resourceChanges']}")
+
+
+@app.command()
+def train(
+    variant: str = typer.Option("baseline", help="baseline | forest | worse | slow"),
+    stack: str = typer.Option("local", help="Stack whose registry receives the model."),
+) -> None:
+    """Train and register a variant of the example model; prints its registry version.
+
+    Example: shipway platform train --variant forest
+    """
+    from components.local.platform import direct_store
+    from shipway import engine
+    from shipway.example import VARIANTS, train_and_register
+
+    if variant not in VARIANTS:
+        raise typer.BadParameter(f"{variant!r} is not a variant; allowed: {', '.join(VARIANTS)}",
+                                 param_hint="--variant")
+    root = engine.repo_root()
+    cfg = _stack_config(root, stack)
+    reg = train_and_register(registry_uri(cfg, root), variant=variant, artifact_root=direct_store(cfg, root)[1])
+    print(json.dumps({"name": reg.name, "version": reg.version, "variant": reg.variant, "created": reg.created,
+                      "accuracy": round(reg.accuracy, 4)}))
+    sys.stdout.flush()
