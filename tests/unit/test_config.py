@@ -1,0 +1,158 @@
+"""Stack config parsing: every bad key is reported, with its value and what is allowed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.config import (
+    ENVIRONMENTS,
+    StackConfigError,
+    load_stack_file,
+    parse_stack_config,
+    raw_from_pulumi_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+GOOD = {
+    "cloud": "local",
+    "environment": "local",
+    "owner": "ml-platform",
+    "costCenter": "cc-1",
+    "dataClassification": "internal",
+    "models": {"iris-classifier": {"version": 3}},
+}
+
+
+def problems(stack: str, **changes: object) -> list[str]:
+    raw = {**GOOD, **changes}
+    raw = {k: v for k, v in raw.items() if v is not None}
+    with pytest.raises(StackConfigError) as err:
+        parse_stack_config(stack, raw)
+    return err.value.problems
+
+
+def test_good_config_parses_into_typed_objects():
+    cfg = parse_stack_config("local", GOOD)
+    assert cfg.cloud == "local"
+    assert cfg.models["iris-classifier"].version == 3
+    assert cfg.models["iris-classifier"].instances == 1
+    assert cfg.tags == {"owner": "ml-platform", "cost-center": "cc-1", "environment": "local",
+                        "data-classification": "internal", "managed-by": "shipway"}
+    assert cfg.protect_registry is False
+
+
+@pytest.mark.parametrize(("changes", "expected"), [
+    ({"cloud": "gcp"}, "shipway:cloud: 'gcp' is not valid; allowed: local, aws, azure, kubernetes"),
+    ({"environment": "staging"}, "shipway:environment: 'staging' is not valid; allowed: local, dev, test, prod"),
+    ({"dataClassification": "secret"},
+     "shipway:dataClassification: 'secret' is not valid; allowed: public, internal, confidential, restricted"),
+    ({"owner": ""}, "shipway:owner: '' is not valid; use a non-empty tag value (letters, digits, space, _.:/=+@-)"),
+    ({"models": {"iris-classifier": {"version": "latest"}}},
+     "shipway:models.iris-classifier.version: 'latest' is not valid; pin an exact registry version "
+     "(a positive integer); aliases such as 'latest' or 'champion' are not allowed"),
+    ({"models": {"iris-classifier": {"version": 0}}},
+     "shipway:models.iris-classifier.version: 0 is not valid; pin an exact registry version "
+     "(a positive integer); aliases such as 'latest' or 'champion' are not allowed"),
+    ({"models": {"iris-classifier": {"version": True}}},
+     "shipway:models.iris-classifier.version: true is not valid; pin an exact registry version "
+     "(a positive integer); aliases such as 'latest' or 'champion' are not allowed"),
+    ({"models": {"iris-classifier": {}}},
+     "shipway:models.iris-classifier.version: is required; pin an exact registry version (a positive integer)"),
+    ({"models": {"Iris": {"version": 1}}},
+     "shipway:models.Iris: 'Iris' is not valid; model names are lowercase letters, digits and '-', 2-63 chars, "
+     "starting with a letter"),
+    ({"models": {"iris-classifier": {"version": 1, "stage": "prod"}}},
+     "shipway:models.iris-classifier.stage: 'prod' is not valid; unknown key; allowed keys: instances, version"),
+    ({"models": {"iris-classifier": {"version": 1, "instances": 0}}},
+     "shipway:models.iris-classifier.instances: 0 is not valid; use an integer from 1 to 100"),
+    ({"models": ["iris"]}, 'shipway:models: ["iris"] is not valid; expected a mapping of model name -> {version: N}'),
+    ({"colour": "blue"}, "shipway:colour: 'blue' is not valid; unknown key; allowed keys: allowedRegions, aws, "
+                         "azure, cloud, costCenter, dataClassification, endpointApiKey, environment, gates, "
+                         "kubernetes, local, models, owner, protectRegistry, region, registryUri, slo, "
+                         "trackingDbPassword"),
+    ({"region": "eu-west-1"}, "shipway:region: 'eu-west-1' is not valid; the local target has no region; remove the key"),
+    ({"local": {"trackingPort": 80}}, "shipway:local.trackingPort: 80 is not valid; use a port number 1024-65535"),
+    ({"local": {"tracking_port": 5000}},
+     "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertmanagerPort, backendStoreUri, "
+     "dataDir, endpointBasePort, jaegerOtlpPort, jaegerQueryPort, prometheusPort, trackingPort"),
+    ({"local": {"backendStoreUri": "mysql://db"}},
+     "shipway:local.backendStoreUri: 'mysql://db' is not valid; use a sqlite:/// or postgresql:// URI"),
+    ({"registryUri": "http://10.1.2.3:5000"}, "shipway:registryUri: 'http://10.1.2.3:5000' is not valid; "
+                                              "the local target only talks to 127.0.0.1"),
+    ({"slo": {"availability": 1.5}},
+     "shipway:slo.availability: 1.5 is not valid; use a fraction between 0.9 and 1 (e.g. 0.995)"),
+    ({"gates": {"maxRegression": -1}}, "shipway:gates.maxRegression: -1 is not valid; use a fraction between 0 and 1"),
+    ({"gates": {"minMetrics": {"accuracy": 2}}},
+     'shipway:gates.minMetrics: {"accuracy": 2} is not valid; use a mapping of metric name -> minimum value '
+     "between 0 and 1"),
+    ({"protectRegistry": "yes"}, "shipway:protectRegistry: 'yes' is not valid; use true or false"),
+])
+def test_each_bad_key_has_an_exact_message(changes, expected):
+    assert problems("local", **changes) == [expected]
+
+
+def test_missing_required_keys_are_all_listed_at_once():
+    found = problems("local", cloud=None, owner=None, costCenter=None, dataClassification=None)
+    assert found == [
+        "shipway:cloud: is required; one of local, aws, azure, kubernetes",
+        "shipway:owner: is required; a non-empty tag value (letters, digits, space, _.:/=+@-)",
+        "shipway:costCenter: is required; a non-empty tag value (letters, digits, space, _.:/=+@-)",
+        "shipway:dataClassification: is required; one of public, internal, confidential, restricted",
+    ]
+
+
+def test_one_error_lists_every_bad_key_with_the_file_to_fix():
+    with pytest.raises(StackConfigError) as err:
+        parse_stack_config("local", {**GOOD, "cloud": "gcp", "models": {"iris-classifier": {"version": "2"}}})
+    text = str(err.value)
+    assert text.startswith("stack 'local' has 2 invalid config keys (fix them in stacks/Pulumi.local.yaml):\n")
+    assert "  - shipway:cloud: 'gcp'" in text
+    assert "  - shipway:models.iris-classifier.version: '2'" in text
+
+
+def test_cloud_targets_need_an_allowed_region():
+    aws = {**GOOD, "cloud": "aws", "environment": "dev"}
+    assert problems("dev", **{**aws, "environment": "dev"}) == [
+        "shipway:region: is required; the aws region to deploy to"]
+    assert problems("dev", **{**aws, "region": "us-east-1", "allowedRegions": ["eu-west-1"]}) == [
+        "shipway:region: 'us-east-1' is not valid; allowed by allowedRegions: eu-west-1"]
+
+
+def test_prod_retains_registry_entries_and_refuses_to_turn_that_off():
+    prod = {**GOOD, "cloud": "aws", "environment": "prod", "region": "eu-west-1"}
+    assert parse_stack_config("prod", prod).protect_registry is True
+    assert problems("prod", **{**prod, "protectRegistry": False}) == [
+        "shipway:protectRegistry: false is not valid; prod registry entries must be retained on delete; use true"]
+
+
+def test_a_stack_named_after_an_environment_must_declare_it():
+    assert problems("prod", **{**GOOD, "environment": "dev"}) == [
+        "shipway:environment: 'dev' is not valid; stack 'prod' must declare environment 'prod'"]
+
+
+def test_engine_config_map_is_decoded_without_turning_strings_into_numbers():
+    raw = raw_from_pulumi_config({
+        "shipway:costCenter": "0042",
+        "shipway:models": '{"iris-classifier": {"version": 2}}',
+        "shipway:protectRegistry": "true",
+        "aws:region": "eu-west-1",
+    })
+    assert raw == {"costCenter": "0042", "models": {"iris-classifier": {"version": 2}}, "protectRegistry": True}
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_every_committed_stack_file_is_valid(env):
+    cfg = load_stack_file(ROOT / "stacks" / f"Pulumi.{env}.yaml")
+    assert cfg.environment == env
+    assert all(isinstance(pin.version, int) and pin.version >= 1 for pin in cfg.models.values())
+
+
+def test_broken_yaml_names_the_file(tmp_path):
+    bad = tmp_path / "Pulumi.dev.yaml"
+    bad.write_text("config:\n  shipway:cloud: [aws\n")
+    with pytest.raises(StackConfigError) as err:
+        load_stack_file(bad)
+    assert err.value.problems[0].startswith(f"{bad}: not valid YAML:")
