@@ -1,0 +1,125 @@
+"""Render ``docs/policies.md`` from the rule registry, so the table cannot drift from the code.
+
+Run ``python -m policies.docgen``; a test fails when the checked-in page differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+from pulumi_policy import Policy, StackValidationPolicy
+
+from policies._core import PROD_ONLY
+from policies.envconfig import ENVIRONMENTS
+
+DOC: Final = Path(__file__).resolve().parent.parent / "docs" / "policies.md"
+
+_INTRO = """# Policy pack (`policies/`)
+
+Shipway's CrossGuard pack checks every stack (local, dev, test, prod) before anything changes.
+One pack serves every environment; what differs is the **policy config** the stack runs with:
+
+```bash
+pulumi preview --policy-pack policies --policy-pack-config policies/config/prod.json
+```
+
+| environment | enforcement | min log retention | allowed regions | gate evidence registry |
+|---|---|---|---|---|
+{env_rows}
+
+*Mandatory* violations stop `pulumi preview`/`up`; *advisory* ones are printed and the run goes on.
+Prod-only rules (capacity, data capture, rollback alarms, autoscaling, gate evidence, registry
+protection) read `environment` from the same file and do nothing elsewhere.
+
+## Changing the config
+
+`policies/config/*.json` are generated from `policies/envconfig.py` (`python -m policies.envconfig`);
+edit the table there, never the JSON. The format is the Pulumi CLI's:
+`{{"all": "mandatory", "<rule>": {{"<setting>": value}}}}`. Settings a rule reads are declared in its
+`config_schema` (see `policies/_core.py: SETTINGS`), so the CLI rejects a typo before the pack runs.
+The gate-evidence rule asks the registry named by `trackingUri` or, when that is empty, the
+stack's own `shipway:registryUri` (http/https only), through MLflow's REST API.
+
+## Writing a rule
+
+One function + one policy object per rule, in the module of its cloud and service
+(`policies/aws/s3.py`, `policies/kubernetes/workloads.py`, ...), named
+`<cloud>-<service>-<resource>-<verb>-<thing>` (`any-` for cross-cloud rules), with a description,
+severity, `enforcement_level=ADVISORY` (environments raise it) and `remediation_steps`. Add it to
+the module's `POLICIES`; `policies/registry.py` collects every module. Read props with
+`policies._core.get` (values unknown at preview come back as `UNKNOWN`; stay silent on them, the
+rule runs again at `up`). Tests in `tests/policies/` start from the compliant baselines in
+`tests/policies/baselines.py`, change one property and assert the exact message. Regenerate this
+page with `python -m policies.docgen`.
+
+## Conventions the rules rely on
+
+- Served models are named by an exact registry version: `models:/<name>/<N>` in the container env
+  `SHIPWAY_MODEL_URI` (or `MLFLOW_MODEL_URI`), a versioned SageMaker model-package ARN, or a versioned
+  Azure ML model id; local endpoints pass `modelName` + integer `modelVersion`.
+- Prod rollback alarms on SageMaker endpoints have `latency`, `error` and `drift` in their names.
+- Local resources are dynamic resources with an input `shipwayKind`.
+- Secrets reach resources by reference only (the analyzer sees secrets decrypted, so a literal
+  under a secret-looking name is reported whether or not it came from `--secret` config).
+
+## What the pack cannot see (and what covers it instead)
+
+- **Secretness.** The engine hands policies secret inputs already decrypted and unmarked, so the
+  local `SecretFile`'s `value` cannot be checked for being a Pulumi secret; the component and its
+  recording-mock tests own that guarantee.
+- **`retainOnDelete` on cloud resources.** Resource options visible to policies include `protect`
+  but not `retain_on_delete`; `any-mlops-registry-protect-from-delete` therefore requires
+  `protect=True` on cloud registry resources (local registry resources may use their
+  `retainOnDelete` input instead).
+- **Values unknown at preview.** A rule that needs a computed value (an id, an ARN) stays silent
+  during `pulumi preview` and judges it during `pulumi up`, where the engine runs the pack again.
+- **Gate evidence without a registry.** With no `trackingUri` and no `shipway:registryUri`, the
+  gate-evidence rule has nothing to ask and does nothing; an unreachable registry blocks prod
+  (`requireReachableRegistry: true`) and is skipped on local/dev.
+
+## Rules ({count})
+
+| rule | kind | severity | local | dev | test | prod | checks | remediation |
+|---|---|---|---|---|---|---|---|---|
+"""
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(policies: Sequence[Policy]) -> str:
+    """The page text."""
+    env_rows = "\n".join(
+        f"| {env} | {s.enforcement} | {s.min_retention_days} days | "
+        f"{', '.join(s.allowed_regions) or 'any'} | {s.tracking_uri or 'stack shipway:registryUri'} |"
+        for env, s in ENVIRONMENTS.items()
+    )
+    lines = [_INTRO.format(env_rows=env_rows, count=len(policies))]
+    for policy in sorted(policies, key=lambda p: p.name):
+        kind = "stack" if isinstance(policy, StackValidationPolicy) else "resource"
+        severity = policy.severity.value if policy.severity else "-"
+        prod_only = PROD_ONLY in (policy.tags or [])
+        levels = [
+            "-" if prod_only and env != "prod" else ENVIRONMENTS[env].enforcement
+            for env in ("local", "dev", "test", "prod")
+        ]
+        lines.append(
+            f"| `{policy.name}` | {kind} | {severity} | {' | '.join(levels)} | {_cell(policy.description)} | "
+            f"{_cell(policy.remediation_steps or '')} |\n"
+        )
+    lines.append("\n`-` = the rule applies in prod only.\n")
+    return "".join(lines)
+
+
+def main() -> None:
+    """Write ``docs/policies.md``."""
+    from policies.registry import ALL_POLICIES
+
+    DOC.write_text(render(ALL_POLICIES))
+
+
+if __name__ == "__main__":
+    main()

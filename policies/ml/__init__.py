@@ -1,0 +1,1 @@
+"""ML-specific rules and pure helpers (model pinning, gate evidence, registry protection)."""

@@ -1,0 +1,157 @@
+"""Recognise how an endpoint names the model it serves, on every target.
+
+Shipway serves *exact registry versions*. A reference is acceptable only when it names one
+immutable version in a registry: ``models:/<name>/<N>`` (MLflow), a versioned SageMaker model
+package ARN, or a versioned Azure ML model asset id. Everything else either moves under the
+endpoint's feet (``latest``, ``@champion``, stages) or bypasses the registry and its gate
+evidence entirely (``s3://``, ``runs:/``, blob paths). This module is pure so it is shared by
+the per-cloud pinning rules and the gate-evidence rule.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from policies._core import UNKNOWN, entries, get, items
+
+# Environment variables through which our serving app receives its model (all targets).
+MODEL_URI_ENV: Final = ("SHIPWAY_MODEL_URI", "MLFLOW_MODEL_URI")
+
+_PINNED: Final = (
+    re.compile(r"^models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<version>[0-9]+)$"),
+    re.compile(r"^azureml://registries/[^/]+/models/(?P<name>[^/]+)/versions/(?P<version>[0-9]+)$"),
+    re.compile(r"^azureml:(?P<name>[^:@/]+):(?P<version>[0-9]+)$"),
+    re.compile(
+        r"^/subscriptions/.+/workspaces/[^/]+/models/(?P<name>[^/]+)/versions/(?P<version>[0-9]+)$",
+        re.IGNORECASE,
+    ),
+    re.compile(r"^arn:aws[a-z-]*:sagemaker:[^:]*:[0-9]*:model-package/(?P<name>[^/]+)/(?P<version>[0-9]+)$"),
+)
+_ALIAS: Final = (
+    re.compile(r"^models:/[^/@]+@(?P<alias>.+)$"),
+    re.compile(r"^azureml:[^:@/]+@(?P<alias>.+)$"),
+    re.compile(r"/labels/(?P<alias>[^/]+)$"),
+)
+_MOVING: Final = (
+    re.compile(r"^models:/[^/@]+/(?P<alias>[A-Za-z][A-Za-z_-]*)$"),  # latest, Production, Staging
+    re.compile(r"^arn:aws[a-z-]*:sagemaker:[^:]*:[0-9]*:model-package(-group)?/(?P<alias>[^/]+)$"),
+)
+_RAW_PATH: Final = re.compile(
+    r"^(s3|s3a|gs|wasbs?|abfss?|https?|file|runs|mlflow-artifacts|dbfs|hdfs)://?|^azureml://datastores/"
+    r"|^/|^\./|^~/",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """One model reference found in a resource: where, what, and what is wrong with it."""
+
+    field: str
+    raw: Any
+    name: str | None = None
+    version: int | None = None
+    problem: str | None = None
+
+
+def classify(field: str, raw: Any) -> ModelRef:
+    """Classify a string reference; ``problem`` is None only for an exact registry version."""
+    if not isinstance(raw, str):
+        return ModelRef(field, raw, problem="not a registry model version reference")
+    for pattern in _PINNED:
+        match = pattern.match(raw)
+        if match and int(match["version"]) >= 1:
+            return ModelRef(field, raw, name=match["name"], version=int(match["version"]))
+    for pattern in _ALIAS:
+        match = pattern.search(raw)
+        if match:
+            return ModelRef(field, raw, problem=f"a floating alias '{match['alias']}'")
+    for pattern in _MOVING:
+        match = pattern.match(raw)
+        if match:
+            return ModelRef(
+                field, raw, problem=f"a moving reference '{match['alias']}', not an exact version"
+            )
+    if _RAW_PATH.search(raw):
+        return ModelRef(field, raw, problem="a raw artifact path that bypasses the registry")
+    return ModelRef(field, raw, problem="not a registry model version reference")
+
+
+def describe(ref: ModelRef) -> str:
+    """The violation text shared by every pinning rule."""
+    if ref.raw is None:
+        return (
+            f"{ref.field} names no model; serve an exact registry version through modelPackageName "
+            "or SHIPWAY_MODEL_URI such as 'models:/<name>/<version>'"
+        )
+    return (
+        f"{ref.field} {ref.raw!r} is {ref.problem}; serve an exact registry version "
+        "such as 'models:/<name>/<version>'"
+    )
+
+
+def env_refs(env: Any, prefix: str) -> list[ModelRef]:
+    """Model references in an env mapping (``{K: V}``) or a Kubernetes env list (``[{name, value}]``)."""
+    pairs: list[tuple[str, Any]]
+    if isinstance(env, Mapping):
+        pairs = list(entries(env))
+    else:
+        pairs = [
+            (get(e, "name"), get(e, "value", UNKNOWN if get(e, "valueFrom") else None)) for e in items(env)
+        ]
+    refs = []
+    for key, value in pairs:
+        if key not in MODEL_URI_ENV:
+            continue
+        # A computed URI is judged at `pulumi up`, when it is known.
+        refs.append(
+            ModelRef(f"{prefix}.{key}", UNKNOWN) if value is UNKNOWN else classify(f"{prefix}.{key}", value)
+        )
+    return refs
+
+
+def sagemaker_model_refs(props: Any) -> list[ModelRef]:
+    """Every container of an ``aws:sagemaker/model:Model`` and how it names its model."""
+    containers = [("primaryContainer", get(props, "primaryContainer"))]
+    containers += [(f"containers[{i}]", c) for i, c in enumerate(items(get(props, "containers")))]
+    refs: list[ModelRef] = []
+    for where, container in containers:
+        if not isinstance(container, Mapping):
+            continue
+        found: list[ModelRef] = []
+        for raw_key in ("modelDataUrl", "modelDataSource"):
+            raw = get(container, raw_key)
+            if raw is not None and raw is not UNKNOWN:
+                found.append(
+                    ModelRef(
+                        f"{where}.{raw_key}",
+                        raw if isinstance(raw, str) else raw_key,
+                        problem="a raw artifact path that bypasses the registry",
+                    )
+                )
+        package = get(container, "modelPackageName")
+        if isinstance(package, str):
+            found.append(classify(f"{where}.modelPackageName", package))
+        found += env_refs(get(container, "environment"), f"{where}.environment")
+        if not found and package is not UNKNOWN:
+            found.append(ModelRef(where, None, problem="missing"))
+        refs.extend(found)
+    return refs
+
+
+def kubernetes_pod_spec(props: Any) -> Any:
+    """The pod spec of a workload (Deployment/StatefulSet/DaemonSet/Job) or a bare Pod."""
+    template = get(props, "spec.template.spec")
+    return template if template is not None else get(props, "spec")
+
+
+def kubernetes_model_refs(props: Any) -> list[ModelRef]:
+    """Model references passed to containers of a Kubernetes workload through env vars."""
+    refs: list[ModelRef] = []
+    for container in items(get(kubernetes_pod_spec(props), "containers")):
+        name = get(container, "name", "?")
+        refs.extend(env_refs(get(container, "env"), f"containers[{name}].env"))
+    return refs

@@ -1,0 +1,56 @@
+"""Every rule of the pack, in one list. Importing this never starts a server.
+
+``policies/__main__.py`` hands :data:`ALL_POLICIES` to ``PolicyPack``; tests and the docs
+generator read the same list, so a rule cannot exist in one place and not the other.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from pulumi_policy import Policy
+
+from policies.aws import cloudwatch, ecr, iam, kms, lb, rds, s3, sagemaker
+from policies.azure import authorization, containerregistry, keyvault, machinelearning, monitor, storage
+from policies.compliance import regions, tags
+from policies.kubernetes import network, rbac, workloads
+from policies.local import endpoints, platform
+from policies.ml import gates, registry
+from policies.security import secrets
+
+MODULES: Final = (
+    s3,
+    iam,
+    kms,
+    ecr,
+    sagemaker,
+    cloudwatch,
+    rds,
+    lb,
+    storage,
+    keyvault,
+    authorization,
+    containerregistry,
+    machinelearning,
+    monitor,
+    workloads,
+    network,
+    rbac,
+    endpoints,
+    platform,
+    tags,
+    regions,
+    secrets,
+    gates,
+    registry,
+)
+
+ALL_POLICIES: Final[list[Policy]] = [policy for module in MODULES for policy in module.POLICIES]
+
+
+def by_name(name: str) -> Policy:
+    """The rule called ``name`` (KeyError when there is none)."""
+    for policy in ALL_POLICIES:
+        if policy.name == name:
+            return policy
+    raise KeyError(name)
