@@ -1,0 +1,138 @@
+"""The whole AWS platform of one environment, from a validated :class:`StackConfig`.
+
+Order matters only through data: the platform key first (everything encrypts with it), then
+the tracking server (its bucket holds packaged models), secrets, observability (its topic
+receives every alarm), one endpoint per pinned model, and the CI deploy identity last because
+it may pass exactly the endpoints' roles. The provider is built here, from ``shipway:region``,
+so no resource ever falls back to AWS_REGION or a developer's profile default.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.endpoint import InferenceEndpoint, endpoint_name
+from components.aws.identity import DeployIdentity, DeployIdentityArgs
+from components.aws.kms import PlatformKey, PlatformKeyArgs
+from components.aws.observability import Observability
+from components.aws.secrets import Secrets, secret_key
+from components.aws.tracking import TrackingServer
+from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
+from infra.config import StackConfig
+
+# Which stack secrets each consumer may read; anything else is stored but readable by no workload.
+ENDPOINT_SECRETS = ("endpoint-api-key",)
+
+
+def _check(cfg: StackConfig) -> None:
+    if cfg.cloud != "aws":
+        raise ValueError(f"cloud: {cfg.cloud!r} is not valid for components.aws.platform; allowed: aws")
+    if not cfg.region:
+        raise ValueError("region: None is not valid; the AWS target needs shipway:region")
+
+
+def build_platform(
+    cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]
+) -> dict[str, pulumi.Output[Any]]:
+    """Build key, tracking/registry, secrets, observability, one endpoint per pin, deploy identity."""
+    _check(cfg)
+    env, tags, settings = cfg.environment, cfg.tags, cfg.aws
+    provider = aws.Provider("aws", region=cfg.region, default_tags=aws.ProviderDefaultTagsArgs(tags=tags))
+    opts = pulumi.ResourceOptions(providers=[provider])
+
+    key = PlatformKey(
+        "key", PlatformKeyArgs(env, tags, cross_account_readers=settings.promotion_reader_arns), opts=opts
+    )
+    tracking = TrackingServer(
+        "tracking",
+        TrackingServerArgs(env, tags, protect=cfg.protect_registry),
+        settings,
+        kms_key_arn=key.key_arn,
+        opts=opts,
+    )
+    vault = Secrets(
+        "secrets", SecretsArgs(env, tags, values=dict(secrets)), settings, kms_key_arn=key.key_arn, opts=opts
+    )
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(
+            env,
+            tags,
+            endpoints={m: endpoint_name(env, m) for m in cfg.models},
+            availability=cfg.slo.availability,
+            latency_p99_ms=cfg.slo.latency_p99_ms,
+            drift_psi=cfg.slo.drift_psi,
+            log_retention_days=settings.log_retention_days,
+        ),
+        settings,
+        kms_key_arn=key.key_arn,
+        opts=opts,
+    )
+    api_key = next((vault.arn(k) for k in ENDPOINT_SECRETS if k in {secret_key(s) for s in secrets}), None)
+    endpoints: dict[str, InferenceEndpoint] = {}
+    for model, pin in sorted(cfg.models.items()):
+        endpoints[model] = InferenceEndpoint(
+            model,
+            InferenceEndpointArgs(
+                environment=env,
+                model_name=model,
+                model_version=pin.version,
+                # A shared registry (shipway:registryUri) when the stacks promote through one.
+                tracking_uri=cfg.registry_uri or tracking.tracking_uri,
+                tags=tags,
+                instance_count=pin.instances,
+                otlp_endpoint=settings.otlp_endpoint,
+                latency_p99_ms=cfg.slo.latency_p99_ms,
+                max_error_rate=cfg.slo.max_error_rate,
+                drift_psi=cfg.slo.drift_psi,
+            ),
+            settings,
+            kms_key_arn=key.key_arn,
+            artifact_bucket=tracking.artifact_bucket_name,
+            api_key_secret_arn=api_key,
+            alarm_topic_arn=observability.alert_topic_arn,
+            opts=opts,
+        )
+    deploy = None
+    if settings.github_repository:
+        deploy = DeployIdentity(
+            "deploy",
+            DeployIdentityArgs(env, tags),
+            settings,
+            artifact_bucket=tracking.artifact_bucket_name,
+            kms_key_arn=key.key_arn,
+            endpoint_role_arns=[e.role_arn for _, e in sorted(endpoints.items())],
+            tracking_server_arn=tracking.tracking_uri if settings.tracking_mode == "managed" else None,
+            opts=opts,
+        )
+
+    def per_model(read: Any) -> pulumi.Output[dict[str, Any]]:
+        return pulumi.Output.all(**{m: read(e) for m, e in endpoints.items()}).apply(dict)
+
+    none = pulumi.Output.from_input(None)
+    return {
+        "cloud": pulumi.Output.from_input("aws"),
+        "environment": pulumi.Output.from_input(env),
+        "region": pulumi.Output.from_input(cfg.region),
+        "trackingUri": tracking.tracking_uri,
+        "registryUri": tracking.tracking_uri,
+        "artifactLocation": tracking.artifact_location,
+        "artifactBucket": tracking.artifact_bucket_name,
+        "kmsKeyArn": key.key_arn,
+        "secretArns": vault.secret_arns,
+        "endpoints": per_model(lambda e: e.endpoint_url),
+        "endpointNames": per_model(lambda e: e.endpoint_name),
+        "modelVersions": per_model(lambda e: e.model_version),
+        "rollbackAlarms": per_model(lambda e: e.alarm_names),
+        "prometheusEndpoint": observability.prometheus_endpoint,
+        "grafanaUrl": observability.grafana_url,
+        "alertTopicArn": observability.alert_topic_arn,
+        "dashboardJson": observability.dashboard_json,
+        "otelConfigParameter": observability.otel_config_parameter,
+        "deployRoleArn": deploy.role_arn if deploy else none,
+        "oidcProviderArn": deploy.oidc_provider_arn if deploy else none,
+    }
