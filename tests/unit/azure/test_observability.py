@@ -1,0 +1,154 @@
+"""Observability on Azure: diagnostics to Log Analytics, SLO alerts, optional Prometheus/Grafana."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from components.azure import AzureTarget, MonitoredResources, Observability
+from components.azure.observability import drift_query, error_rate_query, prometheus_rules
+from components.common import ObservabilityArgs
+from infra.config import AzureSettings
+from shipway.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
+from tests.support.recording import Recording, resolve
+from tests.unit.azure.provider import TAGS, output_is_secret, record_azure, role_id
+
+ARGS = ObservabilityArgs("prod", TAGS, endpoints={"iris": "https://iris/score"}, latency_p99_ms=300.0,
+                         drift_psi=0.25)
+MONITORED = MonitoredResources(
+    log_analytics_workspace_id="logs-id",
+    diagnostics={"workspace": "ws-id", "endpoint-iris": "endpoint-id"},
+    endpoint_ids={"iris": "endpoint-id"},
+    endpoint_names={"iris": "iris-prod-abc"},
+    application_insights_connection_string="InstrumentationKey=abc",
+)
+
+
+def _record(settings: AzureSettings | None = None) -> Recording:
+    target = AzureTarget("rg", "westeurope", settings or AzureSettings(alert_emails=("oncall@example.com",)))
+    return record_azure(lambda: Observability("obs", ARGS, target, MONITORED, max_error_rate=0.02))
+
+
+@pytest.fixture(scope="module")
+def rec() -> Recording:
+    return _record()
+
+
+def test_children_without_managed_prometheus(rec: Recording) -> None:
+    assert sorted((r.type, r.name) for r in rec.resources) == [
+        ("azure-native:monitor:ActionGroup", "obs-actions"),
+        ("azure-native:monitor:DiagnosticSetting", "obs-diag-endpoint-iris"),
+        ("azure-native:monitor:DiagnosticSetting", "obs-diag-workspace"),
+        ("azure-native:monitor:MetricAlert", "obs-iris-latency"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-errors"),
+        ("shipway:azure:Observability", "obs"),
+    ]
+
+
+def test_diagnostics_send_all_logs_and_metrics_to_log_analytics(rec: Recording) -> None:
+    diag = rec.one("azure-native:monitor:DiagnosticSetting", "obs-diag-endpoint-iris").inputs
+    assert diag == {
+        "name": "shipway-endpoint-iris",
+        "resourceUri": "endpoint-id",
+        "workspaceId": "logs-id",
+        "logAnalyticsDestinationType": "Dedicated",
+        "logs": [{"categoryGroup": "allLogs", "enabled": True}],
+        "metrics": [{"category": "AllMetrics", "enabled": True}],
+    }
+
+
+def test_action_group_notifies_the_configured_addresses(rec: Recording) -> None:
+    group = rec.one("azure-native:monitor:ActionGroup").inputs
+    assert group["emailReceivers"] == [
+        {"name": "email-0", "emailAddress": "oncall@example.com", "useCommonAlertSchema": True}]
+    assert group["groupShortName"] == "shipwayprod"
+    assert group["tags"] == TAGS
+
+
+def test_latency_alert_on_endpoint_p99(rec: Recording) -> None:
+    alert = rec.one("azure-native:monitor:MetricAlert").inputs
+    assert alert["scopes"] == ["endpoint-id"]
+    assert alert["criteria"] == {
+        "odataType": "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
+        "allOf": [{
+            "criterionType": "StaticThresholdCriterion", "name": "p99-latency",
+            "metricNamespace": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
+            "metricName": "RequestLatency_P99", "operator": "GreaterThan", "threshold": 300.0,
+            "timeAggregation": "Average",
+        }],
+    }
+    assert alert["actions"] == [{"actionGroupId": "obs-actions-id"}]
+    assert alert["tags"] == {**TAGS, "model-name": "iris"}
+
+
+@pytest.mark.parametrize(("name", "query", "column", "threshold"), [
+    ("obs-iris-errors", error_rate_query("iris-prod-abc"), "error_rate", 0.02),
+    ("obs-iris-drift", drift_query("iris-prod-abc"), "drift_psi", 0.25),
+])
+def test_log_alerts_for_error_rate_and_drift(rec: Recording, name: str, query: str, column: str,
+                                             threshold: float) -> None:
+    rule = rec.one("azure-native:monitor:ScheduledQueryRule", name).inputs
+    assert rule["scopes"] == ["logs-id"]
+    assert rule["kind"] == "LogAlert"
+    (condition,) = rule["criteria"]["allOf"]
+    assert condition["query"] == query
+    assert "'iris-prod-abc'" in condition["query"]
+    assert condition["metricMeasureColumn"] == column
+    assert (condition["operator"], condition["threshold"]) == ("GreaterThan", threshold)
+    assert rule["actions"] == {"actionGroups": ["obs-actions-id"]}
+
+
+def test_outputs_without_prometheus(rec: Recording) -> None:
+    obs = rec.result
+    assert resolve(obs.prometheus_workspace_id) is None
+    assert resolve(obs.grafana_url) is None
+    assert resolve(obs.alert_names) == ["obs-iris-latency", "obs-iris-errors", "obs-iris-drift"]
+    assert resolve(obs.otel_config)["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "InstrumentationKey=abc"
+    assert output_is_secret(obs.otel_config)
+
+
+def test_managed_prometheus_and_grafana_when_configured() -> None:
+    rec = _record(dataclasses.replace(AzureSettings(), managed_prometheus=True, managed_grafana=True))
+    amw = rec.one("azure-native:monitor:AzureMonitorWorkspace", "obs-prometheus").inputs
+    assert amw["publicNetworkAccess"] == "Disabled"
+    rules = rec.one("azure-native:alertsmanagement:PrometheusRuleGroup", "obs-rules").inputs
+    assert rules["scopes"] == ["obs-prometheus-id"]
+    assert [r["alert"] for r in rules["rules"]] == [
+        "ShipwayHighLatencyP99", "ShipwayHighErrorRate", "ShipwayDrift", "ShipwayAvailability"]
+    assert rules["rules"][0]["expression"].endswith("> 0.3")
+    assert rules["rules"][0]["for"] == "PT5M"
+    assert rules["rules"][2]["expression"] == "max by (model) (shipway_feature_psi) > 0.25"
+    assert rules["rules"][1]["expression"] == (
+        'sum by (model) (rate(shipway_requests_total{status_class="5xx"}[5m])) / '
+        "sum by (model) (rate(shipway_requests_total[5m])) > 0.02")
+    assert {a["actionGroupId"] for r in rules["rules"] for a in r["actions"]} == {"obs-actions-id"}
+    grafana = rec.one("azure-native:dashboard:Grafana", "obs-grafana").inputs
+    assert grafana["identity"] == {"type": "SystemAssigned"}
+    assert grafana["properties"]["publicNetworkAccess"] == "Disabled"
+    assert grafana["properties"]["apiKey"] == "Disabled"
+    assert grafana["properties"]["grafanaIntegrations"] == {
+        "azureMonitorWorkspaceIntegrations": [{"azureMonitorWorkspaceResourceId": "obs-prometheus-id"}]}
+    reader = rec.one("azure-native:authorization:RoleAssignment", "obs-grafana-reader").inputs
+    assert reader["roleDefinitionId"] == role_id("b0d8363b-8ddd-447d-831f-62ca05bff136")
+    assert reader["scope"] == "obs-prometheus-id"
+    assert reader["principalId"] == "obs-grafana-principal"
+    assert resolve(rec.result.grafana_url) == "https://obs-grafana.grafana.azure.com"
+
+
+def test_every_endpoint_needs_an_id() -> None:
+    monitored = dataclasses.replace(MONITORED, endpoint_ids={})
+    with pytest.raises(ValueError) as err:
+        Observability("obs", ARGS, AzureTarget("rg", "westeurope"), monitored)
+    assert str(err.value) == (
+        "endpoints: ['iris'] are not valid; every model in args.endpoints needs an endpoint id in "
+        "monitored.endpoint_ids and vice versa"
+    )
+
+
+def test_prometheus_rules_only_read_metrics_the_serving_app_exports() -> None:
+    for rule in prometheus_rules(ARGS, 0.02, "group-id"):
+        names = {base_metric(n) for n in metric_names(rule.expression)}
+        assert names, rule.alert
+        assert names <= SERVING_METRICS | EXTRA_METRICS, (rule.alert, names)
