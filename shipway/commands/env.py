@@ -1,0 +1,182 @@
+"""`shipway env status [ENV]`: what each environment pins, points at, serves and last changed.
+
+Status must work when half the platform is down (that is when people run it), so every
+source is read independently: a missing stack file, an unreachable registry or a dead
+endpoint becomes a cell saying so, never a traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from infra.config import ENVIRONMENTS
+from shipway import stackfile
+from shipway.audit import AuditError, AuditLog
+from shipway.commands.model import (
+    AUDIT_LOG_OPTION,
+    OUTPUT_OPTION,
+    Output,
+    add_row,
+    check_env_option,
+    print_json,
+    progress,
+    services_from,
+)
+from shipway.promotion import Services
+from shipway.registry import Registry, RegistryError
+from shipway.verify import probe_status
+
+app = typer.Typer()
+
+
+def _outputs(services: Services, env: str) -> dict[str, Any] | str:
+    """The stack's outputs, read once per env (each read runs the Pulumi CLI), or why not."""
+    try:
+        return dict(services.engine.stack_outputs(env) or {})
+    except Exception as exc:
+        return f"no stack outputs ({type(exc).__name__})"
+
+
+def _registry(
+    services: Services, cfg: Any, outputs: dict[str, Any] | str, cache: dict[str, Any]
+) -> Registry | str:
+    """The env's registry, or a short reason it cannot be reached (cached per URI)."""
+    uri = services.tracking_uri or cfg.registry_uri
+    if not uri and isinstance(outputs, dict):
+        uri = outputs.get("trackingUri")
+    if not uri:
+        return "unknown (no tracking URI; pass --tracking-uri)"
+    if uri not in cache:
+        try:
+            cache[uri] = services.registry_factory(str(uri))
+        except RegistryError:
+            cache[uri] = "unknown (registry unreachable)"
+    return cache[uri]
+
+
+def _api_key(endpoint: dict[str, Any]) -> str | None:
+    key_file = endpoint.get("apiKeyFile")
+    return Path(key_file).read_text().strip() if key_file and Path(key_file).is_file() else None
+
+
+def _last_change(audit: AuditLog | None, env: str, model: str) -> dict[str, Any] | None:
+    if audit is None:
+        return None
+    rec = audit.last_change(env, model)
+    if rec is None:
+        return None
+    return {k: rec.get(k) for k in ("seq", "ts", "actor", "action", "outcome", "from_version", "to_version")}
+
+
+def _alias(registry: Registry | str | None, model: str, env: str) -> dict[str, Any]:
+    """Version the env-named alias points at; "unknown" plus the reason when it cannot be read."""
+    if registry is None:
+        return {"alias": None, "alias_detail": ""}
+    if isinstance(registry, str):
+        return {"alias": "unknown", "alias_detail": registry}
+    try:
+        return {"alias": registry.alias_target(model, env), "alias_detail": ""}
+    except Exception as exc:
+        return {"alias": "unknown", "alias_detail": type(exc).__name__}
+
+
+def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict[str, Any]) -> dict[str, Any]:
+    """One environment's status; every unavailable source is reported, not raised."""
+    path = stackfile.stack_path(services.repo_root(), env)
+    row: dict[str, Any] = {"env": env, "stack_file": str(path), "error": None, "models": []}
+    try:
+        cfg = stackfile.load_config(path)
+    except stackfile.StackFileError as exc:
+        row["error"] = str(exc)
+        return row
+    outputs = _outputs(services, env) if cfg.models else {}
+    registry = _registry(services, cfg, outputs, cache) if cfg.models else None
+    endpoints = outputs.get("endpoints") or {} if isinstance(outputs, dict) else outputs
+    for name, pin in sorted(cfg.models.items()):
+        model: dict[str, Any] = {
+            "model": name,
+            "pinned": pin.version,
+            **_alias(registry, name, env),
+        }
+        endpoint = endpoints.get(name) if isinstance(endpoints, dict) else None
+        if endpoint and endpoint.get("url"):
+            model.update(probe_status(str(endpoint["url"]), name, _api_key(endpoint)))
+        else:
+            model.update(
+                health="down",
+                serving_version=None,
+                detail=endpoints if isinstance(endpoints, str) else "no endpoint output",
+            )
+        model["last_change"] = _last_change(audit, env, name)
+        row["models"].append(model)
+    return row
+
+
+def _render(rows: list[dict[str, Any]]) -> None:
+    table = Table(title="Shipway environments")
+    for col in ("env", "model", "pinned", "alias", "serving", "health", "last change"):
+        table.add_column(col)
+    for row in rows:
+        if row["error"]:
+            add_row(table, row["env"], "-", "-", "-", "-", "-", row["error"])
+            continue
+        if not row["models"]:
+            add_row(table, row["env"], "(no models pinned)", "", "", "", "", "")
+        for m in row["models"]:
+            last = m["last_change"]
+            change = (
+                f"#{last['seq']} {last['action']} {last['outcome']} by {last['actor']} at {last['ts']}"
+                if last
+                else "-"
+            )
+            add_row(
+                table,
+                row["env"],
+                m["model"],
+                str(m["pinned"]),
+                "-" if m["alias"] is None else str(m["alias"]),
+                "-" if m["serving_version"] is None else str(m["serving_version"]),
+                str(m["health"]),
+                change,
+            )
+    Console(highlight=False).print(table)
+
+
+@app.command("status")
+def status(
+    ctx: typer.Context,
+    env: str | None = typer.Argument(
+        None, help=f"One environment ({', '.join(ENVIRONMENTS)}); default: all."
+    ),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI override."),
+    audit_log: Path | None = AUDIT_LOG_OPTION,
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Pins (stack files), registry alias, serving version, health and last change per environment.
+
+    Example:
+
+        shipway env status prod --output json
+    """
+    envs = [check_env_option(env, "ENV")] if env else list(ENVIRONMENTS)
+    services = services_from(ctx, tracking_uri=tracking_uri, audit_path=audit_log)
+    audit: AuditLog | None = services.audit()
+    try:
+        audit.records() if audit else None
+    except AuditError:
+        audit = None  # a damaged trail must not hide the rest; `shipway audit verify` reports it
+    cache: dict[str, Any] = {}
+    with progress(output, "reading environment status") as step:
+        rows = []
+        for name in envs:
+            step(f"reading status of '{name}'")
+            rows.append(env_status(services, name, audit, cache))
+    if output is Output.json:
+        print_json({"envs": rows})
+    else:
+        _render(rows)

@@ -1,0 +1,653 @@
+"""Promotion and rollback: move a model's pinned version between environments, with evidence.
+
+Promotion = quality gates pass -> the pin in ``stacks/Pulumi.<env>.yaml`` changes (one-line,
+comment-preserving edit, written atomically) -> an audit record -> optionally ``pulumi up``
+on that stack and deployment verification; a failed verification rolls back automatically
+to the last known-good pin and runs ``up`` again.
+
+Decisions (see docs/promotion.md):
+
+* Nothing is written before the gates pass. A gate failure leaves the stack file untouched
+  but is still recorded (gate tags on the version + a ``rejected`` audit record), because a
+  refused promotion is evidence too.
+* If ``pulumi up`` itself fails, the stack-file change **stays**: the file is the desired
+  state under review, the failed apply is recorded as ``failed`` in the audit trail, and the
+  error says how to retry or roll back. Reverting silently would hide that the desired state
+  was never reached.
+* Rollback skips the quality gates: it returns to a version that already passed them and
+  was verified in that env (the "known-good" set is every version with an ``ok`` verify
+  record). It is the emergency path and must not be blocked by a flaky golden set.
+* One promotion per env at a time: ``.shipway/locks/<env>.lock`` is created with O_EXCL and
+  holds the owner's pid; a lock whose pid is dead on this host is stale and taken over.
+
+The engine (``shipway.engine``: ``stack_outputs``, ``up``, ``repo_root``) and the registry
+are injected through :class:`Services` so tests run the whole flow against fakes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from infra.config import StackConfig
+from shipway import audit as audit_mod
+from shipway import gates as gates_mod
+from shipway import stackfile
+from shipway.audit import AuditLog
+from shipway.registry import Registry, RegistryError, VersionInfo
+from shipway.verify import Check, VerificationResult, verify_deployment
+
+# An empty lock file older than this was left by a process that died while taking it.
+EMPTY_LOCK_GRACE_S = 60.0
+# Golden rows sent as the smoke set (enough to catch a wrong artifact, few enough to be quick).
+SMOKE_ROWS = 20
+
+
+class Engine(Protocol):
+    """The slice of ``shipway.engine`` promotion needs."""
+
+    def stack_outputs(self, env: str) -> dict[str, Any]: ...
+
+    def up(self, env: str, message: str) -> dict[str, Any]: ...
+
+    def repo_root(self) -> Path: ...
+
+
+class PromotionError(RuntimeError):
+    """A promotion or rollback stopped; ``outcome`` carries what happened so far."""
+
+    def __init__(self, message: str, outcome: Mapping[str, Any] | None = None):
+        super().__init__(message)
+        self.outcome = dict(outcome or {})
+
+
+class GateFailure(PromotionError):
+    """At least one quality gate failed; nothing was changed."""
+
+
+class LockBusy(PromotionError):
+    """Another promotion or rollback holds the env's lock."""
+
+
+class UnknownInput(PromotionError):
+    """The user named something that does not exist (model not pinned, version unknown...)."""
+
+    def __init__(self, message: str, param: str):
+        super().__init__(message)
+        self.param = param
+
+
+def _default_engine() -> Engine:
+    from shipway import engine  # the lead's module; imported late so tests never need it
+
+    return engine  # type: ignore[return-value]  # a module satisfies the Protocol
+
+
+@dataclass
+class Services:
+    """Injectable dependencies of a promotion (fakes in tests, the real ones in the CLI)."""
+
+    engine: Engine = field(default_factory=_default_engine)
+    registry_factory: Callable[[str], Registry] = Registry
+    audit_path: Path | None = None
+    actor: str | None = None
+    tracking_uri: str | None = None
+    probe_seconds: float = 3.0
+    progress: Callable[[str], None] = lambda _msg: None
+    verifier: Callable[..., VerificationResult] = verify_deployment
+
+    def repo_root(self) -> Path:
+        return Path(self.engine.repo_root())
+
+    def audit(self) -> AuditLog:
+        return AuditLog(self.audit_path or self.repo_root() / audit_mod.DEFAULT_RELATIVE_PATH)
+
+
+# ------------------------------------------------------------------------- locking
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def env_lock(root: Path, env: str) -> Iterator[Path]:
+    """Exclusive per-env lock file (O_EXCL + pid); a dead owner's lock is taken over."""
+    path = Path(root) / ".shipway" / "locks" / f"{env}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": audit_mod.utc_now()})
+    for attempt in (1, 2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            holder = _read_lock(path)
+            if attempt == 1 and _is_stale(holder, path):
+                path.unlink(missing_ok=True)
+                continue
+            raise LockBusy(
+                f"another promotion or rollback of '{env}' is in progress (pid {holder.get('pid')} "
+                f"on {holder.get('host')} since {holder.get('since')}); wait for it, or remove "
+                f"{path} if that process is gone"
+            ) from None
+        with os.fdopen(fd, "w") as fh:
+            fh.write(body)
+        break
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def _read_lock(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _is_stale(holder: Mapping[str, Any], path: Path) -> bool:
+    """Stale only when we can prove it: same host and the pid no longer exists, or an owner
+    died between creating the file and writing its pid (empty file older than a minute)."""
+    if not holder:
+        try:
+            return time.time() - path.stat().st_mtime > EMPTY_LOCK_GRACE_S
+        except OSError:
+            return True
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
+        return False
+    return not _pid_alive(pid)
+
+
+# ----------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    model: str
+    to_env: str
+    version: int | None = None
+    apply: bool = False
+    reason: str = ""
+    golden: Path | None = None
+    allow_dirty: bool = False
+
+
+@dataclass(frozen=True)
+class RollbackRequest:
+    model: str
+    env: str
+    to_version: int | None = None
+    apply: bool = True
+    reason: str = ""
+    golden: Path | None = None
+    allow_dirty: bool = False
+
+
+# ------------------------------------------------------------------------ helpers
+
+
+def tracking_uri_for(services: Services, cfg: StackConfig, env: str) -> str:
+    """Explicit option > the stack's registryUri > the stack's ``trackingUri`` output."""
+    if services.tracking_uri:
+        return services.tracking_uri
+    if cfg.registry_uri and cfg.registry_uri.startswith(("http://", "https://", "sqlite:")):
+        return cfg.registry_uri
+    try:
+        uri = services.engine.stack_outputs(env).get("trackingUri")
+    except Exception as exc:
+        raise PromotionError(
+            f"cannot read the outputs of stack '{env}' to find its MLflow tracking URI "
+            f"({exc}); pass --tracking-uri"
+        ) from exc
+    if not uri:
+        raise PromotionError(f"stack '{env}' has no 'trackingUri' output; pass --tracking-uri")
+    return str(uri)
+
+
+def default_version(root: Path, model: str, env: str) -> int:
+    """The version pinned in the env before ``env`` (what a promotion normally carries forward)."""
+    prev = stackfile.previous_env(env)
+    if prev is None:
+        raise UnknownInput(
+            f"'{env}' is the first environment, so there is no version to carry forward; pass --version",
+            "--version",
+        )
+    pins = stackfile.read_pins(stackfile.stack_path(root, prev))
+    if model not in pins:
+        raise UnknownInput(
+            f"model '{model}' is not pinned in '{prev}' (the environment before '{env}'); pass --version",
+            "NAME",
+        )
+    return pins[model]
+
+
+def _require(registry: Registry, model: str, version: int, param: str) -> VersionInfo:
+    try:
+        return registry.require_ready(model, version)
+    except RegistryError as exc:
+        if "does not exist" in str(exc) or "is not registered" in str(exc):
+            raise UnknownInput(str(exc), param) from exc
+        raise
+
+
+def load_golden(registry: Registry, info: VersionInfo, path: Path | None) -> tuple[pd.DataFrame | None, str]:
+    """The golden dataset: ``--golden PATH`` or the version's ``golden.csv`` artifact."""
+    if path is not None:
+        if not Path(path).is_file():
+            raise UnknownInput(f"golden dataset {path} not found", "--golden")
+        return pd.read_csv(path), str(path)
+    found = registry.download_version_file(info, gates_mod.GOLDEN_ARTIFACT)
+    source = f"{gates_mod.GOLDEN_ARTIFACT} of version {info.version}"
+    if found is None:
+        return None, f"version {info.version} has no {gates_mod.GOLDEN_ARTIFACT} artifact"
+    return pd.read_csv(found), source
+
+
+class _LazyModel:
+    """Loads a version with mlflow.pyfunc on first use and keeps it (gates and verify share it)."""
+
+    def __init__(self, registry: Registry, info: VersionInfo):
+        self.registry, self.info = registry, info
+        self._path: Path | None = None
+        self._model: Any = None
+
+    def path(self) -> Path:
+        if self._path is None:
+            self._path = self.registry.model_path(self.info)
+        return self._path
+
+    def signature(self) -> Any:
+        from mlflow.models import Model
+
+        return Model.load(str(self.path() / "MLmodel")).signature
+
+    def predict(self, frame: pd.DataFrame) -> Any:
+        if self._model is None:
+            import mlflow.pyfunc
+
+            self._model = mlflow.pyfunc.load_model(str(self.path()))
+        return self._model.predict(frame)
+
+    def under_test(self) -> gates_mod.ModelUnderTest:
+        return gates_mod.ModelUnderTest(
+            name=self.info.name,
+            version=self.info.version,
+            run_id=self.info.run_id,
+            metrics=self.registry.run_metrics(self.info.run_id),
+            signature=self.signature(),
+            predict=self.predict,
+        )
+
+
+def _relative(root: Path, path: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+# ---------------------------------------------------------------------- the flow
+
+
+class Promoter:
+    """Runs promotions and rollbacks against injected services."""
+
+    def __init__(self, services: Services):
+        self.s = services
+        self.root = services.repo_root()
+        self.audit = services.audit()
+        self._actor: str | None = None
+
+    @property
+    def actor(self) -> str:
+        if self._actor is None:
+            self._actor = audit_mod.resolve_actor(self.root, self.s.actor)
+        return self._actor
+
+    def _record(self, action: str, env: str, model: str, **fields: Any) -> dict[str, Any]:
+        return self.audit.append(
+            actor=self.actor,
+            action=action,
+            env=env,
+            model=model,
+            commit=audit_mod.git_commit(self.root),
+            **fields,
+        )
+
+    # ---------------------------------------------------------------- promote
+    def promote(self, req: PromoteRequest) -> dict[str, Any]:
+        """Gate, pin, record; with ``apply`` also deploy, verify and (on failure) roll back."""
+        env = stackfile.check_env(req.to_env)
+        path = stackfile.stack_path(self.root, env)
+        stackfile.load_config(path)  # a missing or invalid target file fails before any work
+        version = req.version if req.version is not None else default_version(self.root, req.model, env)
+        stackfile.check_clean(path, req.allow_dirty)
+        _ = self.actor  # resolve who is acting before doing any work
+        with env_lock(self.root, env):
+            cfg = stackfile.load_config(path)
+            registry = self.s.registry_factory(tracking_uri_for(self.s, cfg, env))
+            self.s.progress(f"checking version {version} of '{req.model}' in the registry")
+            cand_info = _require(registry, req.model, version, "--version")
+            current = cfg.models[req.model].version if req.model in cfg.models else None
+            outcome: dict[str, Any] = {
+                "model": req.model,
+                "env": env,
+                "from_version": current,
+                "to_version": version,
+                "stack_file": _relative(self.root, path),
+            }
+            if current == version:
+                return {
+                    **outcome,
+                    "status": "unchanged",
+                    "message": f"'{req.model}' is already pinned to version {version} in '{env}'",
+                }
+            cand = _LazyModel(registry, cand_info)
+            cur = _LazyModel(registry, registry.version(req.model, current)) if current is not None else None
+            golden, golden_source = load_golden(registry, cand_info, req.golden)
+            report = self._run_gates(registry, cfg, env, cand, cur, golden, golden_source)
+            outcome["gates"] = report.evidence()
+            if not report.passed:
+                rec = self._record(
+                    "promote",
+                    env,
+                    req.model,
+                    from_version=current,
+                    to_version=version,
+                    outcome="rejected",
+                    reason=req.reason,
+                    gates=report.evidence(),
+                )
+                failed = report.failures
+                msg = "\n".join(r.message for r in failed)
+                raise GateFailure(msg, {**outcome, "status": "rejected", "audit_seq": [rec["seq"]]})
+            edit = stackfile.plan_pin(path, req.model, version)
+            if req.apply:
+                self._preflight(registry, {**stackfile.read_pins(path), req.model: version})
+            stackfile.apply_edit(edit)
+            rec = self._record(
+                "promote",
+                env,
+                req.model,
+                from_version=current,
+                to_version=version,
+                outcome="pinned",
+                reason=req.reason,
+                gates=report.evidence(),
+                details={"stack_file": outcome["stack_file"], "apply": req.apply},
+            )
+            outcome.update(status="pinned", audit_seq=[rec["seq"]])
+            if req.apply:
+                self._apply_verify_or_rollback(outcome, cfg, registry, edit, cand, golden, req.reason)
+            return outcome
+
+    def _run_gates(
+        self,
+        registry: Registry,
+        cfg: StackConfig,
+        env: str,
+        cand: _LazyModel,
+        cur: _LazyModel | None,
+        golden: pd.DataFrame | None,
+        golden_source: str,
+    ) -> gates_mod.GateReport:
+        self.s.progress(
+            f"running quality gates for '{cand.info.name}' version {cand.info.version} in '{env}'"
+        )
+        baseline = registry.load_json(cand.info, gates_mod.BASELINE_ARTIFACT)
+        inputs = gates_mod.GateInputs(
+            env=env,
+            settings=cfg.gates,
+            candidate=cand.under_test(),
+            current=cur.under_test() if cur is not None else None,
+            golden=golden,
+            golden_source=golden_source,
+            baseline=baseline,
+        )
+        report = gates_mod.run_gates(inputs)
+        registry.set_tags(cand.info.name, cand.info.version, report.tags())
+        return report
+
+    # ------------------------------------------------------- apply and verify
+    def _up(self, env: str, model: str, version: int | None, message: str, reason: str) -> dict[str, Any]:
+        """`pulumi up` the stack; a failure is recorded and raised (the pin stays as desired state)."""
+        self.s.progress(f"pulumi up on stack '{env}'")
+        try:
+            summary = dict(self.s.engine.up(env, message) or {})
+        except Exception as exc:
+            summary = {"result": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        result = str(summary.get("result", "failed"))
+        rec = self._record(
+            "apply",
+            env,
+            model,
+            to_version=version,
+            outcome=result,
+            reason=reason,
+            # the whole engine summary: resource changes, policy results, error
+            details={"message": message, "summary": json.loads(json.dumps(summary, default=str))},
+        )
+        summary["audit_seq"] = rec["seq"]
+        if result != "succeeded":
+            path = stackfile.stack_path(self.root, env)
+            raise PromotionError(
+                f"pulumi up on stack '{env}' failed ({summary.get('error', result)}); "
+                f"{_relative(self.root, path)} keeps version {version} of '{model}' as the desired state: "
+                f"fix the cause and run `shipway model promote {model} --to {env} --version {version} "
+                f"--apply` again, or `shipway model rollback {model} --env {env}`",
+                {"apply": summary},
+            )
+        return summary
+
+    def _verify(
+        self,
+        cfg: StackConfig,
+        env: str,
+        model: str,
+        version: int,
+        lazy: _LazyModel | None,
+        golden: pd.DataFrame | None,
+        reason: str,
+    ) -> VerificationResult:
+        self.s.progress(f"verifying '{model}' version {version} in '{env}'")
+        try:
+            url, api_key = self._endpoint(env, model)
+            features = offline = None
+            if golden is not None and lazy is not None and gates_mod.LABEL_COLUMN in golden.columns:
+                features = golden.drop(columns=[gates_mod.LABEL_COLUMN]).head(SMOKE_ROWS)
+                offline = gates_mod.predictions(lazy.predict, features)
+            result = self.s.verifier(
+                model=model,
+                version=version,
+                url=url,
+                api_key=api_key,
+                features=features,
+                offline=offline,
+                slo=cfg.slo,
+                probe_seconds=self.s.probe_seconds,
+            )
+        except Exception as exc:  # any failure to verify is a failed verification, never a silent pass
+            result = VerificationResult(
+                model=model,
+                version=version,
+                url="",
+                checks=(Check("version", False, f"cannot verify: {type(exc).__name__}: {exc}"),),
+            )
+        self._record(
+            "verify",
+            env,
+            model,
+            to_version=version,
+            outcome="ok" if result.ok else "failed",
+            reason=reason,
+            verification=result.as_dict(),
+        )
+        return result
+
+    def _endpoint(self, env: str, model: str) -> tuple[str, str | None]:
+        """URL and API key of the model's endpoint, from the stack's outputs."""
+        outputs = self.s.engine.stack_outputs(env)
+        endpoint = (outputs.get("endpoints") or {}).get(model) or {}
+        url = endpoint.get("url")
+        if not url:
+            raise PromotionError(f"stack '{env}' has no endpoint output for '{model}'")
+        key_file = endpoint.get("apiKeyFile")
+        api_key = Path(key_file).read_text().strip() if key_file and Path(key_file).is_file() else None
+        return str(url), api_key
+
+    def _apply_verify_or_rollback(
+        self,
+        outcome: dict[str, Any],
+        cfg: StackConfig,
+        registry: Registry,
+        edit: stackfile.PinEdit,
+        cand: _LazyModel,
+        golden: pd.DataFrame | None,
+        reason: str,
+    ) -> None:
+        env, model, version = cfg.environment, edit.model, edit.to_version
+        outcome["apply"] = self._up(env, model, version, f"promote {model} to v{version}", reason)
+        result = self._verify(cfg, env, model, version, cand, golden, reason)
+        outcome["verification"] = result.as_dict()
+        if result.ok:
+            outcome["status"] = "verified"
+            return
+        target = self.audit.last_known_good(env, model, exclude=version) or edit.from_version
+        failed = f"deployment verification of '{model}' version {version} in '{env}' failed: {result.reason}"
+        where = f"version {target}" if target is not None else "the previous stack file (model removed)"
+        try:
+            rolled = self._auto_rollback(cfg, registry, edit, target, result.reason)
+        except PromotionError as exc:
+            raise PromotionError(
+                f"{failed}; the rollback to {where} was pinned but did not complete: {exc}",
+                {**outcome, "status": "rollback-failed"},
+            ) from exc
+        outcome.update(status="rolled-back", rollback=rolled)
+        raise PromotionError(f"{failed}; rolled back to {where}", outcome)
+
+    def _preflight(self, registry: Registry, pins: Mapping[str, int]) -> None:
+        """Every pin the stack will have must exist and be READY before `up`; checked before the
+        stack file is written, so a missing version stops the run with nothing changed."""
+        self.s.progress("pre-flight: checking every pinned version is READY")
+        for name, version in sorted(pins.items()):
+            registry.require_ready(name, version)
+
+    def _auto_rollback(
+        self, cfg: StackConfig, registry: Registry, edit: stackfile.PinEdit, target: int | None, why: str
+    ) -> dict[str, Any]:
+        env, model = cfg.environment, edit.model
+        reason = f"automatic rollback: verification of version {edit.to_version} failed: {why}"
+        self.s.progress(f"rolling back '{model}' in '{env}' to {target}")
+        if target is None:
+            stackfile.revert_edit(edit)
+        else:
+            stackfile.write_atomic(edit.path, stackfile.plan_pin(edit.path, model, target).new_text)
+        rec = self._record(
+            "rollback",
+            env,
+            model,
+            from_version=edit.to_version,
+            to_version=target,
+            outcome="pinned",
+            reason=reason,
+            details={"automatic": True},
+        )
+        out: dict[str, Any] = {"to_version": target, "audit_seq": [rec["seq"]]}
+        out["apply"] = self._up(env, model, target, f"rollback {model} to v{target}", reason)
+        if target is not None:
+            info = registry.version(model, target)
+            golden, _src = load_golden(registry, info, None)
+            out["verification"] = self._verify(
+                cfg, env, model, target, _LazyModel(registry, info), golden, reason
+            ).as_dict()
+        return out
+
+    # --------------------------------------------------------------- rollback
+    def rollback(self, req: RollbackRequest) -> dict[str, Any]:
+        """Re-pin the last known-good (or ``--to``) version; with ``apply`` deploy and verify it."""
+        env = stackfile.check_env(req.env)
+        path = stackfile.stack_path(self.root, env)
+        stackfile.load_config(path)
+        stackfile.check_clean(path, req.allow_dirty)
+        _ = self.actor
+        with env_lock(self.root, env):
+            cfg = stackfile.load_config(path)
+            if req.model not in cfg.models:
+                raise UnknownInput(
+                    f"model '{req.model}' is not pinned in '{env}' ({_relative(self.root, path)})", "NAME"
+                )
+            current = cfg.models[req.model].version
+            target = req.to_version
+            if target is None:
+                target = self.audit.last_known_good(env, req.model, exclude=current)
+            if target is None:
+                raise UnknownInput(
+                    f"no known-good version of '{req.model}' in '{env}' in the audit trail "
+                    "(a version becomes known-good when deployment verification passes); "
+                    "pass --to N",
+                    "--to",
+                )
+            outcome: dict[str, Any] = {
+                "model": req.model,
+                "env": env,
+                "from_version": current,
+                "to_version": target,
+                "stack_file": _relative(self.root, path),
+            }
+            if target == current:
+                return {
+                    **outcome,
+                    "status": "unchanged",
+                    "message": f"'{req.model}' is already pinned to version {target} in '{env}'",
+                }
+            registry = self.s.registry_factory(tracking_uri_for(self.s, cfg, env))
+            info = _require(registry, req.model, target, "--to")
+            edit = stackfile.plan_pin(path, req.model, target)
+            if req.apply:
+                self._preflight(registry, {**stackfile.read_pins(path), req.model: target})
+            stackfile.apply_edit(edit)
+            rec = self._record(
+                "rollback",
+                env,
+                req.model,
+                from_version=current,
+                to_version=target,
+                outcome="pinned",
+                reason=req.reason,
+                details={"automatic": False, "apply": req.apply},
+            )
+            outcome.update(status="pinned", audit_seq=[rec["seq"]])
+            if req.apply:
+                outcome["apply"] = self._up(
+                    env, req.model, target, f"rollback {req.model} to v{target}", req.reason
+                )
+                golden, _src = load_golden(registry, info, req.golden)
+                result = self._verify(
+                    cfg, env, req.model, target, _LazyModel(registry, info), golden, req.reason
+                )
+                outcome["verification"] = result.as_dict()
+                if not result.ok:
+                    raise PromotionError(
+                        f"rollback of '{req.model}' to version {target} in '{env}' was applied "
+                        f"but verification failed: {result.reason}",
+                        {**outcome, "status": "unverified"},
+                    )
+                outcome["status"] = "verified"
+            return outcome

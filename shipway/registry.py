@@ -1,0 +1,169 @@
+"""MLflow model-registry helpers used by promotion, gates, verification and `env status`.
+
+Everything goes through :class:`mlflow.MlflowClient`, which speaks MLflow's REST API for an
+``http://`` tracking URI (the platform's server) and the store directly for ``sqlite:///``
+(tests). MLflow's HTTP client retries for minutes when the server is down, so an ``http``
+URI is probed once with a short timeout first: an unreachable registry is one clear error.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+# MLflow's own registry accepts 100k-character tag values, but other MLflow-API registries
+# (Databricks, Azure ML) cap at 5000; evidence must fit everywhere.
+MAX_TAG_VALUE = 5000
+
+
+class RegistryError(RuntimeError):
+    """The registry is unreachable, or a model/version is unknown or not ready."""
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """What promotion needs to know about one registered version."""
+
+    name: str
+    version: int
+    status: str
+    run_id: str | None
+    source: str
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+def check_reachable(tracking_uri: str, timeout: float = 3.0) -> None:
+    """Fail fast (seconds, not MLflow's minutes of retries) when an HTTP registry is down."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    try:
+        httpx.get(tracking_uri.rstrip("/") + "/health", timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise RegistryError(f"MLflow registry at {tracking_uri} is unreachable: {exc}") from exc
+
+
+def truncate_tag(value: str, limit: int = MAX_TAG_VALUE) -> str:
+    """Cut a tag value to the registry limit, marking the cut so nobody mistakes it for whole."""
+    if len(value) <= limit:
+        return value
+    marker = "...[truncated]"
+    return value[: limit - len(marker)] + marker
+
+
+class Registry:
+    """Thin, typed wrapper over one registry (one tracking URI)."""
+
+    def __init__(self, tracking_uri: str, *, probe: bool = True):
+        from mlflow import MlflowClient
+
+        if probe:
+            check_reachable(tracking_uri)
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+    def _exc(self, exc: Exception) -> RegistryError:
+        return RegistryError(f"MLflow registry at {self.tracking_uri}: {exc}")
+
+    def require_model(self, name: str) -> None:
+        """Raise a clear error when ``name`` is not registered."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
+                raise RegistryError(
+                    f"model '{name}' is not registered in the registry at {self.tracking_uri}"
+                ) from exc
+            raise self._exc(exc) from exc
+
+    def version(self, name: str, version: int) -> VersionInfo:
+        """One version; unknown model or version -> :class:`RegistryError` naming both."""
+        from mlflow.exceptions import MlflowException
+
+        self.require_model(name)
+        try:
+            mv = self.client.get_model_version(name, str(version))
+        except MlflowException as exc:
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc.error_code):
+                latest = self.latest_version(name)
+                raise RegistryError(
+                    f"version {version} of model '{name}' does not exist (latest is {latest})"
+                ) from exc
+            raise self._exc(exc) from exc
+        return VersionInfo(
+            name=name,
+            version=int(mv.version),
+            status=str(mv.status),
+            run_id=mv.run_id,
+            source=str(mv.source),
+            tags=dict(mv.tags or {}),
+        )
+
+    def require_ready(self, name: str, version: int) -> VersionInfo:
+        """A version may only be pinned once the registry has finished creating it."""
+        info = self.version(name, version)
+        if info.status != "READY":
+            raise RegistryError(f"version {version} of model '{name}' is {info.status}, not READY")
+        return info
+
+    def latest_version(self, name: str) -> int | None:
+        """Highest version number (for error messages), None if there is none."""
+        versions = self.client.search_model_versions(f"name='{name}'")
+        return max((int(v.version) for v in versions), default=None)
+
+    def run_metrics(self, run_id: str | None) -> dict[str, float]:
+        """Final metric values of the run that produced a version."""
+        if not run_id:
+            return {}
+        return dict(self.client.get_run(run_id).data.metrics)
+
+    def set_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
+        """Attach evidence to a version, each value cut to the registry's limit."""
+        for key, value in tags.items():
+            self.client.set_model_version_tag(name, str(version), key, truncate_tag(value))
+
+    def alias_target(self, name: str, alias: str) -> int | None:
+        """The version an alias points at, None when the alias (or model) does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return int(self.client.get_model_version_by_alias(name, alias).version)
+        except MlflowException:
+            return None
+
+    def download_version_file(self, info: VersionInfo, filename: str) -> Path | None:
+        """A file stored with a version: in the model's artifacts, else in its run's artifacts."""
+        from mlflow.artifacts import download_artifacts
+
+        dest = tempfile.mkdtemp(prefix="shipway-")
+        candidates: list[dict[str, Any]] = [{"artifact_uri": f"{info.source.rstrip('/')}/{filename}"}]
+        if info.run_id:
+            candidates.append({"run_id": info.run_id, "artifact_path": filename})
+        for kwargs in candidates:
+            try:
+                return Path(download_artifacts(**kwargs, dst_path=dest, tracking_uri=self.tracking_uri))
+            except Exception:  # noqa: S112 - "not there" comes in many exception types; try the next place
+                continue
+        return None
+
+    def model_path(self, info: VersionInfo) -> Path:
+        """Local copy of the version's model directory (for pyfunc loading)."""
+        from mlflow.artifacts import download_artifacts
+
+        try:
+            return Path(download_artifacts(artifact_uri=info.source, tracking_uri=self.tracking_uri))
+        except Exception as exc:
+            raise RegistryError(
+                f"cannot download version {info.version} of model '{info.name}': {exc}"
+            ) from exc
+
+    def load_json(self, info: VersionInfo, filename: str) -> Any | None:
+        """A JSON version file, or None when it is absent."""
+        path = self.download_version_file(info, filename)
+        return json.loads(path.read_text()) if path else None

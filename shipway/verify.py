@@ -1,0 +1,335 @@
+"""Deployment verification: after `pulumi up`, prove the endpoint serves what the stack pins.
+
+Three checks, in order (later ones are skipped when the endpoint cannot even say its
+version, so a dead endpoint fails in milliseconds, not after a probe):
+
+1. ``version``: ``GET /version`` reports the pinned version;
+2. ``smoke``: predictions for golden rows from the endpoint equal the offline predictions of
+   the same registry version (within ``tolerance`` for numbers), so the right artifact is
+   loaded and its preprocessing is intact;
+3. ``slo``: a short bounded probe (``probe_seconds``, at most ``max_probe_requests``
+   sequential one-row requests) stays within the env's ``max_error_rate`` and
+   ``latency_p99_ms``.
+
+Traffic only ever goes to a loopback address: these checks run from the operator's machine
+against the local platform, and must not be pointed at anything else by a stray output.
+
+Endpoint contract assumed (kept in :class:`EndpointContract` so it is changed in one place):
+``GET /version`` -> ``{"model_name": name, "model_version": N}`` (shipway.serving; also
+accepted: ``version`` or ``{"models": {name: {"version": N}}}``); ``POST /invocations`` with MLflow's
+``{"dataframe_split": {"columns": [...], "data": [...]}}`` -> ``{"predictions": [...]}`` or a
+bare list; the API key is sent as ``Authorization: Bearer <key>``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+import pandas as pd
+
+from infra.config import SloSettings
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class VerificationError(ValueError):
+    """Verification was asked to do something it must not (e.g. probe a non-loopback host)."""
+
+
+@dataclass(frozen=True)
+class EndpointContract:
+    """Paths and auth scheme of the serving app."""
+
+    version_path: str = "/version"
+    predict_path: str = "/invocations"
+    health_path: str = "/health"
+    timeout_s: float = 5.0
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {api_key}"} if api_key else {}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One verification check: its verdict, the sentence, the numbers."""
+
+    name: str
+    ok: bool
+    message: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VerificationResult:
+    """All checks; ``reason`` is the first failing check's message."""
+
+    model: str
+    version: int
+    url: str
+    checks: tuple[Check, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+    @property
+    def reason(self) -> str:
+        return next((c.message for c in self.checks if not c.ok), "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "model": self.model,
+            "version": self.version,
+            "url": self.url,
+            "reason": self.reason,
+            "checks": {c.name: {"ok": c.ok, "message": c.message, **c.data} for c in self.checks},
+        }
+
+
+def require_loopback(url: str) -> None:
+    """Refuse to send verification traffic anywhere but this machine."""
+    host = urlparse(url).hostname or ""
+    if host not in LOOPBACK_HOSTS:
+        raise VerificationError(
+            f"endpoint url: {url!r} is not valid; verification only probes "
+            f"loopback hosts ({', '.join(sorted(LOOPBACK_HOSTS))})"
+        )
+
+
+def served_version(payload: Any, model: str) -> int | None:
+    """The version a ``/version`` payload reports for ``model`` (several shapes accepted)."""
+    if not isinstance(payload, Mapping):
+        return None
+    name = payload.get("model_name", payload.get("model"))
+    if isinstance(name, str) and name != model:
+        return None  # the endpoint serves some other model: no version of ours
+    models = payload.get("models")
+    if isinstance(models, Mapping) and isinstance(models.get(model), Mapping):
+        payload = models[model]
+    for key in ("version", "model_version", "modelVersion"):
+        value = payload.get(key)
+        if isinstance(value, int | str) and not isinstance(value, bool) and str(value).isdigit():
+            return int(value)
+    return None
+
+
+def _split(frame: pd.DataFrame) -> dict[str, Any]:
+    return {
+        "dataframe_split": {
+            "columns": [str(c) for c in frame.columns],
+            "data": frame.astype(object).where(frame.notna(), None).values.tolist(),
+        }
+    }
+
+
+def _predictions(payload: Any) -> list[Any]:
+    if isinstance(payload, Mapping):
+        payload = payload.get("predictions", payload.get("outputs"))
+    if not isinstance(payload, list):
+        raise ValueError("response has no 'predictions' list")
+    return payload
+
+
+def _same(a: Any, b: Any, tolerance: float) -> bool:
+    try:
+        fa, fb = float(a), float(b)
+    except (TypeError, ValueError):
+        return str(a) == str(b)
+    return math.isclose(fa, fb, rel_tol=tolerance, abs_tol=tolerance)
+
+
+def p99(latencies_ms: Sequence[float]) -> float:
+    """Nearest-rank 99th percentile (no interpolation: a bound must be an observed value)."""
+    if not latencies_ms:
+        return 0.0
+    ordered = sorted(latencies_ms)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+class Verifier:
+    """Runs the checks against one endpoint through an injectable ``httpx.Client``."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None,
+        *,
+        contract: EndpointContract | None = None,
+        client: httpx.Client | None = None,
+    ):
+        require_loopback(url)
+        self.url = url.rstrip("/")
+        self.contract = contract or EndpointContract()
+        self.client = client or httpx.Client(timeout=self.contract.timeout_s)
+        self.headers = self.contract.headers(api_key)
+
+    def _post(self, frame: pd.DataFrame) -> list[Any]:
+        resp = self.client.post(
+            self.url + self.contract.predict_path, json=_split(frame), headers=self.headers
+        )
+        resp.raise_for_status()
+        return _predictions(resp.json())
+
+    def check_version(self, model: str, expected: int) -> Check:
+        try:
+            resp = self.client.get(self.url + self.contract.version_path, headers=self.headers)
+            resp.raise_for_status()
+            got = served_version(resp.json(), model)
+        except (httpx.HTTPError, ValueError) as exc:
+            return Check("version", False, f"GET {self.contract.version_path} failed: {exc}")
+        if got != expected:
+            return Check(
+                "version",
+                False,
+                f"endpoint serves version {got} of '{model}', expected {expected}",
+                {"served": got, "expected": expected},
+            )
+        return Check(
+            "version",
+            True,
+            f"endpoint serves version {expected} of '{model}'",
+            {"served": got, "expected": expected},
+        )
+
+    def check_smoke(
+        self, features: pd.DataFrame, offline: Sequence[Any], version: int, tolerance: float
+    ) -> Check:
+        try:
+            online = self._post(features)
+        except (httpx.HTTPError, ValueError) as exc:
+            return Check("smoke", False, f"smoke predictions failed: {exc}")
+        if len(online) != len(offline):
+            return Check(
+                "smoke", False, f"endpoint returned {len(online)} predictions for {len(offline)} rows"
+            )
+        bad = [i for i, (a, b) in enumerate(zip(online, offline, strict=True)) if not _same(a, b, tolerance)]
+        data = {"rows": len(offline), "mismatches": len(bad), "tolerance": tolerance}
+        if bad:
+            i = bad[0]
+            return Check(
+                "smoke",
+                False,
+                f"{len(bad)} of {len(offline)} smoke predictions differ from offline "
+                f"predictions of version {version} (first: row {i}, endpoint "
+                f"{online[i]!r} vs offline {offline[i]!r})",
+                data,
+            )
+        return Check(
+            "smoke",
+            True,
+            f"{len(offline)} smoke predictions match offline predictions of version {version}",
+            data,
+        )
+
+    def check_slo(
+        self, features: pd.DataFrame, slo: SloSettings, probe_seconds: float, max_requests: int
+    ) -> Check:
+        latencies: list[float] = []
+        errors = 0
+        deadline = time.monotonic() + probe_seconds
+        rows = [features.iloc[[i]] for i in range(len(features))]
+        while time.monotonic() < deadline and len(latencies) < max_requests:
+            start = time.perf_counter()
+            try:
+                self._post(rows[len(latencies) % len(rows)])
+            except (httpx.HTTPError, ValueError):
+                errors += 1
+            latencies.append((time.perf_counter() - start) * 1000.0)
+        total = len(latencies)
+        rate = errors / total if total else 1.0
+        tail = p99(latencies)
+        data = {
+            "requests": total,
+            "errors": errors,
+            "error_rate": rate,
+            "p99_ms": tail,
+            "max_error_rate": slo.max_error_rate,
+            "latency_p99_ms": slo.latency_p99_ms,
+        }
+        problems = []
+        if rate > slo.max_error_rate:
+            problems.append(f"error rate {rate:.4f} > allowed {slo.max_error_rate:.4f} ({errors} of {total})")
+        if tail > slo.latency_p99_ms:
+            problems.append(f"p99 latency {tail:.1f} ms > allowed {slo.latency_p99_ms:.1f} ms")
+        if problems:
+            return Check("slo", False, "probe: " + "; ".join(problems), data)
+        return Check(
+            "slo",
+            True,
+            f"probe: {total} requests, error rate {rate:.4f} <= {slo.max_error_rate:.4f}, "
+            f"p99 {tail:.1f} ms <= {slo.latency_p99_ms:.1f} ms",
+            data,
+        )
+
+
+def verify_deployment(
+    *,
+    model: str,
+    version: int,
+    url: str,
+    api_key: str | None,
+    features: pd.DataFrame | None,
+    offline: Sequence[Any] | np.ndarray | None,
+    slo: SloSettings,
+    probe_seconds: float = 3.0,
+    max_probe_requests: int = 2000,
+    tolerance: float = 1e-6,
+    client: httpx.Client | None = None,
+    contract: EndpointContract | None = None,
+) -> VerificationResult:
+    """Run version, smoke and SLO checks; ``features``/``offline`` are golden rows and their
+    offline predictions (None: smoke and probe are skipped and say so)."""
+    verifier = Verifier(url, api_key, contract=contract, client=client)
+    checks = [verifier.check_version(model, version)]
+    if not checks[0].ok:
+        checks.append(Check("smoke", False, "skipped: endpoint did not report its version"))
+        checks.append(Check("slo", False, "skipped: endpoint did not report its version"))
+    elif features is None or offline is None or len(features) == 0:
+        checks.append(Check("smoke", True, "skipped: no golden dataset for this version"))
+        checks.append(Check("slo", True, "skipped: no golden rows to probe with"))
+    else:
+        checks.append(verifier.check_smoke(features, list(np.asarray(offline).tolist()), version, tolerance))
+        checks.append(verifier.check_slo(features, slo, probe_seconds, max_probe_requests))
+    return VerificationResult(model=model, version=version, url=url, checks=tuple(checks))
+
+
+def probe_status(
+    url: str,
+    model: str,
+    api_key: str | None = None,
+    *,
+    client: httpx.Client | None = None,
+    contract: EndpointContract | None = None,
+) -> dict[str, Any]:
+    """Serving version and health for `env status`; an unreachable endpoint is 'down', not an error."""
+    contract = contract or EndpointContract()
+    try:
+        require_loopback(url)
+    except VerificationError:
+        return {"health": "unknown", "serving_version": None, "detail": "not a loopback endpoint"}
+    http = client or httpx.Client(timeout=2.0)
+    headers = contract.headers(api_key)
+    try:
+        health = http.get(url.rstrip("/") + contract.health_path, headers=headers)
+        version = http.get(url.rstrip("/") + contract.version_path, headers=headers)
+    except httpx.HTTPError as exc:
+        return {"health": "down", "serving_version": None, "detail": type(exc).__name__}
+    served = None
+    if version.status_code == 200:
+        try:
+            served = served_version(version.json(), model)
+        except ValueError:
+            served = None
+    return {
+        "health": "up" if health.status_code == 200 else f"unhealthy ({health.status_code})",
+        "serving_version": served,
+        "detail": "",
+    }
