@@ -114,9 +114,13 @@ class AwsSettings:
     create_oidc_provider: bool = True
     # Artifact bucket of the environment models are promoted from (cross-account copy source).
     promotion_source_bucket: str | None = None
+    promotion_source_key_arn: str | None = None  # the KMS key that bucket encrypts with
     # Deploy-role ARNs of the environments promoted *to* from this one: they may read models/.
     promotion_reader_arns: tuple[str, ...] = ()
     managed_grafana: bool = True
+    # OTLP/HTTP address of the environment's ADOT collector (runs the generated config); None: no traces
+    # from endpoints, which then run with network isolation.
+    otlp_endpoint: str | None = None
 
 
 @dataclass(frozen=True)
@@ -332,8 +336,8 @@ _AWS_FIELDS = {
     "githubRepository": ("github_repository", lambda v: v is None or (isinstance(v, str) and v.count("/") == 1),
                          "use owner/name"),
     "logRetentionDays": ("log_retention_days", lambda v: _is_int(v) and v >= 1, "use a positive number of days"),
-    "certificateArn": ("certificate_arn", lambda v: v is None or (isinstance(v, str) and v.startswith("arn:aws")
-                                                                  and ":acm:" in v),
+    "certificateArn": ("certificate_arn", lambda v: v is None or (
+        isinstance(v, str) and v.startswith("arn:aws") and ":acm:" in v),
                        "use an ACM certificate ARN (arn:aws:acm:...)"),
     "mlflowImage": ("mlflow_image", _opt_str, "use an image URI with a digest or tag"),
     "ingressCidrs": ("ingress_cidrs", lambda v: _str_list(v) and all(
@@ -354,21 +358,29 @@ _AWS_FIELDS = {
     "secretRotationDays": ("secret_rotation_days", lambda v: _is_int(v) and 1 <= v <= 365,
                            "use a number of days from 1 to 365"),
     "createOidcProvider": ("create_oidc_provider", lambda v: isinstance(v, bool), "use true or false"),
-    "promotionSourceBucket": ("promotion_source_bucket", _opt_str, "use the source environment's bucket name"),
+    "promotionSourceBucket": ("promotion_source_bucket", _opt_str,
+                              "use the source environment's bucket name"),
+    "promotionSourceKeyArn": ("promotion_source_key_arn", lambda v: v is None or (
+        isinstance(v, str) and v.startswith("arn:aws") and ":kms:" in v),
+        "use a KMS key ARN (arn:aws:kms:...)"),
     "promotionReaderArns": ("promotion_reader_arns", lambda v: _str_list(v) and all(
         re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", a) for a in v),
         "use a list of IAM role ARNs (arn:aws:iam::<account>:role/<name>)"),
     "managedGrafana": ("managed_grafana", lambda v: isinstance(v, bool), "use true or false"),
+    "otlpEndpoint": ("otlp_endpoint", lambda v: v is None or (isinstance(v, str) and v.startswith("https://")),
+                     "use the collector's https:// OTLP/HTTP address"),
 }
 
 _AZURE_FIELDS = {
     "resourceGroupName": ("resource_group_name", _opt_str, "use an existing resource group name"),
-    "githubRepository": ("github_repository", lambda v: v is None or (isinstance(v, str) and v.count("/") == 1),
-                         "use owner/name"),
+    "githubRepository": ("github_repository",
+                         lambda v: v is None or (isinstance(v, str) and v.count("/") == 1), "use owner/name"),
     "publicNetworkAccess": ("public_network_access", lambda v: isinstance(v, bool), "use true or false"),
-    "logRetentionDays": ("log_retention_days", lambda v: _is_int(v) and v >= 1, "use a positive number of days"),
+    "logRetentionDays": ("log_retention_days", lambda v: _is_int(v) and v >= 1,
+                         "use a positive number of days"),
     "endpointAuthMode": ("endpoint_auth_mode", lambda v: v in ("AADToken", "Key"), "allowed: AADToken, Key"),
-    "instanceType": ("instance_type", lambda v: isinstance(v, str) and re.match(r"^Standard_[A-Za-z0-9_]+$", v),
+    "instanceType": ("instance_type",
+                     lambda v: isinstance(v, str) and re.match(r"^Standard_[A-Za-z0-9_]+$", v) is not None,
                      "use an Azure ML managed instance type such as Standard_DS3_v2"),
     "servingEnvironment": ("serving_environment", _opt_str, "use an Azure ML environment asset id"),
     "previousVersions": ("previous_versions", lambda v: isinstance(v, Mapping) and all(
