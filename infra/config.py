@@ -395,42 +395,49 @@ _AZURE_FIELDS = {
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
 
+
+def _dns_label(v: Any) -> bool:
+    return isinstance(v, str) and bool(_DNS_LABEL.match(v))
+
+
+def _quantity(v: Any) -> bool:
+    return isinstance(v, str) and bool(_QUANTITY.match(v))
+
+
+def _text(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _opt_uri(pattern: str) -> Callable[[Any], bool]:
+    """None, or a string matching ``pattern`` (a URI scheme check)."""
+    return lambda v: v is None or (isinstance(v, str) and bool(re.match(pattern, v)))
+
+
 _K8S_FIELDS = {
-    "namespace": ("namespace", lambda v: isinstance(v, str) and _DNS_LABEL.match(v), "use a DNS-1123 label"),
-    "servingImage": ("serving_image", lambda v: isinstance(v, str) and v != "", "use an image reference"),
-    "mlflowImage": ("mlflow_image", lambda v: isinstance(v, str) and v != "", "use an image reference"),
-    "artifactStore": ("artifact_store", lambda v: v in ("pvc", "s3", "azureblob"),
-                      "allowed: pvc, s3, azureblob"),
+    "namespace": ("namespace", _dns_label, "use a DNS-1123 label"),
+    "servingImage": ("serving_image", _text, "use an image reference"),
+    "mlflowImage": ("mlflow_image", _text, "use an image reference"),
+    "artifactStore": ("artifact_store", lambda v: v in ("pvc", "s3", "azureblob"), "allowed: pvc, s3, azureblob"),
     "externalSecrets": ("external_secrets", lambda v: isinstance(v, bool), "use true or false"),
     "kserve": ("kserve", lambda v: isinstance(v, bool), "use true or false"),
-    "artifactUri": ("artifact_uri",
-                    lambda v: v is None or (isinstance(v, str) and re.match(r"^(s3|wasbs)://.+", v)),
+    "artifactUri": ("artifact_uri", _opt_uri(r"^(s3|wasbs)://.+"),
                     "use s3://bucket/prefix or wasbs://container@account.blob.core.windows.net/prefix"),
-    "artifactIdentity": ("artifact_identity", _opt_str,
-                         "use an IAM role ARN or a managed-identity client id"),
-    "trackingDatabaseUri": (
-        "tracking_database_uri",
-        lambda v: v is None or (isinstance(v, str) and re.match(r"^postgresql://[^:@/]+@[^/]+/.+", v)),
-        "use postgresql://user@host:5432/db without a password (it comes from trackingDbPassword)",
-    ),
-    "postgresImage": ("postgres_image", lambda v: isinstance(v, str) and v != "", "use an image reference"),
-    "otelCollectorImage": ("otel_collector_image", lambda v: isinstance(v, str) and v != "",
-                           "use an image reference"),
-    "otlpExportEndpoint": ("otlp_export_endpoint", lambda v: v is None or (isinstance(v, str)
-                           and re.match(r"^https?://", v)), "use an http(s):// OTLP/HTTP endpoint"),
+    "artifactIdentity": ("artifact_identity", _opt_str, "use an IAM role ARN or a managed-identity client id"),
+    "trackingDatabaseUri": ("tracking_database_uri", _opt_uri(r"^postgresql://[^:@/]+@[^/]+/.+"),
+                            "use postgresql://user@host:5432/db without a password "
+                            "(it comes from trackingDbPassword)"),
+    "postgresImage": ("postgres_image", _text, "use an image reference"),
+    "otelCollectorImage": ("otel_collector_image", _text, "use an image reference"),
+    "otlpExportEndpoint": ("otlp_export_endpoint", _opt_uri(r"^https?://.+"),
+                           "use an http(s):// OTLP/HTTP endpoint"),
     "storageClass": ("storage_class", _opt_str, "use a StorageClass name"),
-    "ingressNamespace": ("ingress_namespace", lambda v: isinstance(v, str) and _DNS_LABEL.match(v),
-                         "use a DNS-1123 label"),
-    "monitoringNamespace": ("monitoring_namespace", lambda v: isinstance(v, str) and _DNS_LABEL.match(v),
-                            "use a DNS-1123 label"),
-    "externalSecretStore": ("external_secret_store", lambda v: isinstance(v, str) and _DNS_LABEL.match(v),
-                            "use a ClusterSecretStore name (DNS-1123 label)"),
+    "ingressNamespace": ("ingress_namespace", _dns_label, "use a DNS-1123 label"),
+    "monitoringNamespace": ("monitoring_namespace", _dns_label, "use a DNS-1123 label"),
+    "externalSecretStore": ("external_secret_store", _dns_label, "use a ClusterSecretStore name (DNS-1123 label)"),
     "kserveCanaryPercent": ("kserve_canary_percent", lambda v: _is_int(v) and 0 <= v <= 100,
                             "use an integer percentage from 0 to 100"),
-    "quotaCpu": ("quota_cpu", lambda v: isinstance(v, str) and _QUANTITY.match(v),
-                 "use a Kubernetes quantity such as 16 or 16000m"),
-    "quotaMemory": ("quota_memory", lambda v: isinstance(v, str) and _QUANTITY.match(v),
-                    "use a Kubernetes quantity such as 32Gi"),
+    "quotaCpu": ("quota_cpu", _quantity, "use a Kubernetes quantity such as 16 or 16000m"),
+    "quotaMemory": ("quota_memory", _quantity, "use a Kubernetes quantity such as 32Gi"),
 }
 
 
@@ -547,7 +554,8 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
 
     registry_uri = raw.get("registryUri")
     if registry_uri is not None and not (
-        isinstance(registry_uri, str) and re.match(r"^(https?://|databricks|azureml://|arn:aws:sagemaker:)", registry_uri)
+        isinstance(registry_uri, str)
+        and re.match(r"^(https?://|databricks|azureml://|arn:aws:sagemaker:)", registry_uri)
     ):
         problems.add("registryUri", registry_uri, "use an http(s):// MLflow URI, azureml:// or a SageMaker MLflow ARN")
     if cloud == "local" and isinstance(registry_uri, str) and registry_uri.startswith("http") and not re.match(

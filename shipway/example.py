@@ -129,8 +129,10 @@ def train_and_register(tracking_uri: str, variant: str = "baseline", name: str =
             info = mlflow.pyfunc.log_model(name="model", python_model=_SlowPyfunc(model), signature=signature,
                                            input_example=x_train.head(3))
         else:
+            # skops refuses tree internals unless named: we trained this model ourselves.
+            trusted = ["sklearn.tree._tree.Tree"] if variant == "forest" else None
             info = mlflow.sklearn.log_model(model, name="model", signature=signature,
-                                            input_example=x_train.head(3))
+                                            input_example=x_train.head(3), skops_trusted_types=trusted)
         mv = mlflow.register_model(info.model_uri, name, tags={"shipway.fingerprint": fp,
                                                                "shipway.variant": variant})
     # Training artifacts belong to the version too, so gates and drift find them by version.

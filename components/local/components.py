@@ -54,6 +54,15 @@ class _Process(Resource):
         super().__init__(provider, name, {**props, "pid": None, "alive": None}, opts)
 
 
+class _SecretFile(Resource):
+    """A dynamic resource holding one secret file."""
+
+    path: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions):
+        super().__init__(SecretFileProvider(), name, props, opts)
+
+
 class TrackingServer(pulumi.ComponentResource):
     """A real `mlflow server` (tracking + model registry) on 127.0.0.1."""
 
@@ -104,13 +113,13 @@ class Secrets(pulumi.ComponentResource):
         super().__init__("shipway:local:Secrets", name, None, opts)
         files: dict[str, pulumi.Output[str]] = {}
         for key, value in sorted(args.values.items()):
-            res = Resource(SecretFileProvider(), f"{name}-{key}", {
+            res = _SecretFile(f"{name}-{key}", {
                 "shipwayKind": "SecretFile",
                 "path": str(Path(directory) / key),
                 "mode": "0600",
                 "value": pulumi.Output.secret(value),
             }, pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]))
-            files[key] = res.path  # type: ignore[attr-defined]
+            files[key] = res.path
         self.files = files
         self.register_outputs({"files": files})
 

@@ -8,6 +8,7 @@ only by that PID.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -23,7 +24,7 @@ class ProcessError(RuntimeError):
 
 
 def start(argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> int:
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start ``argv`` detached from the caller; stdout/stderr go to ``log_file``."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
@@ -31,7 +32,7 @@ def start(argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None
             list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, env=env, cwd=cwd, close_fds=True,
         )
-    return proc.pid
+    return proc
 
 
 def cmdline(pid: int) -> list[str]:
@@ -83,10 +84,8 @@ def _signal_group(pid: int, sig: int, leader_gone_ok: bool = False) -> None:
             return
     except ProcessLookupError:
         if leader_gone_ok:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)  # leftover children still in the group
-            except (ProcessLookupError, PermissionError):
-                pass
         return
     os.kill(pid, sig)
 
@@ -100,15 +99,20 @@ def http_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def wait_healthy(url: str, pid: int, marker: str, log_file: Path, timeout: float = 120.0) -> None:
-    """Wait until ``url`` answers 2xx; fail early (with the log tail) if the process dies."""
+def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeout: float = 120.0) -> None:
+    """Wait until ``url`` answers 2xx; fail early (with the log tail) if the process dies.
+
+    While the starter is still the parent, ``poll()`` is the authoritative exit check.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if http_ok(url):
             return
-        if not is_ours(pid, marker):
-            raise ProcessError(f"process {marker} (pid {pid}) exited before {url} was healthy; "
-                               f"last log lines:\n{tail(log_file)}")
+        code = proc.poll()
+        if code is not None:
+            time.sleep(0.2)  # let the last log lines land
+            raise ProcessError(f"process {proc.args[0]} (pid {proc.pid}) exited with code {code} before {url} "
+                               f"was healthy; last log lines:\n{tail(log_file)}")
         time.sleep(0.25)
     raise ProcessError(f"{url} not healthy after {timeout:.0f}s; last log lines:\n{tail(log_file)}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import urllib.request
@@ -26,9 +27,19 @@ from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, Re
 
 from components.local import process
 
+# Numbers cross the engine as protobuf doubles; these keys are integers to us.
+_INT_KEYS = frozenset({"port", "pid", "modelVersion", "startTimeout"})
+
 
 def _clean(props: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in props.items() if not k.startswith("__")}
+    """Drop the SDK's bookkeeping keys and restore integer-valued inputs."""
+    return {k: int(v) if k in _INT_KEYS and isinstance(v, float) else v
+            for k, v in props.items() if not k.startswith("__")}
+
+
+def _changed(olds: dict[str, Any], news: dict[str, Any]) -> set[str]:
+    """Inputs that differ; the process's own outputs (pid, alive) are not inputs."""
+    return {k for k in set(olds) | set(news) if k not in ("pid", "alive") and olds.get(k) != news.get(k)}
 
 
 def _python() -> str:
@@ -45,7 +56,7 @@ class _ProcessProvider(ResourceProvider):
     def marker(self, props: dict[str, Any]) -> str:
         raise NotImplementedError
 
-    def launch(self, props: dict[str, Any]) -> int:
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
         raise NotImplementedError
 
     def health_url(self, props: dict[str, Any]) -> str:
@@ -73,33 +84,33 @@ class _ProcessProvider(ResourceProvider):
             raise process.ProcessError(
                 f"{host}:{port} is already in use; stop what listens there or set another port in "
                 f"the stack config (shipway:local)")
-        pid = self.launch(props)
+        proc = self.launch(props)
         try:
-            process.wait_healthy(self.health_url(props), pid, self.marker(props), self.log_file(props),
+            process.wait_healthy(self.health_url(props), proc, self.log_file(props),
                                  timeout=float(props.get("startTimeout", 180)))
         except process.ProcessError:
-            process.stop(pid, self.marker(props))
+            process.stop(proc.pid, self.marker(props))
             raise
-        return {**props, "pid": pid, "alive": True}
+        return {**props, "pid": proc.pid, "alive": True}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._start(props)
         return CreateResult(id_=f"{outs['shipwayKind']}:{outs['pid']}", outs=outs)
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        props = _clean(props)
         alive = process.is_ours(props.get("pid"), self.marker(props)) and process.http_ok(self.health_url(props))
         return ReadResult(id_=id_, outs={**props, "alive": alive})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        news = _clean(news)
-        changed = sorted(k for k in set(news) | set(olds) - {"pid", "alive"}
-                         if k not in ("pid", "alive") and olds.get(k) != news.get(k))
+        olds, news = _clean(olds), _clean(news)
+        changed = _changed(olds, news)
         dead = not process.is_ours(olds.get("pid"), self.marker(olds))
         return DiffResult(changes=bool(changed) or dead, replaces=[], stables=[], delete_before_replace=True)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        news = _clean(news)
-        changed = {k for k in set(news) | set(olds) if k not in ("pid", "alive") and olds.get(k) != news.get(k)}
+        olds, news = _clean(olds), _clean(news)
+        changed = _changed(olds, news)
         pid = olds.get("pid")
         if process.is_ours(pid, self.marker(olds)) and changed and changed <= self.hot_inputs:
             self.hot_update(olds, news)
@@ -108,6 +119,7 @@ class _ProcessProvider(ResourceProvider):
         return UpdateResult(outs=self._start(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
+        props = _clean(props)
         process.stop(props.get("pid"), self.marker(props))
 
 
@@ -123,7 +135,7 @@ class TrackingServerProvider(_ProcessProvider):
     def health_url(self, props: dict[str, Any]) -> str:
         return f"http://{props['host']}:{props['port']}/health"
 
-    def launch(self, props: dict[str, Any]) -> int:
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
         Path(props["dataDir"]).mkdir(parents=True, exist_ok=True)
         Path(props["artifactRoot"].removeprefix("file://")).mkdir(parents=True, exist_ok=True)
         argv = [
@@ -159,7 +171,7 @@ class EndpointProvider(_ProcessProvider):
                "tracking_uri": props["trackingUri"]}
         process.write_private(Path(props["pinFile"]), json.dumps(pin))
 
-    def launch(self, props: dict[str, Any]) -> int:
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
         Path(props["dataDir"]).mkdir(parents=True, exist_ok=True)
         self._write_pin(props)
         argv = [
@@ -223,7 +235,7 @@ class PrometheusProvider(_ProcessProvider):
         (data / "rules.yml").write_text(props["rulesYaml"])
         (data / "prometheus.yml").write_text(props["configYaml"])
 
-    def launch(self, props: dict[str, Any]) -> int:
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
         self._write_config(props)
         data = Path(props["dataDir"])
         argv = [

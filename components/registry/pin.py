@@ -8,6 +8,7 @@ depend on their pin).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,11 +44,9 @@ class ModelPinProvider(ResourceProvider):
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         if props.get("retainOnDelete"):
             return
-        try:
+        # The registry (e.g. the local tracking server) may already be gone on destroy.
+        with contextlib.suppress(rest.RegistryError):
             rest.delete_alias(props["trackingUri"], props["modelName"], props["alias"])
-        except rest.RegistryError:
-            # The registry (e.g. the local tracking server) may already be gone on destroy.
-            pass
 
     @staticmethod
     def _apply(props: dict[str, Any]) -> dict[str, Any]:

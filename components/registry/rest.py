@@ -27,9 +27,12 @@ def _call(tracking_uri: str, method: str, path: str, params: dict[str, Any] | No
     if params:
         url += "?" + urllib.parse.urlencode(params)
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(  # noqa: S310 - http(s) checked below
+        url, data=data, method=method, headers={"Content-Type": "application/json"})
+    if not url.startswith(("http://", "https://")):
+        raise RegistryError(f"registry URI {tracking_uri!r} is not http(s); pins need the MLflow REST API")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - registry URI from stack config
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) checked above
             text = resp.read()
             return json.loads(text) if text else {}
     except urllib.error.HTTPError as exc:

@@ -20,7 +20,8 @@ console = Console(stderr=True)
 def _stack_config(root: Path, stack: str) -> StackConfig:
     path = root / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.exists():
-        have = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in (root / "stacks").glob("Pulumi.*.yaml"))
+        have = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
+                      for p in (root / "stacks").glob("Pulumi.*.yaml"))
         raise typer.BadParameter(f"no stack file {path.relative_to(root)}; stacks: {', '.join(have)}",
                                  param_hint="--stack")
     try:
@@ -73,9 +74,10 @@ def _sample_prediction(outputs: dict[str, Any]) -> tuple[str, Any]:
 
     endpoint = outputs["endpoints"][MODEL_NAME]
     key = Path(endpoint["apiKeyFile"]).read_text().strip()
-    req = urllib.request.Request(endpoint["url"] + "/invocations", data=json.dumps(sample_request(2)).encode(),
-                                 headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback endpoint from stack outputs
+    req = urllib.request.Request(  # noqa: S310 - loopback URL from stack outputs
+        endpoint["url"] + "/invocations", data=json.dumps(sample_request(2)).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback URL from stack outputs
         return endpoint["url"], json.loads(resp.read())
 
 

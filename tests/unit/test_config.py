@@ -73,7 +73,8 @@ def test_good_config_parses_into_typed_objects():
                          "azure, cloud, costCenter, dataClassification, endpointApiKey, environment, gates, "
                          "kubernetes, local, models, owner, protectRegistry, region, registryUri, slo, "
                          "trackingDbPassword"),
-    ({"region": "eu-west-1"}, "shipway:region: 'eu-west-1' is not valid; the local target has no region; remove the key"),
+    ({"region": "eu-west-1"},
+     "shipway:region: 'eu-west-1' is not valid; the local target has no region; remove the key"),
     ({"local": {"trackingPort": 80}}, "shipway:local.trackingPort: 80 is not valid; use a port number 1024-65535"),
     ({"local": {"tracking_port": 5000}},
      "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertmanagerPort, backendStoreUri, "

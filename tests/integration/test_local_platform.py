@@ -1,0 +1,188 @@
+"""The `local` target for real: `pulumi up` starts MLflow, the serving app and Prometheus.
+
+One throwaway stack walks through the issue's story in order: pre-flight refusal, first
+up, every endpoint contract, secrets hygiene, idempotent second up, a hot pin change under
+load with zero failed requests, refresh noticing a killed process, destroy leaving no
+listener behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import pytest
+
+from components.local import process
+from shipway.example import sample_request, train_and_register
+
+pytestmark = pytest.mark.integration
+
+MODEL = "iris-classifier"
+
+
+def register(project, variant: str) -> int:
+    uri = project.tracking_uri if process.http_ok(project.tracking_uri + "/health") else project.tracking_store[0]
+    return train_and_register(uri, variant=variant, artifact_root=project.tracking_store[1]).version
+
+
+def auth(project) -> dict[str, str]:
+    return {"Authorization": f"Bearer {project.api_key}"}
+
+
+@pytest.fixture(scope="module")
+def up(project):
+    """v1 registered and pinned, stack up."""
+    project.pin(MODEL, register(project, "baseline"))
+    project.pulumi("up", "--yes")
+    return project.outputs()
+
+
+def _resources(project) -> list[dict]:
+    out = project.pulumi("stack", "export")
+    return json.loads(out.stdout)["deployment"].get("resources", [])
+
+
+def _is_endpoint(res: dict) -> bool:
+    return res["type"] == "pulumi-python:dynamic:Resource" and (res.get("outputs") or {}).get(
+        "shipwayKind") == "InferenceEndpoint"
+
+
+def test_first_up_serves_the_pinned_version(up, project):
+    endpoint = up["endpoints"][MODEL]
+    assert up["trackingUri"] == project.tracking_uri
+    assert endpoint["version"] == 1
+    base = endpoint["url"]
+    assert httpx.get(base + "/health").json() == {"status": "ok"}
+    assert httpx.get(base + "/ready").status_code == 200
+    version = httpx.get(base + "/version").json()
+    assert (version["model_name"], version["model_version"]) == (MODEL, 1)
+    assert httpx.get(project.tracking_uri + "/health").status_code == 200
+
+
+def test_invocations_accept_mlflow_payloads_and_require_the_key(up, project):
+    base = up["endpoints"][MODEL]["url"]
+    split = sample_request(3)["dataframe_split"]
+    records = [dict(zip(split["columns"], row, strict=True)) for row in split["data"]]
+    answers = [
+        httpx.post(base + "/invocations", json=payload, headers=auth(project)).json()["predictions"]
+        for payload in ({"dataframe_split": split}, {"dataframe_records": records},
+                        {"inputs": {c: [r[c] for r in records] for c in split["columns"]}})
+    ]
+    assert answers[0] == answers[1] == answers[2]
+    assert len(answers[0]) == 3
+    assert httpx.post(base + "/invocations", json={"dataframe_split": split}).status_code == 401
+    bad = httpx.post(base + "/invocations", json={"rows": []}, headers=auth(project))
+    assert bad.status_code == 400
+
+
+def test_metrics_are_exposed_and_scraped_by_prometheus(up, project):
+    base = up["endpoints"][MODEL]["url"]
+    assert "shipway_requests_total" in httpx.get(base + "/metrics").text
+    query = up["prometheusUrl"] + "/api/v1/query"
+    deadline = time.monotonic() + 60
+    result = []
+    while time.monotonic() < deadline:
+        result = httpx.get(query, params={"query": 'up{job="shipway-endpoints"}'}).json()["data"]["result"]
+        if result and result[0]["value"][1] == "1":
+            break
+        time.sleep(1)
+    assert [(r["metric"]["model"], r["value"][1]) for r in result] == [(MODEL, "1")]
+
+
+def test_api_key_stays_out_of_state_argv_and_logs(up, project):
+    key_file = Path(up["endpoints"][MODEL]["apiKeyFile"])
+    assert key_file.read_text() == project.api_key
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    state = project.pulumi("stack", "export").stdout
+    assert project.api_key not in state
+    for res in _resources(project):
+        pid = (res.get("outputs") or {}).get("pid")
+        if pid:
+            assert project.api_key not in " ".join(process.cmdline(pid))
+    for log in (project.data_dir / project.stack).rglob("*.log"):
+        assert project.api_key not in log.read_text(errors="replace"), log
+
+
+def test_second_up_changes_nothing(up, project):
+    out = project.pulumi("preview", "--expect-no-changes", "--json")
+    assert {s["op"] for s in json.loads(out.stdout)["steps"]} == {"same"}
+    assert register(project, "baseline") == 1  # no duplicate registration
+
+
+def test_pin_change_hot_swaps_without_a_failed_request(up, project):
+    base = up["endpoints"][MODEL]["url"]
+    v2 = register(project, "forest")
+    assert v2 == 2
+    project.pin(MODEL, v2)
+    stop = threading.Event()
+    results: Counter[str] = Counter()
+    versions: set[int] = set()
+
+    def load() -> None:
+        payload = sample_request(1)
+        with httpx.Client(headers=auth(project), timeout=10) as client:
+            while not stop.is_set():
+                try:
+                    r = client.post(base + "/invocations", json=payload)
+                    results[str(r.status_code)] += 1
+                except httpx.HTTPError as exc:
+                    results[type(exc).__name__] += 1
+                versions.add(client.get(base + "/version").json()["model_version"])
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        project.pulumi("up", "--yes")
+    finally:
+        time.sleep(1)
+        stop.set()
+        for t in threads:
+            t.join(30)
+    assert results["200"] > 50
+    assert set(results) == {"200"}, results
+    assert versions == {1, 2}
+    assert httpx.get(base + "/version").json()["model_version"] == 2
+    assert project.outputs()["endpoints"][MODEL]["version"] == 2
+
+
+def test_missing_version_stops_the_run_and_nothing_changes(up, project):
+    from components.registry import rest
+
+    base = up["endpoints"][MODEL]["url"]
+    before = _resources(project)
+    project.pin(MODEL, 99)
+    out = project.pulumi("up", "--yes", check=False)
+    assert out.returncode != 0
+    assert (f"model '{MODEL}' version 99 does not exist in the registry at {project.tracking_uri} "
+            "(registered versions: 1, 2)") in out.stdout + out.stderr
+    assert httpx.get(base + "/version").json()["model_version"] == 2
+    assert rest.get_alias(project.tracking_uri, MODEL, "local") == 2
+    assert _resources(project) == before
+    project.pin(MODEL, 2)
+
+
+def test_refresh_notices_a_killed_process_and_up_restarts_it(up, project):
+    base = up["endpoints"][MODEL]["url"]
+    pid = next(int(r["outputs"]["pid"]) for r in _resources(project) if _is_endpoint(r))
+    os.kill(pid, 9)
+    time.sleep(1)
+    project.pulumi("refresh", "--yes")
+    endpoint = next(r for r in _resources(project) if _is_endpoint(r))
+    assert endpoint["outputs"]["alive"] is False
+    project.pulumi("up", "--yes")
+    assert httpx.get(base + "/ready").status_code == 200
+    assert httpx.get(base + "/version").json()["model_version"] == 2
+
+
+def test_destroy_stops_everything_and_leaves_no_listener(up, project):
+    ports = [project.ports["tracking"], project.ports["endpoints"], project.ports["prometheus"]]
+    project.pulumi("destroy", "--yes")
+    for port in ports:
+        assert process.port_free("127.0.0.1", port), port
