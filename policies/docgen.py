@@ -33,6 +33,16 @@ pulumi preview --policy-pack policies --policy-pack-config policies/config/prod.
 Prod-only rules (capacity, data capture, rollback alarms, autoscaling, gate evidence, registry
 protection) read `environment` from the same file and do nothing elsewhere.
 
+## Running it for real
+
+`tests/integration/test_policy_preview.py` (marker `integration`) runs the pack through the
+project-built CLI (v3.274.1) and its Python language host on throwaway stacks: the real program
+on a `local` stack previews with `config/local.json` and no violation at all; the fixture
+`tests/integration/fixtures/policy/noncompliant/` (an endpoint on 0.0.0.0 serving `latest`
+without tags, a 0644 secret file, an unretained registry pin) is blocked under `test.json` and
+`prod.json` and only warned about under `dev.json`. Policy results appear in the CLI's text
+output only (`pulumi preview --json` carries none).
+
 ## Changing the config
 
 `policies/config/*.json` are generated from `policies/envconfig.py` (`python -m policies.envconfig`);
@@ -62,7 +72,21 @@ page with `python -m policies.docgen`.
 - Prod rollback alarms on SageMaker endpoints have `latency`, `error` and `drift` in their names.
 - Local resources are dynamic resources with an input `shipwayKind`.
 - Secrets reach resources by reference only (the analyzer sees secrets decrypted, so a literal
-  under a secret-looking name is reported whether or not it came from `--secret` config).
+  under a secret-looking name is reported whether or not it came from `--secret` config). A name is
+  secret-looking when a secret word ends it on a word/camelCase boundary (`dbPassword`, `SASToken`,
+  not `bypass`); on/off values (`Enabled`, `Disabled`, `true`, `false`, e.g. Azure Grafana's
+  `apiKey: "Disabled"`) are switches, not secrets. The stack config the engine forwards to the
+  Python dynamic provider (`pulumi:providers:pulumi-python`, keys `<ns>:<key>`) is the secret store
+  itself and is not checked.
+- IAM `Resource: "*"` is accepted only for actions AWS authorises on nothing else
+  (`policies/aws/iam.py: RESOURCELESS_ACTIONS`: `ecr:GetAuthorizationToken`, the `ec2:Describe*`
+  calls SageMaker needs to place VPC ENIs, ...), and never next to a `*`/`service:*` action.
+- S3 buckets use SSE-KMS with a customer-managed key, except a bucket that receives another
+  bucket's server access logs (`aws:s3/bucketLogging` `targetBucket` in the same stack): S3 log
+  delivery supports SSE-S3 only, so such a bucket must use `AES256`.
+- A SageMaker `modelDataUrl` is accepted only when its path holds `models/<name>/<N>/` and the
+  same container's `SHIPWAY_MODEL_URI` is exactly `models:/<name>/<N>` (same name and version);
+  any other raw artifact path, or one next to a floating/alias/mismatched pin, is reported.
 
 ## What the pack cannot see (and what covers it instead)
 

@@ -29,9 +29,16 @@ ATTACHMENTS = (
 ROLE = "aws:iam/role:Role"
 ACCESS_KEY = "aws:iam/accessKey:AccessKey"
 
-# Actions AWS only grants on Resource "*" (no resource-level permissions exist for them).
+# Actions AWS only grants on Resource "*" (no resource-level permissions exist for them). The
+# ec2:Describe* set is what a SageMaker endpoint in a VPC needs to place its ENIs (see
+# components/aws/endpoint.py "DescribeVpcForEnis"); creating and deleting ENIs stays scoped.
 RESOURCELESS_ACTIONS = frozenset(
     {
+        "ec2:DescribeDhcpOptions",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
         "ecr:GetAuthorizationToken",
         "cloudwatch:PutMetricData",
         "sts:GetCallerIdentity",

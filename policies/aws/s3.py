@@ -22,6 +22,7 @@ LOGGING = ("aws:s3/bucketLogging:BucketLogging", "aws:s3/bucketLoggingV2:BucketL
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
 _BUCKET_KEYS = ("id", "bucket", "arn")
 _KMS_ALGORITHMS = ("aws:kms", "aws:kms:dsse")
+_LOG_TARGET_ALGORITHM = "AES256"
 _PAB_FLAGS = ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls", "restrictPublicBuckets")
 _PUBLIC_ACLS = ("public-read", "public-read-write", "authenticated-read")
 
@@ -41,41 +42,77 @@ def _sse_problem(rules: list[Any]) -> str | None:
         if UNKNOWN in (algorithm, key):
             continue
         if algorithm not in _KMS_ALGORITHMS:
-            return f"uses sseAlgorithm {algorithm!r}"
+            return f"uses sseAlgorithm {algorithm!r}; use aws:kms with a customer-managed key"
         if not key:
-            return "uses aws:kms without a kmsMasterKeyId (the AWS-managed key)"
+            return (
+                "uses aws:kms without a kmsMasterKeyId (the AWS-managed key); use aws:kms with a "
+                "customer-managed key"
+            )
     return None
 
 
+def _log_target_sse_problem(rules: list[Any]) -> str | None:
+    """Why a server-access-log target's SSE rules would stop log delivery (None when SSE-S3).
+
+    S3 delivers server access logs only to buckets encrypted with SSE-S3 (AES256); a KMS
+    default key on the target silently drops every log record, which loses the audit trail.
+    """
+    for rule in rules:
+        algorithm = get(rule, "applyServerSideEncryptionByDefault.sseAlgorithm")
+        if algorithm is not UNKNOWN and algorithm != _LOG_TARGET_ALGORITHM:
+            return (
+                f"is a server access log target but uses sseAlgorithm {algorithm!r}; S3 delivers "
+                f"access logs only to {_LOG_TARGET_ALGORITHM} (SSE-S3) buckets"
+            )
+    return None
+
+
+def _sse_rules(args: StackValidationArgs, bucket: Any) -> list[Any] | None:
+    """The bucket's SSE rules (inline and companions); None when it has no SSE configuration."""
+    inline = get(bucket.props, "serverSideEncryptionConfiguration.rule")
+    configs = _companions(args, bucket, SSE_CONFIGS)
+    if not configs and inline is None:
+        return None
+    rules = [inline] if inline is not None else []
+    for config in configs:
+        rules += items(get(config.props, "rules"))
+    return rules
+
+
+def _is_log_target(args: StackValidationArgs, bucket: Any) -> bool:
+    """Another bucket of this stack delivers its server access logs into ``bucket``."""
+    return any(refers_to(lg, "targetBucket", bucket, _BUCKET_KEYS) for lg in of_type(args, *LOGGING))
+
+
 def _require_kms_encryption(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-    """At rest, every bucket is encrypted with a customer-managed KMS key we can revoke and audit."""
+    """At rest, every bucket is encrypted with a customer-managed KMS key we can revoke and audit.
+
+    The one exception is a server-access-log target bucket of the same stack, which AWS only
+    supports with SSE-S3; it must then use exactly that.
+    """
     for bucket in of_type(args, *BUCKETS):
-        inline = get(bucket.props, "serverSideEncryptionConfiguration.rule")
-        configs = _companions(args, bucket, SSE_CONFIGS)
-        if not configs and inline is None:
+        rules = _sse_rules(args, bucket)
+        if rules is None:
             report_violation(
                 f"bucket '{bucket.name}' has no server-side encryption configuration", bucket.urn
             )
             continue
-        rules = [inline] if inline is not None else []
-        for config in configs:
-            rules += items(get(config.props, "rules"))
-        problem = _sse_problem(rules)
+        problem = _log_target_sse_problem(rules) if _is_log_target(args, bucket) else _sse_problem(rules)
         if problem:
-            report_violation(
-                f"bucket '{bucket.name}' {problem}; use aws:kms with a customer-managed key", bucket.urn
-            )
+            report_violation(f"bucket '{bucket.name}' {problem}", bucket.urn)
 
 
 bucket_require_kms_encryption = StackValidationPolicy(
     name="aws-s3-bucket-require-kms-encryption",
-    description="S3 buckets are encrypted at rest with a customer-managed KMS key.",
+    description="S3 buckets are encrypted at rest with a customer-managed KMS key (log targets: SSE-S3).",
     validate=_require_kms_encryption,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
     remediation_steps=(
         "Add an aws.s3.BucketServerSideEncryptionConfiguration for the bucket with "
-        "sse_algorithm='aws:kms', kms_master_key_id=<your aws.kms.Key arn> and bucket_key_enabled=True."
+        "sse_algorithm='aws:kms', kms_master_key_id=<your aws.kms.Key arn> and bucket_key_enabled=True. "
+        "A bucket that receives other buckets' server access logs uses sse_algorithm='AES256' instead "
+        "(the only encryption S3 log delivery supports)."
     ),
 )
 
@@ -114,10 +151,8 @@ bucket_disallow_public_access = StackValidationPolicy(
 
 def _enable_access_logging(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     """Access logs are the audit trail of who read which model or dataset."""
-    loggings = of_type(args, *LOGGING)
     for bucket in of_type(args, *BUCKETS):
-        is_log_target = any(refers_to(lg, "targetBucket", bucket, _BUCKET_KEYS) for lg in loggings)
-        if is_log_target or get(bucket.props, "logging") is not None:
+        if _is_log_target(args, bucket) or get(bucket.props, "logging") is not None:
             continue  # the log bucket itself is not logged into itself
         if not _companions(args, bucket, LOGGING):
             report_violation(f"bucket '{bucket.name}' has no access logging", bucket.urn)

@@ -113,6 +113,46 @@ def env_refs(env: Any, prefix: str) -> list[ModelRef]:
     return refs
 
 
+# The serving image's own pin; a raw artifact URL is accepted only when it carries the same pin.
+PIN_ENV: Final = "SHIPWAY_MODEL_URI"
+
+
+def _pinned_artifact_path(url: str, pin: ModelRef) -> bool:
+    """``url`` holds ``models/<name>/<N>/`` for exactly the pinned name and version.
+
+    The promotion step packages registry version N of a model to that prefix of the artifact
+    bucket, so such a URL *is* the pinned version, and the env pin names it for the serving app.
+    """
+    segment = f"/models/{pin.name}/{pin.version}/"
+    path = re.sub(r"^[a-z][a-z0-9+.-]*://[^/]*", "", url, flags=re.IGNORECASE)
+    return segment in f"/{path.lstrip('/')}"
+
+
+def _env_pin(refs: list[ModelRef], where: str) -> ModelRef | None:
+    """The container's exact ``SHIPWAY_MODEL_URI`` pin, if it has one."""
+    for ref in refs:
+        if ref.field == f"{where}.environment.{PIN_ENV}" and ref.problem is None and ref.version:
+            return ref
+    return None
+
+
+def _raw_artifact_ref(field: str, raw: Any, pin: ModelRef | None) -> ModelRef | None:
+    """A ``modelDataUrl``/``modelDataSource`` as a finding (None when it is the pinned version)."""
+    if isinstance(raw, str) and pin is not None:
+        if _pinned_artifact_path(raw, pin):
+            return None
+        return ModelRef(
+            field,
+            raw,
+            problem=f"a raw artifact path that is not models/{pin.name}/{pin.version}/ as pinned by "
+            f"{PIN_ENV} {pin.raw!r}",
+        )
+    return ModelRef(
+        field, raw if isinstance(raw, str) else field.rsplit(".", 1)[-1],
+        problem="a raw artifact path that bypasses the registry",
+    )
+
+
 def sagemaker_model_refs(props: Any) -> list[ModelRef]:
     """Every container of an ``aws:sagemaker/model:Model`` and how it names its model."""
     containers = [("primaryContainer", get(props, "primaryContainer"))]
@@ -121,21 +161,18 @@ def sagemaker_model_refs(props: Any) -> list[ModelRef]:
     for where, container in containers:
         if not isinstance(container, Mapping):
             continue
+        env = env_refs(get(container, "environment"), f"{where}.environment")
+        pin = _env_pin(env, where)
         found: list[ModelRef] = []
         for raw_key in ("modelDataUrl", "modelDataSource"):
             raw = get(container, raw_key)
             if raw is not None and raw is not UNKNOWN:
-                found.append(
-                    ModelRef(
-                        f"{where}.{raw_key}",
-                        raw if isinstance(raw, str) else raw_key,
-                        problem="a raw artifact path that bypasses the registry",
-                    )
-                )
+                ref = _raw_artifact_ref(f"{where}.{raw_key}", raw, pin)
+                found += [ref] if ref else []
         package = get(container, "modelPackageName")
         if isinstance(package, str):
             found.append(classify(f"{where}.modelPackageName", package))
-        found += env_refs(get(container, "environment"), f"{where}.environment")
+        found += env
         if not found and package is not UNKNOWN:
             found.append(ModelRef(where, None, problem="missing"))
         refs.extend(found)

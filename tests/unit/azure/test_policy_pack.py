@@ -18,14 +18,6 @@ from tests.support.recording import Recorded, Recording
 from tests.unit.azure.provider import PROD_RAW, record_azure
 
 PROD_CONFIG = json.loads((Path(__file__).parents[3] / "policies" / "config" / "prod.json").read_text())
-# Reported to the policy owners: `pass` matches inside `bypass`, and `apiKey: "Disabled"` is a
-# switch, not a key. Listed by exact (rule, resource, message prefix) so nothing else slips by.
-KNOWN_FALSE_POSITIVES = {
-    ("any-security-input-disallow-plaintext-secrets", "tracking-vault", "properties.networkAcls.bypass "),
-    ("any-security-input-disallow-plaintext-secrets", "secrets-vault", "properties.networkAcls.bypass "),
-    ("any-security-input-disallow-plaintext-secrets", "tracking-storage", "networkRuleSet.bypass "),
-    ("any-security-input-disallow-plaintext-secrets", "observability-grafana", "properties.apiKey "),
-}
 
 
 def _config(name: str) -> dict[str, Any]:
@@ -68,12 +60,9 @@ def _violations(platform: Recording) -> list[tuple[str, str, str]]:
 
 
 def test_prod_platform_passes_the_policy_pack(platform: Recording) -> None:
-    unexpected = [
-        v for v in _violations(platform)
-        if not any(v[0] == rule and v[1] == res and v[2].startswith(prefix)
-                   for rule, res, prefix in KNOWN_FALSE_POSITIVES)
-    ]
-    assert unexpected == []
+    # No allow-list: the former false positives (`bypass`, Grafana's `apiKey: "Disabled"`) are
+    # fixed in policies/security/secrets.py, so every finding is a real one.
+    assert _violations(platform) == []
 
 
 def test_the_pack_does_judge_azure_resources(platform: Recording) -> None:
