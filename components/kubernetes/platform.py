@@ -1,0 +1,119 @@
+"""build_platform: one validated StackConfig -> the whole Shipway platform in a cluster.
+
+Order matters only through data: every component takes the namespace *output*, so the engine
+creates the Namespace (with its Pod Security labels and default-deny policy) before anything
+runs in it, and workloads take Secret names through the Secret objects' ids.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pulumi
+
+from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
+from components.kubernetes.endpoint import InferenceEndpoint
+from components.kubernetes.namespace import EnvironmentNamespace, EnvironmentNamespaceArgs
+from components.kubernetes.observability import Observability
+from components.kubernetes.podspec import MAX_ENDPOINT_NAME, namespace_name, validate_object_name
+from components.kubernetes.secrets import Secrets
+from components.kubernetes.tracking import TrackingServer
+from infra.config import StackConfig
+
+# Secrets every Kubernetes stack needs (config keys, set with `pulumi config set --secret`).
+REQUIRED_SECRETS = ("endpointApiKey", "trackingDbPassword")
+
+
+def endpoint_name(model: str) -> str:
+    """Component (and Deployment/Service) name of a model's endpoint."""
+    return f"serve-{model}"
+
+
+def validate_platform_inputs(cfg: StackConfig, secrets: Mapping[str, Any]) -> None:
+    """Fail before creating anything: wrong target, or secrets Pulumi would need but lacks."""
+    if cfg.cloud != "kubernetes":
+        raise ValueError(f"cloud: {cfg.cloud!r} is not valid for this builder; allowed: kubernetes")
+    for model in cfg.models:
+        validate_object_name(endpoint_name(model), MAX_ENDPOINT_NAME)
+    if cfg.kubernetes.external_secrets:
+        return  # values come from the ClusterSecretStore, not from Pulumi
+    missing = [k for k in REQUIRED_SECRETS if secrets.get(k) is None]
+    if missing:
+        raise ValueError(
+            f"secrets: missing {', '.join(missing)}; set each with "
+            "`pulumi config set --secret shipway:<key>` or turn on kubernetes.externalSecrets"
+        )
+
+
+def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Output[Any]]:
+    """Namespace, secrets, tracking server, observability and one endpoint per pinned model."""
+    validate_platform_inputs(cfg, secrets)
+    settings, tags, env = cfg.kubernetes, cfg.tags, cfg.environment
+
+    namespace = EnvironmentNamespace("shipway", EnvironmentNamespaceArgs(env, tags), settings)
+    ns = namespace.namespace_name
+    # None values (externalSecrets on) become ExternalSecrets; validate_platform_inputs checked the rest.
+    values: dict[str, Any] = {key: secrets.get(key) for key in REQUIRED_SECRETS}
+    values.update({k: v for k, v in secrets.items() if k not in values})
+    env_secrets = Secrets("secrets", SecretsArgs(env, tags, values=values), settings, namespace=ns)
+
+    def secret_name(key: str) -> pulumi.Output[str]:
+        return env_secrets.secret_names.apply(lambda names: names[key])
+
+    tracking = TrackingServer(
+        "mlflow",
+        TrackingServerArgs(env, tags, protect=cfg.protect_registry),
+        settings,
+        db_password_secret=secret_name("trackingDbPassword"),
+        namespace=ns,
+    )
+    registry: pulumi.Input[str] = cfg.registry_uri or tracking.tracking_uri
+
+    plain_ns = namespace_name(env, settings)
+    observability = Observability(
+        "observability",
+        ObservabilityArgs(
+            env,
+            tags,
+            endpoints={m: f"http://{endpoint_name(m)}.{plain_ns}.svc.cluster.local" for m in cfg.models},
+            availability=cfg.slo.availability,
+            latency_p99_ms=cfg.slo.latency_p99_ms,
+            drift_psi=cfg.slo.drift_psi,
+        ),
+        settings,
+        namespace=ns,
+    )
+
+    endpoints: dict[str, InferenceEndpoint] = {}
+    for model, pin in sorted(cfg.models.items()):
+        endpoints[model] = InferenceEndpoint(
+            endpoint_name(model),
+            InferenceEndpointArgs(
+                environment=env,
+                model_name=pin.name,
+                model_version=pin.version,
+                tracking_uri=registry,
+                tags=tags,
+                instance_count=pin.instances,
+                otlp_endpoint=observability.otlp_endpoint,
+                latency_p99_ms=cfg.slo.latency_p99_ms,
+                max_error_rate=cfg.slo.max_error_rate,
+                drift_psi=cfg.slo.drift_psi,
+            ),
+            settings,
+            api_key_secret=secret_name("endpointApiKey"),
+            namespace=ns,
+            external_tracking=cfg.registry_uri is not None,
+        )
+
+    return {
+        "namespace": ns,
+        "tracking_uri": tracking.tracking_uri,
+        "registry_uri": pulumi.Output.from_input(registry),
+        "otlp_endpoint": observability.otlp_endpoint,
+        "endpoints": pulumi.Output.from_input({m: e.endpoint_url for m, e in endpoints.items()}),
+        "model_versions": pulumi.Output.from_input({m: p.version for m, p in sorted(cfg.models.items())}),
+        "alert_rules": observability.alert_rule_names,
+        "secret_names": env_secrets.secret_names,
+    }
