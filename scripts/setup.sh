@@ -60,6 +60,17 @@ if [ ! -x "$BIN/pulumi-language-python" ] || [ tools/pulumi-language-python/go.m
   build pulumi-language-python pulumi-language-python "" "$LANGHOST_SDK" \
     github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
 fi
+# Jaeger v2 (traces on the local stack) and actionlint (workflow lint in the tests).
+stamp_build() { # name module-dir package
+  local sum; sum=$(sha256sum "tools/$2/go.mod" "tools/$2/go.sum" | sha256sum | cut -c1-16)
+  if [ ! -x "$BIN/$1" ] || [ "$(cat "$BIN/.$1.stamp" 2>/dev/null)" != "$sum" ]; then
+    log "building $1 from Go modules"
+    (cd "tools/$2" && go build -trimpath -ldflags "-s -w" -o "$BIN/$1" "$3")
+    echo "$sum" > "$BIN/.$1.stamp"
+  fi
+}
+stamp_build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
+stamp_build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint
 install -m 0755 tools/scripts/pulumi-language-python-exec tools/scripts/pulumi-resource-pulumi-python "$BIN/"
 
 log "ready in $(( $(date +%s) - t0 ))s: $("$BIN/pulumi" version) at $BIN"

@@ -21,7 +21,9 @@ from components.common import (
     validate_tags,
 )
 from components.local.providers import (
+    AlertmanagerProvider,
     EndpointProvider,
+    JaegerProvider,
     PrometheusProvider,
     SecretFileProvider,
     TrackingServerProvider,
@@ -192,33 +194,121 @@ def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml"
 
 
 class Observability(pulumi.ComponentResource):
-    """Debian's Prometheus scraping every endpoint, with the generated SLO/drift rules."""
+    """Debian's Prometheus scraping every endpoint with the generated SLO/drift rules, alerting
+    into Debian's Alertmanager."""
 
     prometheus_url: pulumi.Output[str]
     """Prometheus web/API URL."""
+    alertmanager_url: pulumi.Output[str]
+    """Alertmanager web/API URL."""
     process: Resource
-    """Escape hatch: the underlying dynamic resource."""
+    """Escape hatch: the Prometheus dynamic resource."""
 
     def __init__(self, name: str, args: ObservabilityArgs, placement: LocalPlacement, rules_yaml: str,
-                 binary: str | None = None, opts: pulumi.ResourceOptions | None = None):
+                 alertmanager: LocalPlacement, binaries: Mapping[str, str] | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
         placement.validate("placement")
-        prometheus = binary or shutil.which("prometheus") or "/usr/bin/prometheus"
-        if not Path(prometheus).exists():
-            raise ValueError(f"binary: {prometheus!r} not found; the project setup installs Debian's "
-                             "`prometheus` package (run `make setup`)")
+        alertmanager.validate("alertmanager")
+        found = {tool: (binaries or {}).get(tool) or shutil.which(tool) or f"/usr/bin/{tool}"
+                 for tool in ("prometheus", "prometheus-alertmanager")}
+        for tool, path in found.items():
+            if not Path(path).exists():
+                raise ValueError(f"binaries: {tool} not found at {path!r}; the project setup installs Debian's "
+                                 f"`{tool}` package (run `make setup`)")
         super().__init__("shipway:local:Observability", name, None, opts)
+        alerts = _Process(AlertmanagerProvider(), f"{name}-alertmanager", {
+            "shipwayKind": "Alertmanager",
+            "host": LOOPBACK,
+            "port": alertmanager.port,
+            "binary": found["prometheus-alertmanager"],
+            "configYaml": alertmanager_config(),
+            "dataDir": alertmanager.data_dir,
+            "environment": args.environment,
+        }, pulumi.ResourceOptions(parent=self))
+        am_target = f"{LOOPBACK}:{alertmanager.port}"
         endpoints = pulumi.Output.all(**dict(args.endpoints)) if args.endpoints else pulumi.Output.from_input({})
-        config = endpoints.apply(
-            lambda eps: prometheus_config(eps).replace("__SELF__", f"{LOOPBACK}:{placement.port}"))
+        config = pulumi.Output.all(endpoints, alerts.pid).apply(
+            lambda parts: prometheus_config(parts[0], alertmanager=am_target).replace(
+                "__SELF__", f"{LOOPBACK}:{placement.port}"))
         self.process = _Process(PrometheusProvider(), f"{name}-prometheus", {
             "shipwayKind": "Prometheus",
             "host": LOOPBACK,
             "port": placement.port,
-            "binary": prometheus,
+            "binary": found["prometheus"],
             "configYaml": config,
             "rulesYaml": rules_yaml,
             "dataDir": placement.data_dir,
+            "environment": args.environment,
         }, pulumi.ResourceOptions(parent=self))
         self.prometheus_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
-        self.register_outputs({"prometheus_url": self.prometheus_url})
+        self.alertmanager_url = alerts.pid.apply(lambda _pid: f"http://{am_target}")
+        self.register_outputs({"prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url})
+
+
+def jaeger_config(host: str, otlp_port: int, query_port: int) -> str:
+    """Jaeger v2 config: only what the local stack needs, every listener on loopback."""
+    import yaml
+
+    config = {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query"],
+            "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
+                                     "exporters": ["jaeger_storage_exporter"]}},
+            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
+        },
+        "extensions": {
+            "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 50000}}}},
+            "jaeger_query": {"storage": {"traces": "memstore"},
+                             "http": {"endpoint": f"{host}:{query_port}"},
+                             "grpc": {"endpoint": f"{host}:{query_port + 1}"}},
+        },
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"{host}:{otlp_port}"}}}},
+        "processors": {"batch": {}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def alertmanager_config() -> str:
+    """Route every alert to one local receiver; read them in Alertmanager's UI/API."""
+    import yaml
+
+    config = {
+        "route": {"receiver": "local", "group_by": ["alertname", "model"], "group_wait": "5s",
+                  "group_interval": "30s", "repeat_interval": "4h"},
+        "receivers": [{"name": "local"}],
+    }
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+class Tracing(pulumi.ComponentResource):
+    """A local Jaeger receiving every endpoint's OTLP traces."""
+
+    otlp_endpoint: pulumi.Output[str]
+    """OTLP/HTTP base URL the serving app exports to."""
+    query_url: pulumi.Output[str]
+    """Jaeger query API/UI URL."""
+    process: Resource
+    """Escape hatch: the underlying dynamic resource."""
+
+    def __init__(self, name: str, environment: str, tags: Mapping[str, str], placement: LocalPlacement,
+                 otlp_port: int, binary: str, opts: pulumi.ResourceOptions | None = None):
+        validate_tags(tags)
+        placement.validate("placement")
+        if not Path(binary).exists():
+            raise ValueError(f"binary: {binary!r} not found; the project setup builds Jaeger (run `make setup`)")
+        super().__init__("shipway:local:Tracing", name, None, opts)
+        self.process = _Process(JaegerProvider(), f"{name}-jaeger", {
+            "shipwayKind": "Jaeger",
+            "host": LOOPBACK,
+            "port": placement.port,
+            "otlpPort": otlp_port,
+            "binary": binary,
+            "configYaml": jaeger_config(LOOPBACK, otlp_port, placement.port),
+            "dataDir": placement.data_dir,
+            "environment": environment,
+        }, pulumi.ResourceOptions(parent=self))
+        self.otlp_endpoint = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{otlp_port}")
+        self.query_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
+        self.register_outputs({"otlp_endpoint": self.otlp_endpoint, "query_url": self.query_url})

@@ -15,6 +15,7 @@ from components.local.components import (
     LocalPlacement,
     Observability,
     Secrets,
+    Tracing,
     TrackingServer,
 )
 from components.registry.pin import ModelPin, ModelPinArgs
@@ -57,7 +58,13 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
                                            values={"endpoint-api-key": secrets["endpointApiKey"]}),
                     directory=str(data / "secrets"))
 
+    jaeger = str(root / ".shipway" / "tools" / "bin" / "jaeger")
+    tracing = Tracing("tracing", cfg.environment, tags,
+                      LocalPlacement(str(data / "jaeger"), cfg.local.jaeger_query_port),
+                      otlp_port=cfg.local.jaeger_otlp_port, binary=jaeger)
+
     endpoints: dict[str, InferenceEndpoint] = {}
+    ports: dict[str, int] = {}
     for index, (model, pin) in enumerate(sorted(cfg.models.items())):
         alias = ModelPin(f"{model}-pin", ModelPinArgs(tracking_uri=registry_uri, model_name=model,
                                                        version=pin.version, environment=cfg.environment,
@@ -67,21 +74,26 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
             model,
             InferenceEndpointArgs(environment=cfg.environment, model_name=model, model_version=pin.version,
                                   tracking_uri=registry_uri, tags=tags, instance_count=1,
+                                  otlp_endpoint=tracing.otlp_endpoint,
                                   latency_p99_ms=cfg.slo.latency_p99_ms, max_error_rate=cfg.slo.max_error_rate,
                                   drift_psi=cfg.slo.drift_psi),
             LocalPlacement(str(data / "endpoints" / model), cfg.local.endpoint_base_port + index),
             api_key_file=vault.files["endpoint-api-key"],
             opts=pulumi.ResourceOptions(depends_on=[alias, vault]),
         )
+        ports[model] = cfg.local.endpoint_base_port + index
 
+    # Scrape targets are plain strings (known ports), so a pin change never touches Prometheus.
     observability = Observability(
         "observability",
         ObservabilityArgs(environment=cfg.environment, tags=tags,
-                          endpoints={m: e.url for m, e in endpoints.items()},
+                          endpoints={m: f"http://{LOOPBACK}:{port}" for m, port in ports.items()},
                           availability=cfg.slo.availability, latency_p99_ms=cfg.slo.latency_p99_ms,
                           drift_psi=cfg.slo.drift_psi),
         LocalPlacement(str(data / "prometheus"), cfg.local.prometheus_port),
         rules_yaml=_rules_yaml(cfg),
+        alertmanager=LocalPlacement(str(data / "alertmanager"), cfg.local.alertmanager_port),
+        opts=pulumi.ResourceOptions(depends_on=list(endpoints.values())),
     )
     return {
         "trackingUri": tracking.url,
@@ -89,5 +101,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
         "endpoints": {m: {"url": e.url, "version": e.model_version, "apiKeyFile": e.api_key_file,
                           "requestLog": e.request_log} for m, e in endpoints.items()},
         "prometheusUrl": observability.prometheus_url,
+        "alertmanagerUrl": observability.alertmanager_url,
+        "jaegerUrl": tracing.query_url,
         "host": LOOPBACK,
     }

@@ -280,3 +280,56 @@ class SecretFileProvider(ResourceProvider):
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         Path(props["path"]).unlink(missing_ok=True)
+
+
+class AlertmanagerProvider(_ProcessProvider):
+    """Debian's Alertmanager receiving Prometheus's alerts on 127.0.0.1 (clustering off)."""
+
+    hot_inputs = frozenset({"configYaml"})
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(Path(props["dataDir"]) / "alertmanager.yml")
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "alertmanager.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/-/ready"
+
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
+        data = Path(props["dataDir"])
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "alertmanager.yml").write_text(props["configYaml"])
+        argv = [
+            props["binary"], f"--config.file={data / 'alertmanager.yml'}", f"--storage.path={data / 'store'}",
+            f"--web.listen-address={props['host']}:{props['port']}",
+            # An empty cluster address turns gossip off; its default binds 0.0.0.0:9094.
+            "--cluster.listen-address=",
+        ]
+        return process.start(argv, self.log_file(props), cwd=data)
+
+    def hot_update(self, _olds: dict[str, Any], news: dict[str, Any]) -> None:
+        (Path(news["dataDir"]) / "alertmanager.yml").write_text(news["configYaml"])
+        req = urllib.request.Request(f"http://{news['host']}:{news['port']}/-/reload", method="POST")
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+            if resp.status != 200:
+                raise process.ProcessError(f"Alertmanager refused the new config (HTTP {resp.status})")
+
+
+class JaegerProvider(_ProcessProvider):
+    """Jaeger v2 (built from Go modules by setup): OTLP/HTTP traces in, query API out, in memory."""
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(Path(props["dataDir"]) / "jaeger.yml")
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "jaeger.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/api/services"
+
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
+        data = Path(props["dataDir"])
+        data.mkdir(parents=True, exist_ok=True)
+        (data / "jaeger.yml").write_text(props["configYaml"])
+        return process.start([props["binary"], f"--config=file:{data / 'jaeger.yml'}"], self.log_file(props), cwd=data)

@@ -110,8 +110,9 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
             virtualenv: {ROOT / '.venv'}
         """))
     shutil.copy(ROOT / "infra" / "__main__.py", project / "infra" / "__main__.py")
-    base = free_port_block(8)
-    ports = {"tracking": base, "endpoints": base + 2, "prometheus": base + 6}
+    base = free_port_block(12)
+    ports = {"tracking": base, "endpoints": base + 2, "prometheus": base + 6, "alertmanager": base + 7,
+             "jaegerOtlp": base + 8, "jaegerQuery": base + 9}
     env = engine.pulumi_env(stack, ROOT)
     (tmp / "state").mkdir()
     env["PULUMI_BACKEND_URL"] = f"file://{tmp / 'state'}"
@@ -122,7 +123,9 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
         cloud="local", environment="local", owner="ml-platform", costCenter="cc-test",
         dataClassification="internal", models={},
         local={"trackingPort": ports["tracking"], "endpointBasePort": ports["endpoints"],
-               "prometheusPort": ports["prometheus"], "dataDir": str(data_dir)},
+               "prometheusPort": ports["prometheus"], "alertmanagerPort": ports["alertmanager"],
+               "jaegerOtlpPort": ports["jaegerOtlp"], "jaegerQueryPort": ports["jaegerQuery"],
+               "dataDir": str(data_dir)},
         slo={"availability": 0.995, "latencyP99Ms": 250, "driftPsi": 0.2},
     )
     out = subprocess.run([str(engine.pulumi_binary(ROOT)), "stack", "init", stack, "--non-interactive"],

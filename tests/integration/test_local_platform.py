@@ -48,6 +48,12 @@ def _resources(project) -> list[dict]:
     return json.loads(out.stdout)["deployment"].get("resources", [])
 
 
+def _managed(project) -> list[tuple]:
+    """What the stack manages: each custom resource's URN, inputs and outputs (no timestamps)."""
+    return [(r["urn"], r.get("inputs"), r.get("outputs")) for r in _resources(project)
+            if r.get("custom") and not r["type"].startswith("pulumi:providers:")]
+
+
 def _is_endpoint(res: dict) -> bool:
     return res["type"] == "pulumi-python:dynamic:Resource" and (res.get("outputs") or {}).get(
         "shipwayKind") == "InferenceEndpoint"
@@ -93,6 +99,25 @@ def test_metrics_are_exposed_and_scraped_by_prometheus(up, project):
             break
         time.sleep(1)
     assert [(r["metric"]["model"], r["value"][1]) for r in result] == [(MODEL, "1")]
+
+
+def test_request_trace_is_found_in_jaeger_by_its_id(up, project):
+    base = up["endpoints"][MODEL]["url"]
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    headers = {**auth(project), "traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"}
+    resp = httpx.post(base + "/invocations", json=sample_request(1), headers=headers)
+    assert resp.headers["X-Trace-Id"] == trace_id
+    deadline = time.monotonic() + 60
+    spans: list = []
+    while time.monotonic() < deadline and not spans:
+        found = httpx.get(f"{up['jaegerUrl']}/api/traces/{trace_id}")
+        if found.status_code == 200:
+            spans = [s for t in found.json()["data"] for s in t["spans"]]
+        time.sleep(1)
+    assert spans, "trace never reached Jaeger"
+    tags = {t["key"]: t["value"] for t in spans[0]["tags"]}
+    assert tags["shipway.model.name"] == MODEL
+    assert tags["http.response.status_code"] == 200
 
 
 def test_api_key_stays_out_of_state_argv_and_logs(up, project):
@@ -156,16 +181,18 @@ def test_missing_version_stops_the_run_and_nothing_changes(up, project):
     from components.registry import rest
 
     base = up["endpoints"][MODEL]["url"]
-    before = _resources(project)
+    before = _managed(project)
     project.pin(MODEL, 99)
-    out = project.pulumi("up", "--yes", check=False)
-    assert out.returncode != 0
-    assert (f"model '{MODEL}' version 99 does not exist in the registry at {project.tracking_uri} "
-            "(registered versions: 1, 2)") in out.stdout + out.stderr
-    assert httpx.get(base + "/version").json()["model_version"] == 2
-    assert rest.get_alias(project.tracking_uri, MODEL, "local") == 2
-    assert _resources(project) == before
-    project.pin(MODEL, 2)
+    try:
+        out = project.pulumi("up", "--yes", check=False)
+        assert out.returncode != 0
+        assert (f"model '{MODEL}' version 99 does not exist in the registry at {project.tracking_uri} "
+                "(registered versions: 1, 2)") in out.stdout + out.stderr
+        assert httpx.get(base + "/version").json()["model_version"] == 2
+        assert rest.get_alias(project.tracking_uri, MODEL, "local") == 2
+        assert _managed(project) == before
+    finally:
+        project.pin(MODEL, 2)
 
 
 def test_refresh_notices_a_killed_process_and_up_restarts_it(up, project):
@@ -182,7 +209,7 @@ def test_refresh_notices_a_killed_process_and_up_restarts_it(up, project):
 
 
 def test_destroy_stops_everything_and_leaves_no_listener(up, project):
-    ports = [project.ports["tracking"], project.ports["endpoints"], project.ports["prometheus"]]
+    ports = sorted(project.ports.values()) + [project.ports["jaegerQuery"] + 1]
     project.pulumi("destroy", "--yes")
     for port in ports:
         assert process.port_free("127.0.0.1", port), port
