@@ -1,0 +1,335 @@
+"""Batch drift check: a window of live inputs against a baseline, feature by feature.
+
+:func:`compute_drift` is the one entry point (the CLI and the benchmark both call it). The
+reference is either the raw training frame (as Evidently takes it) or the stored baseline
+profile; with a raw frame the KS statistic is scipy's exactly, with a profile the test runs
+against the profile's quantile sketch.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from shipway.drift.profile import (
+    categorical_entry,
+    category_counts,
+    is_numeric_column,
+    numeric_entry,
+    numeric_values,
+    sorted_bin_counts,
+    validate_profile,
+)
+from shipway.drift.stats import (
+    categorical_psi,
+    chi_square,
+    fractions_of,
+    ks_2samp_sorted,
+    ks_against_sketch,
+    psi,
+)
+
+RULES = ("any", "all", "psi", "test")
+NULL_SLOT = "\x00null"  # cannot collide with a category name read from JSON/CSV text
+MAX_PLOTTED_CATEGORIES = 20
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When a feature counts as drifted.
+
+    ``rule``: ``any`` flags when PSI *or* the test flags (the default: either signal is worth a
+    look), ``all`` needs both, ``psi``/``test`` use one signal only.
+    """
+
+    psi: float = 0.2
+    p_value: float = 0.01
+    rule: str = "any"
+
+    def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ValueError(f"rule: {self.rule!r} is not valid; allowed: {', '.join(RULES)}")
+        if not self.psi > 0:
+            raise ValueError(f"psi: {self.psi!r} is not valid; use a positive PSI threshold")
+        if not 0 < self.p_value < 1:
+            raise ValueError(f"p_value: {self.p_value!r} is not valid; use a p-value between 0 and 1")
+
+    def decide(self, psi_value: float, p_value: float) -> tuple[bool, tuple[str, ...]]:
+        """Whether a feature drifted, and which signals said so."""
+        reasons = tuple(r for r, hit in (("psi", psi_value > self.psi), ("test", p_value < self.p_value)) if hit)
+        drifted = {
+            "any": bool(reasons),
+            "all": len(reasons) == 2,
+            "psi": "psi" in reasons,
+            "test": "test" in reasons,
+        }[self.rule]
+        return drifted, reasons
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    """Drift of one feature, with the binned distributions the HTML report plots."""
+
+    name: str
+    kind: str
+    psi: float
+    test: str  # ks | ks-sketch | chi2 | none
+    statistic: float
+    p_value: float
+    drifted: bool
+    reasons: tuple[str, ...]
+    reference_null_rate: float
+    current_null_rate: float
+    current_count: int
+    bins: tuple[str, ...] = ()
+    reference_fractions: tuple[float, ...] = ()
+    current_fractions: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """The result of one drift check."""
+
+    reference_rows: int
+    current_rows: int
+    thresholds: DriftThresholds
+    features: tuple[FeatureDrift, ...]
+    missing_features: tuple[str, ...] = ()
+    generated_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def drifted_features(self) -> list[str]:
+        """Names of the flagged features, highest PSI first."""
+        return [f.name for f in sorted(self.features, key=lambda f: -f.psi) if f.drifted]
+
+    @property
+    def drift_detected(self) -> bool:
+        """True when any feature is flagged."""
+        return any(f.drifted for f in self.features)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the ``--output json`` and ``--report-json`` document)."""
+        doc = asdict(self)
+        doc["drifted_features"] = self.drifted_features
+        doc["drift_detected"] = self.drift_detected
+        return _json_safe(doc)
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf become null: strict JSON (jq, browsers) has no NaN token."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _bin_labels(edges: Sequence[float | None]) -> tuple[str, ...]:
+    def fmt(e: float | None, default: str) -> str:
+        return default if e is None else f"{e:.4g}"
+
+    return tuple(f"[{fmt(lo, '-inf')}, {fmt(hi, '+inf')})" for lo, hi in zip(edges[:-1], edges[1:], strict=True))
+
+
+def _with_nulls(fractions: Sequence[float] | np.ndarray, null_rate: float) -> np.ndarray:
+    """Bin fractions of all rows plus a null slot, as the serving app computes online PSI.
+
+    With no nulls on either side the extra slot contributes exactly 0, so PSI is the plain binned
+    PSI; a pipeline that starts sending nulls raises PSI just as the live gauge does.
+    """
+    return np.r_[(1.0 - null_rate) * np.asarray(fractions, dtype="float64"), null_rate]
+
+
+def _null_rate(series: pd.Series, present: int) -> float:
+    return (len(series) - present) / len(series) if len(series) else 0.0
+
+
+def _numeric(
+    name: str,
+    entry: Mapping[str, Any],
+    current: pd.Series,
+    ref_sorted: np.ndarray | None,
+    n_reference: int,
+    thresholds: DriftThresholds,
+) -> FeatureDrift:
+    cur = np.sort(numeric_values(current))
+    edges = entry["edges"]
+    cur_fractions = fractions_of(sorted_bin_counts(edges, cur))
+    cur_null = _null_rate(current, cur.size)
+    ref_null = float(entry.get("null_rate", 0.0))
+    value = psi(_with_nulls(entry["fractions"], ref_null), _with_nulls(cur_fractions, cur_null))
+    if ref_sorted is not None and ref_sorted.size and cur.size:
+        test, res = "ks", ks_2samp_sorted(ref_sorted, cur, decision_threshold=thresholds.p_value)
+    elif entry.get("quantiles") and cur.size:
+        ref_n = round(n_reference * (1.0 - entry.get("null_rate", 0.0)))
+        test, res = (
+            "ks-sketch",
+            ks_against_sketch(
+                entry["quantiles"], max(ref_n, 1), cur, presorted=True, decision_threshold=thresholds.p_value
+            ),
+        )
+    else:
+        test, res = "none", None
+    statistic, p_value = (res.statistic, res.pvalue) if res else (float("nan"), 1.0)
+    drifted, reasons = thresholds.decide(value, p_value)
+    if cur.size == 0 and len(current):
+        drifted, reasons = True, ("no-values",)
+    return FeatureDrift(
+        name=name,
+        kind="numeric",
+        psi=value,
+        test=test,
+        statistic=statistic,
+        p_value=p_value,
+        drifted=drifted,
+        reasons=reasons,
+        reference_null_rate=ref_null,
+        current_null_rate=cur_null,
+        current_count=int(cur.size),
+        bins=_bin_labels(edges),
+        reference_fractions=tuple(float(f) for f in entry["fractions"]),
+        current_fractions=tuple(float(f) for f in cur_fractions),
+    )
+
+
+def _categorical(
+    name: str,
+    entry: Mapping[str, Any],
+    current: pd.Series,
+    ref_counts: Mapping[str, float],
+    thresholds: DriftThresholds,
+) -> FeatureDrift:
+    cur_counts = category_counts(current)
+    total = sum(cur_counts.values())
+    cur_fractions = {k: v / total for k, v in cur_counts.items()} if total else {}
+    ref_fractions: Mapping[str, float] = entry["fractions"]
+    ref_null, cur_null = float(entry.get("null_rate", 0.0)), _null_rate(current, total)
+    value = categorical_psi(
+        {**{k: (1 - ref_null) * f for k, f in ref_fractions.items()}, NULL_SLOT: ref_null},
+        {**{k: (1 - cur_null) * f for k, f in cur_fractions.items()}, NULL_SLOT: cur_null},
+    )
+    res = chi_square(ref_counts, cur_counts)
+    drifted, reasons = thresholds.decide(value, res.pvalue)
+    if total == 0 and len(current):
+        drifted, reasons = True, ("no-values",)
+    ranked = sorted(
+        set(ref_fractions) | set(cur_fractions),
+        key=lambda k: -max(ref_fractions.get(k, 0.0), cur_fractions.get(k, 0.0)),
+    )
+    shown = ranked[:MAX_PLOTTED_CATEGORIES]
+    return FeatureDrift(
+        name=name,
+        kind="categorical",
+        psi=value,
+        test="chi2",
+        statistic=res.statistic,
+        p_value=res.pvalue,
+        drifted=drifted,
+        reasons=reasons,
+        reference_null_rate=ref_null,
+        current_null_rate=cur_null,
+        current_count=total,
+        bins=tuple(shown),
+        reference_fractions=tuple(float(ref_fractions.get(k, 0.0)) for k in shown),
+        current_fractions=tuple(float(cur_fractions.get(k, 0.0)) for k in shown),
+    )
+
+
+def _profile_counts(entry: Mapping[str, Any], n_rows: int) -> dict[str, float]:
+    """Approximate reference category counts from a profile (fractions x non-null rows)."""
+    present = n_rows * (1.0 - float(entry.get("null_rate", 0.0)))
+    return {k: f * present for k, f in entry["fractions"].items()}
+
+
+def _raw_feature(
+    name: str, reference: pd.Series, current: pd.Series, bins: int, thresholds: DriftThresholds
+) -> FeatureDrift:
+    """One feature against raw reference values: the profile entry and the test share one sort."""
+    if is_numeric_column(reference):
+        ref_sorted = np.sort(numeric_values(reference))
+        entry = numeric_entry(ref_sorted, len(reference), bins)
+        return _numeric(name, entry, current, ref_sorted, len(reference), thresholds)
+    counts = category_counts(reference)
+    return _categorical(name, categorical_entry(counts, len(reference)), current, counts, thresholds)
+
+
+def _feature_task(
+    name: str,
+    reference: pd.DataFrame | Mapping[str, Any],
+    current: pd.DataFrame,
+    n_reference: int,
+    bins: int,
+    thresholds: DriftThresholds,
+) -> Callable[[], FeatureDrift] | None:
+    """The computation for one feature, or None when either side lacks it."""
+    if name not in current.columns:
+        return None
+    if isinstance(reference, pd.DataFrame):
+        if name not in reference.columns:
+            return None
+        return partial(_raw_feature, name, reference[name], current[name], bins, thresholds)
+    entry = reference["features"].get(name)
+    if entry is None:
+        return None
+    if entry["kind"] == "numeric":
+        return partial(_numeric, name, entry, current[name], None, n_reference, thresholds)
+    return partial(_categorical, name, entry, current[name], _profile_counts(entry, n_reference), thresholds)
+
+
+def default_workers() -> int:
+    """Threads for per-feature work: numpy's sort/searchsorted release the GIL, so features run
+    in parallel on the cores there are (capped: past a few threads memory bandwidth wins)."""
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def compute_drift(
+    reference: pd.DataFrame | Mapping[str, Any],
+    current: pd.DataFrame,
+    *,
+    thresholds: DriftThresholds | None = None,
+    bins: int = 10,
+    features: Sequence[str] | None = None,
+    workers: int | None = None,
+) -> DriftReport:
+    """Compare ``current`` with ``reference`` (raw frame or baseline profile) for every feature.
+
+    Features are those of the reference (or ``features``); a reference feature absent from the
+    current window is listed in ``missing_features`` rather than silently skipped, because a
+    column that stopped arriving is a pipeline break, not "no drift". Features are independent,
+    so they are computed on ``workers`` threads (default: one per core, at most 8).
+    """
+    thresholds = thresholds or DriftThresholds()
+    if isinstance(reference, pd.DataFrame):
+        names = list(features) if features is not None else [str(c) for c in reference.columns]
+        n_reference = int(len(reference))
+    else:
+        validate_profile(reference)
+        names = list(features) if features is not None else list(reference["features"])
+        n_reference = int(reference["n_rows"])
+    tasks = {name: _feature_task(name, reference, current, n_reference, bins, thresholds) for name in names}
+    missing = [name for name, task in tasks.items() if task is None]
+    runnable = [task for task in tasks.values() if task is not None]
+    n_workers = min(workers or default_workers(), max(len(runnable), 1))
+    if n_workers > 1:
+        with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="drift") as pool:
+            results = list(pool.map(lambda task: task(), runnable))
+    else:
+        results = [task() for task in runnable]
+    return DriftReport(
+        reference_rows=n_reference,
+        current_rows=int(len(current)),
+        thresholds=thresholds,
+        features=tuple(results),
+        missing_features=tuple(missing),
+    )

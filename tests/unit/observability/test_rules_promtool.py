@@ -1,0 +1,297 @@
+"""Generated rules checked and unit-tested by the real `promtool` (Debian package `prometheus`).
+
+Each alert gets a synthetic failing series (the alert must fire with exactly these labels and
+rendered annotations) and a healthy one (it must not fire).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.config import SloSettings
+from shipway.observability.rules import RuleOptions, generate_rules, render_yaml
+
+pytestmark = pytest.mark.integration
+
+ENV = "test"
+JOB = 'job="shipway-endpoints"'
+SLO = SloSettings()  # 99.5% availability, p99 250ms, max error rate 1%, PSI 0.2, 24h freshness
+REQ = f'shipway_requests_total{{{JOB},model="iris",version="1",route="/invocations"'
+
+
+def _promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool is not installed: run the project setup (it installs the Debian package "
+            "'prometheus', which provides /usr/bin/promtool), or `apt-get install -y prometheus`"
+        )
+    return path
+
+
+def _rules() -> dict[str, Any]:
+    return generate_rules(SLO, ["iris"], ENV, RuleOptions())
+
+
+def _rule(name: str) -> dict[str, Any]:
+    return next(r for g in _rules()["groups"] for r in g["rules"] if r.get("alert") == name)
+
+
+def _render(template: str, labels: dict[str, str], value: float) -> str:
+    """Render the two template forms the generator uses: $labels.x and $value | printf."""
+    out = re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: labels[m.group(1)], template)
+    return re.sub(r'\{\{ \$value \| printf "([^"]+)" \}\}', lambda m: m.group(1) % value, out)
+
+
+def _expected(name: str, series_labels: dict[str, str], value: float) -> dict[str, Any]:
+    rule = _rule(name)
+    labels = {**series_labels, **rule["labels"]}
+    return {
+        "exp_labels": labels,
+        "exp_annotations": {k: _render(v, labels, value) for k, v in rule["annotations"].items()},
+    }
+
+
+def _group(
+    series: list[tuple[str, str]], checks: list[tuple[str, str, list[dict[str, Any]]]], interval: str = "1m"
+) -> dict[str, Any]:
+    return {
+        "interval": interval,
+        "input_series": [{"series": s, "values": v} for s, v in series],
+        "alert_rule_test": [{"eval_time": t, "alertname": a, "exp_alerts": e} for t, a, e in checks],
+    }
+
+
+def _burn_series(errors_per_min: str) -> list[tuple[str, str]]:
+    return [
+        (f'{REQ},status_class="2xx"}}', "0+540x300"),
+        (f'{REQ},status_class="5xx"}}', errors_per_min),
+        # health probes failing must not count against the SLO
+        (
+            f'shipway_requests_total{{{JOB},model="iris",version="1",route="/healthz",status_class="5xx"}}',
+            "0+1000x300",
+        ),
+    ]
+
+
+def _burn_case(name: str, long_window: str, short_window: str, severity: str) -> list[dict[str, Any]]:
+    labels = {"model": "iris"}
+    failing = _group(_burn_series("0+60x300"), [("60m", name, [_expected(name, labels, 0.1)])])
+    healthy = _group(_burn_series("0+0.5x300"), [("60m", name, []), ("4h", name, [])])
+    assert _rule(name)["labels"] == {
+        "severity": severity,
+        "environment": ENV,
+        "slo": "availability",
+        "long_window": long_window,
+        "short_window": short_window,
+    }
+    return [failing, healthy]
+
+
+CASES: dict[str, Any] = {
+    "ShipwayErrorBudgetFastBurn": lambda: (
+        _burn_case("ShipwayErrorBudgetFastBurn", "1h", "5m", "page")
+        + [
+            # errors stopped 10 minutes ago: the 1h ratio is still high, the 5m window resets the page
+            _group(_burn_series("0+60x60 3600+0x240"), [("70m", "ShipwayErrorBudgetFastBurn", [])])
+        ]
+    ),
+    "ShipwayErrorBudgetMediumBurn": lambda: _burn_case("ShipwayErrorBudgetMediumBurn", "6h", "30m", "page"),
+    "ShipwayErrorBudgetSlowBurn": lambda: _burn_case("ShipwayErrorBudgetSlowBurn", "3d", "6h", "ticket"),
+    "ShipwayLatencyP99High": lambda: [
+        _group(
+            [
+                (
+                    f'shipway_request_duration_seconds_bucket{{{JOB},model="iris",version="1",route="/invocations",'
+                    f'le="{le}"}}',
+                    v,
+                )
+                for le, v in (
+                    ("0.1", "0x40"),
+                    ("0.25", "0x40"),
+                    ("0.5", "0x40"),
+                    ("1", "0+10x40"),
+                    ("+Inf", "0+10x40"),
+                )
+            ],
+            [
+                (
+                    "20m",
+                    "ShipwayLatencyP99High",
+                    [_expected("ShipwayLatencyP99High", {"model": "iris"}, 0.995)],
+                )
+            ],
+        ),
+        _group(
+            [
+                (
+                    f'shipway_request_duration_seconds_bucket{{{JOB},model="iris",version="1",route="/invocations",'
+                    f'le="{le}"}}',
+                    "0+10x40",
+                )
+                for le in ("0.1", "0.25", "0.5", "1", "+Inf")
+            ],
+            [("20m", "ShipwayLatencyP99High", [])],
+        ),
+    ],
+    "ShipwayPredictionErrorsHigh": lambda: [
+        _group(
+            [
+                (f'{REQ},status_class="2xx"}}', "0+600x40"),
+                (f'shipway_errors_total{{{JOB},model="iris",version="1",kind="validation"}}', "0+30x40"),
+            ],
+            [
+                (
+                    "25m",
+                    "ShipwayPredictionErrorsHigh",
+                    [_expected("ShipwayPredictionErrorsHigh", {"model": "iris", "kind": "validation"}, 0.05)],
+                )
+            ],
+        ),
+        _group(
+            [
+                (f'{REQ},status_class="2xx"}}', "0+600x40"),
+                (f'shipway_errors_total{{{JOB},model="iris",version="1",kind="validation"}}', "0+3x40"),
+            ],
+            [("25m", "ShipwayPredictionErrorsHigh", [])],
+        ),
+    ],
+    "ShipwayEndpointDown": lambda: [
+        _group(
+            [(f'up{{{JOB},instance="127.0.0.1:8100"}}', "0x10")],
+            [
+                (
+                    "5m",
+                    "ShipwayEndpointDown",
+                    [
+                        _expected(
+                            "ShipwayEndpointDown",
+                            {"job": "shipway-endpoints", "instance": "127.0.0.1:8100"},
+                            0,
+                        )
+                    ],
+                )
+            ],
+        ),
+        _group([(f'up{{{JOB},instance="127.0.0.1:8100"}}', "1x10")], [("5m", "ShipwayEndpointDown", [])]),
+    ],
+    "ShipwayFeatureDrift": lambda: [
+        _group(
+            [
+                (f'shipway_feature_psi{{{JOB},model="iris",version="1",feature="age"}}', "0.35x10"),
+                (f'shipway_feature_psi{{{JOB},model="iris",version="1",feature="plan"}}', "0.05x10"),
+                (f'shipway_drift_samples{{{JOB},model="iris",version="1"}}', "1000x10"),
+            ],
+            [
+                (
+                    "3m",
+                    "ShipwayFeatureDrift",
+                    [_expected("ShipwayFeatureDrift", {"model": "iris", "version": "1", "feature": "age"}, 0.35)],
+                )
+            ],
+        ),
+        # over the threshold, but on too few samples to trust
+        _group(
+            [
+                (f'shipway_feature_psi{{{JOB},model="iris",version="1",feature="age"}}', "0.35x10"),
+                (f'shipway_drift_samples{{{JOB},model="iris",version="1"}}', "100x10"),
+            ],
+            [("3m", "ShipwayFeatureDrift", [])],
+        ),
+    ],
+    "ShipwayModelQualityLow": lambda: [
+        _group(
+            [
+                ('shipway_model_quality{model="iris",version="1",metric="accuracy"}', "0.6x30"),
+                ('shipway_model_quality_samples{model="iris",version="1"}', "500x30"),
+            ],
+            [
+                (
+                    "20m",
+                    "ShipwayModelQualityLow",
+                    [
+                        _expected(
+                            "ShipwayModelQualityLow",
+                            {"model": "iris", "version": "1", "metric": "accuracy"},
+                            0.6,
+                        )
+                    ],
+                )
+            ],
+        ),
+        _group(
+            [
+                ('shipway_model_quality{model="iris",version="1",metric="accuracy"}', "0.95x30"),
+                ('shipway_model_quality_samples{model="iris",version="1"}', "500x30"),
+            ],
+            [("20m", "ShipwayModelQualityLow", [])],
+        ),
+    ],
+    # a day of samples every 10m (evaluated every 10m too, see EVAL_INTERVAL) keeps promtool fast
+    "ShipwayModelStale": lambda: [
+        _group(
+            [(f'shipway_model_trained_timestamp_seconds{{{JOB},model="iris",version="1"}}', "0x160")],
+            [
+                (
+                    "25h",
+                    "ShipwayModelStale",
+                    [_expected("ShipwayModelStale", {"model": "iris", "version": "1"}, 25.0)],
+                )
+            ],
+            interval="10m",
+        ),
+        _group(
+            [(f'shipway_model_trained_timestamp_seconds{{{JOB},model="iris",version="1"}}', "3600x160")],
+            [("25h", "ShipwayModelStale", [])],
+            interval="10m",
+        ),
+    ],
+}
+
+
+EVAL_INTERVAL = {"ShipwayModelStale": "10m"}
+
+
+@pytest.fixture(scope="module")
+def rule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("rules") / "shipway-rules.yml"
+    path.write_text(render_yaml(_rules()))
+    return path
+
+
+def test_promtool_check_rules_accepts_the_generated_file(rule_file: Path) -> None:
+    proc = subprocess.run([_promtool(), "check", "rules", str(rule_file)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"SUCCESS: {sum(len(g['rules']) for g in _rules()['groups'])} rules found" in proc.stdout
+
+
+def test_every_alert_has_a_promtool_case() -> None:
+    from shipway.observability.rules import alert_names
+
+    assert sorted(CASES) == sorted(alert_names(_rules()))
+
+
+@pytest.mark.parametrize("alert", sorted(CASES))
+def test_promtool_unit_tests_fire_on_failure_and_stay_quiet_when_healthy(alert: str, rule_file: Path) -> None:
+    tests = {
+        "rule_files": [rule_file.name],
+        "evaluation_interval": EVAL_INTERVAL.get(alert, "1m"),
+        "tests": CASES[alert](),
+    }
+    test_file = rule_file.parent / f"{alert}.test.yml"
+    test_file.write_text(render_yaml(tests))
+    proc = subprocess.run(
+        [_promtool(), "test", "rules", str(test_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=rule_file.parent,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout + proc.stderr
