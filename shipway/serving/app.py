@@ -1,0 +1,504 @@
+"""The serving ASGI application: routes, auth, instrumentation and zero-downtime model swaps.
+
+A bare ASGI callable rather than a framework: at ~1 ms per request, routing, request
+objects and response classes are a visible share of the budget. Small batches are
+predicted inline on the event loop (a thread hand-off costs more than a 1-row sklearn
+predict); only batches above ``threadpool_rows`` go to a worker thread.
+
+Model swaps: the active model is one reference (``_active``) read once per request under
+a lock together with the in-flight increment, so a request always finishes on the model
+it started with. A reload loads and warms the new version in a background thread, swaps
+the reference, then waits for the old version's in-flight count to reach zero before
+deleting its files. A failed load leaves the old version serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import random
+import signal
+import sys
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import orjson
+from opentelemetry.sdk.trace import SpanProcessor
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from shipway.serving.config import Pin, PinError, ServingConfig, read_api_key, read_pin
+from shipway.serving.drift import DriftMonitor
+from shipway.serving.logsink import EventLog, LineSink, utc_now_iso
+from shipway.serving.metrics import ModelSeries, ServingMetrics
+from shipway.serving.model import LoadedModel, load_pinned_model
+from shipway.serving.schema import BadRequest, parse_payload
+from shipway.serving.telemetry import RequestTracer, SpanIds
+
+Scope = dict[str, Any]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Loader = Callable[..., LoadedModel]
+
+INVOCATIONS = "/invocations"
+ROUTES = frozenset({INVOCATIONS, "/health", "/ping", "/ready", "/version", "/metrics", "/drift/reset"})
+_JSON = b"application/json"
+_AUTH_HINT = "missing or invalid API key; send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+
+
+@dataclass(frozen=True)
+class Response:
+    """What a handler produced; ``error_kind`` feeds shipway_errors_total."""
+
+    status: int
+    body: bytes
+    content_type: bytes = _JSON
+    rows: int = 0
+    error_kind: str | None = None
+
+
+def error_response(status: int, code: str, message: str, kind: str) -> Response:
+    """A JSON error in MLflow's shape: {"error_code": ..., "message": ...}."""
+    return Response(status, orjson.dumps({"error_code": code, "message": message}), error_kind=kind)
+
+
+def _ok(obj: Any) -> Response:
+    return Response(200, orjson.dumps(obj))
+
+
+@dataclass(eq=False)
+class _Active:
+    """The served model with its metric children and drift window."""
+
+    model: LoadedModel
+    series: ModelSeries
+    drift: DriftMonitor | None
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its body arrived."""
+
+
+class ServingApp:
+    """ASGI app serving one pinned model version; see the module docstring."""
+
+    def __init__(
+        self,
+        config: ServingConfig,
+        *,
+        log_stream: BinaryIO | None = None,
+        loader: Loader = load_pinned_model,
+        span_processors: Iterable[SpanProcessor] = (),
+        process_metrics: bool = True,
+        install_signal_handlers: bool = False,
+    ):
+        self.config = config
+        self.pin: Pin = read_pin(config.pin_file)
+        self._api_key: bytes | None = None
+        loose_key = False
+        if config.api_key_file:
+            self._api_key, loose_key = read_api_key(config.api_key_file)
+        self.metrics = ServingMetrics(process_metrics=process_metrics)
+        self.log_sink = LineSink(log_stream if log_stream is not None else sys.stdout.buffer)
+        self.request_sink = LineSink.append_file(config.request_log) if config.request_log else None
+        self.events = EventLog(self.log_sink)
+        self.tracer = RequestTracer(config.environment, config.otlp_endpoint, span_processors)
+        # getrandbits is ~10x cheaper than uuid4; request ids need uniqueness, not secrecy.
+        self._ids = random.Random()  # noqa: S311
+        self._loader = loader
+        self._install_signal_handlers = install_signal_handlers
+        self._active: _Active | None = None
+        self._idle_series = self.metrics.series(self.pin.model_name, "none")
+        self._swap_lock = threading.Lock()
+        self._reload_lock = threading.Lock()
+        self._reload_thread: threading.Thread | None = None
+        self._reload_again = False
+        self._closing = threading.Event()
+        self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipway-predict")
+        self._server_attrs = {"server.address": config.host, "server.port": config.port}
+        if loose_key:
+            self.events.emit("warning", "api_key_file_permissions",
+                             path=config.api_key_file, message="API key file is readable by group/other; use 0600")
+
+    # ----------------------------------------------------------------- lifecycle
+
+    @property
+    def active_model(self) -> LoadedModel | None:
+        """The model currently answering new requests, if any."""
+        active = self._active
+        return active.model if active is not None else None
+
+    def start(self) -> None:
+        """Start log flushers and the initial model load (in the background, retried)."""
+        self.log_sink.start()
+        if self.request_sink is not None:
+            self.request_sink.start()
+        self.events.emit("info", "startup", model=self.pin.model_name, version=self.pin.model_version,
+                         environment=self.config.environment, host=self.config.host, port=self.config.port,
+                         tracing_export=bool(self.config.otlp_endpoint),
+                         request_log=self.config.request_log, auth=self._api_key is not None)
+        threading.Thread(target=self._initial_load, name="shipway-initial-load", daemon=True).start()
+
+    def _initial_load(self) -> None:
+        """Load the pin, retrying with backoff: the registry may still be starting next to us."""
+        delay = 1.0
+        while self._active is None and not self._closing.is_set():
+            if self.reload():
+                return
+            self._closing.wait(delay)
+            delay = min(delay * 2, 30.0)
+
+    def close(self) -> None:
+        """Flush logs and spans; called on shutdown after in-flight requests finished."""
+        self._closing.set()
+        self.events.emit("info", "shutdown", model=self.pin.model_name)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.tracer.shutdown()
+        if self.request_sink is not None:
+            self.request_sink.close()
+        self.log_sink.close()
+
+    def request_reload(self) -> None:
+        """SIGHUP handler: reload the pin in a background thread (coalescing repeated signals)."""
+        with self._swap_lock:
+            if self._reload_thread is not None and self._reload_thread.is_alive():
+                self._reload_again = True
+                return
+            self._reload_thread = threading.Thread(target=self._reload_loop, name="shipway-reload", daemon=True)
+            self._reload_thread.start()
+
+    def _reload_loop(self) -> None:
+        while True:
+            self.reload()
+            with self._swap_lock:
+                if not self._reload_again:
+                    return
+                self._reload_again = False
+
+    def reload(self) -> bool:
+        """Re-read the API key and the pin; load, warm and swap in a changed version.
+
+        Returns False if the pin could not be served (the previous version keeps serving).
+
+        Blocking; runs in a background thread in the server (tests call it directly).
+        """
+        with self._reload_lock:
+            self._reload_api_key()
+            try:
+                pin = read_pin(self.config.pin_file)
+            except PinError as exc:
+                self.events.emit("error", "pin_invalid", error=str(exc), serving=self._serving_version())
+                return False
+            current = self._active
+            if current is not None and (current.model.name, current.model.version) == (
+                    pin.model_name, pin.model_version):
+                self.events.emit("info", "pin_unchanged", model=pin.model_name, version=pin.model_version)
+                return True
+            self.events.emit("info", "model_loading", model=pin.model_name, version=pin.model_version,
+                             serving=self._serving_version())
+            started = time.perf_counter()
+            try:
+                model = self._loader(pin, log=self.events.emit)
+            except Exception as exc:  # noqa: BLE001 - a failed load must never take the endpoint down
+                self.events.emit("error", "model_load_failed", model=pin.model_name, version=pin.model_version,
+                                 error=f"{type(exc).__name__}: {exc}", serving=self._serving_version())
+                return False
+            self._install(pin, model, load_ms=round((time.perf_counter() - started) * 1000, 1))
+            return True
+
+    def _reload_api_key(self) -> None:
+        """Pick up a rotated API key file; an unreadable or empty one keeps the current key."""
+        if not self.config.api_key_file:
+            return
+        try:
+            key, _ = read_api_key(self.config.api_key_file)
+        except (OSError, ValueError) as exc:
+            self.events.emit("error", "api_key_invalid", path=self.config.api_key_file,
+                             error=type(exc).__name__, message="keeping the current key")
+            return
+        if key != self._api_key:
+            self._api_key = key
+            self.events.emit("info", "api_key_rotated", path=self.config.api_key_file)
+
+    def _serving_version(self) -> int | None:
+        active = self._active
+        return active.model.version if active is not None else None
+
+    def _install(self, pin: Pin, model: LoadedModel, load_ms: float) -> None:
+        series = self.metrics.series(model.name, str(model.version))
+        features = model.drift_features()
+        drift = None
+        if model.profile is not None and features:
+            cfg = self.config
+            drift = DriftMonitor(model.profile, features, refresh_every=cfg.drift_refresh_requests,
+                                 refresh_seconds=cfg.drift_refresh_seconds, window=cfg.drift_window)
+        new = _Active(model=model, series=series, drift=drift)
+        series.set_info(self.config.environment)
+        if drift is not None:
+            series.set_drift(dict.fromkeys(sorted(drift.features), 0.0), 0)
+        with self._swap_lock:
+            old = self._active
+            self._active = new
+            self.pin = pin
+        event = "model_swapped" if old is not None else "model_loaded"
+        self.events.emit("info", event, model=model.name, version=model.version, flavor=model.flavor,
+                         previous=old.model.version if old is not None else None, load_ms=load_ms,
+                         drift_features=sorted(features))
+        if old is not None:
+            if (old.model.name, old.model.version) != (model.name, model.version):
+                old.series.retire(self.config.environment, sorted(old.drift.features) if old.drift else [])
+            self._drain(old)
+
+    def _drain(self, old: _Active) -> None:
+        """Wait (bounded) for requests still on the old model, then free its files."""
+        deadline = time.monotonic() + self.config.drain_seconds
+        while old.model.inflight > 0 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self.events.emit("info", "model_drained", model=old.model.name, version=old.model.version,
+                         inflight_left=old.model.inflight)
+        old.model.discard()
+
+    # ----------------------------------------------------------------- ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    self.start()
+                    if self._install_signal_handlers:
+                        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.request_reload)
+                except Exception as exc:  # noqa: BLE001 - reported to the server, which exits
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        start_ns = time.time_ns()
+        path: str = scope["path"]
+        route = path if path in ROUTES else "other"
+        method: str = scope["method"]
+        request_id = traceparent = None
+        creds: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id = value[:128].decode("latin-1")
+            elif name == b"traceparent":
+                traceparent = value.decode("latin-1")
+            elif name == b"authorization" or name == b"x-api-key":
+                creds.append((name, value))
+        if not request_id:
+            request_id = f"{self._ids.getrandbits(128):032x}"
+        ids = self.tracer.begin(traceparent)
+
+        invocation = route == INVOCATIONS
+        with self._swap_lock:
+            active = self._active
+            if invocation and active is not None:
+                active.model.inflight += 1
+        series = active.series if active is not None else self._idle_series
+        if invocation:
+            series.inflight.inc()
+        sent = True
+        try:
+            response = await self._dispatch(route, method, receive, active, creds, request_id)
+        except _ClientGone:
+            response, sent = Response(499, b""), False
+        except Exception as exc:  # noqa: BLE001 - turned into a 500 and logged, never a dropped connection
+            self.events.emit("error", "request_failed", request_id=request_id, route=route,
+                             error=f"{type(exc).__name__}: {exc}")
+            response = error_response(500, "INTERNAL_ERROR", "internal error; see the server log", "internal")
+        finally:
+            if invocation:
+                series.inflight.dec()
+                if active is not None:
+                    active.model.inflight -= 1
+        if sent:
+            await send({"type": "http.response.start", "status": response.status, "headers": [
+                (b"content-type", response.content_type),
+                (b"content-length", str(len(response.body)).encode()),
+                (b"x-request-id", request_id.encode("latin-1")),
+                (b"x-trace-id", ids.trace_hex.encode()),
+            ]})
+            await send({"type": "http.response.body", "body": response.body})
+        seconds = time.perf_counter() - started
+        self._finish(ids, route, method, path, response, active, series, request_id, start_ns, seconds)
+
+    def _finish(self, ids: SpanIds, route: str, method: str, path: str, response: Response,
+                active: _Active | None, series: ModelSeries, request_id: str, start_ns: int,
+                seconds: float) -> None:
+        """Metrics, the span and the JSON request log line for one finished request."""
+        status = response.status
+        series.observe_request(route, status, seconds, response.error_kind)
+        version = active.model.version if active is not None else None
+        if self.tracer.processors:
+            self.tracer.finish(ids, f"{method} {route}" if route != "other" else method, start_ns,
+                               start_ns + int(seconds * 1e9), {
+                                   "http.request.method": method, "url.path": path, "http.route": route,
+                                   "http.response.status_code": status, **self._server_attrs,
+                                   "shipway.model.name": series.model,
+                                   "shipway.model.version": version if version is not None else -1,
+                                   "shipway.request.rows": response.rows,
+                               }, error=status >= 500)
+        self.log_sink.write({
+            "ts": utc_now_iso(),
+            "level": "info" if status < 400 else ("warning" if status < 500 else "error"),
+            "request_id": request_id, "trace_id": ids.trace_hex, "span_id": ids.span_hex,
+            "route": route, "method": method, "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+            "model": series.model, "version": version, "rows": response.rows,
+        })
+
+    async def _dispatch(self, route: str, method: str, receive: Receive, active: _Active | None,
+                        creds: list[tuple[bytes, bytes]], request_id: str) -> Response:
+        if route == INVOCATIONS:
+            if method != "POST":
+                return self._method_not_allowed(route, "POST")
+            if not self._authorized(creds):
+                return error_response(401, "UNAUTHORIZED", _AUTH_HINT, "unauthorized")
+            if active is None:
+                return self._not_ready()
+            try:
+                body = await self._read_body(receive)
+            except BadRequest as exc:
+                return error_response(413, "BAD_REQUEST", exc.message, "bad_request")
+            return await self._invoke(active, body, request_id)
+        if route == "/drift/reset":
+            if method != "POST":
+                return self._method_not_allowed(route, "POST")
+            if not self._authorized(creds):
+                return error_response(401, "UNAUTHORIZED", _AUTH_HINT, "unauthorized")
+            return self._reset_drift(active)
+        if route == "other":
+            return error_response(404, "NOT_FOUND", "no such route; the endpoints are "
+                                  + ", ".join(sorted(ROUTES)), "bad_request")
+        if method not in ("GET", "HEAD"):
+            return self._method_not_allowed(route, "GET")
+        if route in ("/health", "/ping"):
+            return _ok({"status": "ok"})
+        if route == "/ready":
+            return _ok({"status": "ready"}) if active is not None else self._not_ready()
+        if route == "/version":
+            return self._version(active)
+        return self._metrics(active)
+
+    @staticmethod
+    def _method_not_allowed(route: str, allowed: str) -> Response:
+        return error_response(405, "METHOD_NOT_ALLOWED", f"{route} only accepts {allowed}", "bad_request")
+
+    def _not_ready(self) -> Response:
+        return error_response(503, "NOT_READY", f"model {self.pin.model_name} version "
+                              f"{self.pin.model_version} is not loaded yet", "internal")
+
+    def _authorized(self, creds: list[tuple[bytes, bytes]]) -> bool:
+        """Constant-time check of 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."""
+        if self._api_key is None:
+            return True
+        for name, value in creds:
+            token = value
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                if scheme.lower() != b"bearer":
+                    continue
+            if hmac.compare_digest(token.strip(), self._api_key):
+                return True
+        return False
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.config.max_body_bytes:
+                raise BadRequest(f"request body is larger than {self.config.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    async def _invoke(self, active: _Active, body: bytes, request_id: str) -> Response:
+        model = active.model
+        try:
+            batch = parse_payload(body, model.schema, self.config.max_rows)
+        except BadRequest as exc:
+            return error_response(400, "BAD_REQUEST", exc.message, "bad_request")
+        try:
+            if batch.n_rows > self.config.threadpool_rows:
+                loop = asyncio.get_running_loop()
+                predictions = await loop.run_in_executor(self._executor, model.predict, batch)
+            else:
+                predictions = model.predict(batch)
+        except Exception as exc:  # noqa: BLE001 - a model error is the caller's 500, not a crash
+            self.events.emit("error", "model_error", request_id=request_id, model=model.name,
+                             version=model.version, error=f"{type(exc).__name__}: {exc}"[:500])
+            return error_response(500, "MODEL_ERROR",
+                                  f"the model failed to predict: {type(exc).__name__}: {exc}"[:500], "model_error")
+        self._observe_predictions(active, predictions)
+        if active.drift is not None:
+            active.drift.observe(batch.columns, batch.n_rows)
+            if active.drift.refresh_due():
+                self._publish_drift(active)
+        if self.request_sink is not None:
+            self.request_sink.write({"ts": utc_now_iso(), "request_id": request_id, "model": model.name,
+                                     "version": model.version, "inputs": batch.columns,
+                                     "predictions": predictions})
+        return Response(200, orjson.dumps({"predictions": predictions}), rows=batch.n_rows)
+
+    @staticmethod
+    def _observe_predictions(active: _Active, predictions: list[Any]) -> None:
+        kind = active.model.is_classifier
+        if kind is None or not predictions or isinstance(predictions[0], list | dict):
+            return
+        if kind:
+            if len(predictions) == 1:
+                active.series.observe_class(str(predictions[0]))
+            else:
+                for label, count in Tally(map(str, predictions)).items():
+                    active.series.observe_class(label, count)
+        else:
+            for value in predictions:
+                if isinstance(value, int | float):
+                    active.series.observe_value(value)
+
+    def _publish_drift(self, active: _Active) -> None:
+        """Recompute PSI and set the gauges, unless this version was swapped out meanwhile."""
+        if active.drift is not None and active is self._active:
+            active.series.set_drift(active.drift.compute(), active.drift.samples)
+
+    def _reset_drift(self, active: _Active | None) -> Response:
+        if active is None or active.drift is None:
+            return _ok({"status": "no_drift_window"})
+        active.drift.reset()
+        self._publish_drift(active)
+        return _ok({"status": "reset"})
+
+    def _version(self, active: _Active | None) -> Response:
+        if active is None:
+            return self._not_ready()
+        model = active.model
+        return _ok({"model_name": model.name, "model_version": model.version,
+                    "loaded_at": model.loaded_at.isoformat(), "environment": self.config.environment})
+
+    def _metrics(self, active: _Active | None) -> Response:
+        if active is not None and active.drift is not None and active.drift.pending:
+            self._publish_drift(active)
+        return Response(200, self.metrics.render(), content_type=CONTENT_TYPE_LATEST.encode())

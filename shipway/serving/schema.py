@@ -1,0 +1,260 @@
+"""Request payload parsing and validation against the model's input signature.
+
+MLflow's scoring server turns every request into a pandas DataFrame and casts it column
+by column; on these machines that costs more than the prediction itself. Here a payload
+is parsed once with orjson into plain per-column Python lists (``Batch``), validated
+against the signature with type checks that are C-speed for the common case, and only
+then turned into whatever the model needs (a float matrix for numeric sklearn models).
+
+Every rejection raises :class:`BadRequest` with a message naming the field or column and
+what is expected, so a caller can fix the request without reading server logs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+PAYLOAD_KEYS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+_KEYS_TEXT = ", ".join(PAYLOAD_KEYS)
+
+FLOAT_TYPES = frozenset({"double", "float"})
+INT_TYPES = frozenset({"integer", "long"})
+BOOL_TYPES = frozenset({"boolean"})
+NUMERIC_TYPES = FLOAT_TYPES | INT_TYPES | BOOL_TYPES
+TEXT_TYPES = frozenset({"string", "datetime", "binary"})
+
+# Python types a JSON value may have for each signature type (None means JSON null).
+_ACCEPTED: dict[str, frozenset[type]] = {
+    "double": frozenset({float, int, type(None)}),
+    "float": frozenset({float, int, type(None)}),
+    "integer": frozenset({int}),
+    "long": frozenset({int}),
+    "boolean": frozenset({bool}),
+    "string": frozenset({str, type(None)}),
+    "datetime": frozenset({str, type(None)}),
+    "binary": frozenset({str, type(None)}),
+}
+_EXPECTED_TEXT = {
+    "double": "a JSON number or null",
+    "float": "a JSON number or null",
+    "integer": "a JSON integer",
+    "long": "a JSON integer",
+    "boolean": "true or false",
+    "string": "a JSON string or null",
+    "datetime": "an ISO 8601 string or null",
+    "binary": "a base64 string or null",
+}
+_JSON_TYPE_NAMES: dict[type, str] = {
+    str: "string", bool: "boolean", int: "integer", float: "number",
+    type(None): "null", list: "array", dict: "object",
+}
+_MISSING = object()
+
+
+class BadRequest(ValueError):
+    """The request cannot be scored; ``message`` tells the caller what to send instead."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """One input column of a model signature (``type`` is an MLflow DataType name)."""
+
+    name: str
+    type: str
+    required: bool = True
+
+
+@dataclass(frozen=True)
+class InputSchema:
+    """The ordered input columns a model expects."""
+
+    columns: tuple[ColumnSpec, ...]
+
+    def __post_init__(self) -> None:
+        unknown = sorted({c.type for c in self.columns} - set(_ACCEPTED))
+        if unknown:
+            raise ValueError(
+                f"signature column type {unknown[0]!r} is not supported; allowed: {sorted(_ACCEPTED)}"
+            )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Column names in signature order."""
+        return tuple(c.name for c in self.columns)
+
+    @property
+    def all_numeric(self) -> bool:
+        """True when every column fits a float64 matrix (numbers and booleans)."""
+        return all(c.type in NUMERIC_TYPES for c in self.columns)
+
+    def describe(self) -> str:
+        """Column list as shown in error messages."""
+        return "[" + ", ".join(self.names) + "]"
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Validated rows: ``columns`` maps every schema column (signature order) to its values."""
+
+    n_rows: int
+    columns: Mapping[str, list[Any]]
+
+
+def parse_payload(body: bytes, schema: InputSchema, max_rows: int) -> Batch:
+    """Parse an MLflow scoring payload into a validated :class:`Batch`."""
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise BadRequest(f"request body must be a JSON object with exactly one of the keys: {_KEYS_TEXT}")
+    for key in doc:
+        if key not in PAYLOAD_KEYS:
+            raise BadRequest(f"unknown payload key '{key}'; expected exactly one of: {_KEYS_TEXT}")
+    if len(doc) != 1:
+        if not doc:
+            raise BadRequest(f"request body has no input key; expected exactly one of: {_KEYS_TEXT}")
+        keys = ", ".join(f"'{k}'" for k in doc)
+        raise BadRequest(f"request body has several input keys ({keys}); send exactly one of: {_KEYS_TEXT}")
+    key, value = next(iter(doc.items()))
+    if key == "dataframe_split":
+        raw, n_rows = _from_split(value, schema, max_rows)
+    elif key == "dataframe_records":
+        raw, n_rows = _from_records(value, key, schema, max_rows)
+    else:
+        raw, n_rows = _from_inputs(value, key, schema, max_rows)
+    return _validated(raw, n_rows, schema)
+
+
+def batch_from_columns(columns: Mapping[str, Sequence[Any]], schema: InputSchema) -> Batch:
+    """Build a validated batch from column lists (used for warm-up rows and input examples)."""
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise BadRequest("all columns must have the same number of values")
+    n_rows = lengths.pop() if lengths else 0
+    return _validated({k: list(v) for k, v in columns.items()}, n_rows, schema)
+
+
+def _check_rows(n_rows: int, max_rows: int) -> None:
+    if n_rows == 0:
+        raise BadRequest("payload has no rows; send at least one row")
+    if n_rows > max_rows:
+        raise BadRequest(
+            f"payload has {n_rows} rows, more than the limit of {max_rows}; split it into smaller requests"
+        )
+
+
+def _from_split(value: Any, schema: InputSchema, max_rows: int) -> tuple[dict[str, list[Any]], int]:
+    if not isinstance(value, dict):
+        raise BadRequest("dataframe_split must be an object with keys 'columns' and 'data'")
+    for key in value:
+        if key not in ("columns", "data", "index"):
+            raise BadRequest(f"unknown key 'dataframe_split.{key}'; expected 'columns' and 'data'")
+    columns = value.get("columns", _MISSING)
+    data = value.get("data", _MISSING)
+    if columns is _MISSING:
+        raise BadRequest(f"dataframe_split.columns is required: a list of column names such as "
+                         f"{schema.describe()}")
+    if not isinstance(columns, list) or not all(type(c) is str for c in columns):
+        raise BadRequest("dataframe_split.columns must be a list of column-name strings")
+    if len(set(columns)) != len(columns):
+        dup = next(c for i, c in enumerate(columns) if c in columns[:i])
+        raise BadRequest(f"dataframe_split.columns has column '{dup}' more than once")
+    if data is _MISSING:
+        raise BadRequest("dataframe_split.data is required: a list of rows, each a list of values")
+    if not isinstance(data, list):
+        raise BadRequest("dataframe_split.data must be a list of rows, each a list of values")
+    _check_rows(len(data), max_rows)
+    return _transpose(data, columns, "dataframe_split.data"), len(data)
+
+
+def _transpose(rows: list[Any], columns: Sequence[str], where: str) -> dict[str, list[Any]]:
+    width = len(columns)
+    for i, row in enumerate(rows):
+        if type(row) is not list:
+            raise BadRequest(f"{where}[{i}] must be a list of {width} values, got {_type_name(row)}")
+        if len(row) != width:
+            raise BadRequest(f"{where}[{i}] has {len(row)} values but there are {width} columns")
+    return {name: list(col) for name, col in zip(columns, zip(*rows, strict=True), strict=True)}
+
+
+def _from_records(
+    value: Any, where: str, schema: InputSchema, max_rows: int
+) -> tuple[dict[str, list[Any]], int]:
+    if not isinstance(value, list):
+        raise BadRequest(f"{where} must be a list of objects, one per row, mapping column name to value")
+    _check_rows(len(value), max_rows)
+    for i, record in enumerate(value):
+        if type(record) is not dict:
+            raise BadRequest(f"{where}[{i}] must be an object mapping column name to value, "
+                             f"got {_type_name(record)}")
+    raw: dict[str, list[Any]] = {}
+    for spec in schema.columns:
+        values = [r.get(spec.name, _MISSING) for r in value]
+        if _MISSING in values:
+            present = [v is not _MISSING for v in values]
+            if any(present):
+                row = present.index(False)
+                raise BadRequest(f"{where}[{row}] is missing column '{spec.name}'; every row needs "
+                                 f"the columns {schema.describe()}")
+            continue
+        raw[spec.name] = values
+    return raw, len(value)
+
+
+def _from_inputs(value: Any, where: str, schema: InputSchema, max_rows: int) -> tuple[dict[str, list[Any]], int]:
+    if isinstance(value, dict):
+        for name, col in value.items():
+            if type(col) is not list:
+                raise BadRequest(f"{where}.{name} must be a list of values, one per row")
+        lengths = {len(col) for col in value.values()}
+        if len(lengths) > 1:
+            raise BadRequest(f"{where} columns have different lengths {sorted(lengths)}; "
+                             f"every column needs one value per row")
+        n_rows = lengths.pop() if lengths else 0
+        _check_rows(n_rows, max_rows)
+        return dict(value), n_rows
+    if isinstance(value, list):
+        _check_rows(len(value), max_rows)
+        if type(value[0]) is dict:
+            return _from_records(value, where, schema, max_rows)
+        return _transpose(value, schema.names, where), len(value)
+    raise BadRequest(f"{where} must be a list of rows (each a list of values in the order "
+                     f"{schema.describe()}) or an object mapping column name to a list of values")
+
+
+def _validated(raw: Mapping[str, list[Any]], n_rows: int, schema: InputSchema) -> Batch:
+    columns: dict[str, list[Any]] = {}
+    for spec in schema.columns:
+        values = raw.get(spec.name, _MISSING)
+        if values is _MISSING:
+            if spec.required:
+                raise BadRequest(f"missing column '{spec.name}'; the model expects the columns "
+                                 f"{schema.describe()}")
+            values = [None] * n_rows
+        _check_types(spec, values)  # type: ignore[arg-type]
+        columns[spec.name] = values  # type: ignore[assignment]
+    return Batch(n_rows=n_rows, columns=columns)
+
+
+def _check_types(spec: ColumnSpec, values: list[Any]) -> None:
+    accepted = _ACCEPTED[spec.type]
+    if set(map(type, values)) <= accepted:
+        return
+    for row, v in enumerate(values):
+        if type(v) not in accepted:
+            shown = orjson.dumps(v).decode()[:40] if type(v) in _JSON_TYPE_NAMES else repr(v)[:40]
+            raise BadRequest(f"column '{spec.name}' row {row}: expected {spec.type} "
+                             f"({_EXPECTED_TEXT[spec.type]}), got {_type_name(v)} {shown}")
+
+
+def _type_name(value: Any) -> str:
+    return _JSON_TYPE_NAMES.get(type(value), type(value).__name__)
