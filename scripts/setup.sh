@@ -21,17 +21,21 @@ for pair in prometheus:prometheus promtool:prometheus prometheus-alertmanager:pr
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
 if [ ${#need[@]} -gt 0 ]; then
   log "installing Debian packages: ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  $SUDO apt-get update -qq
   # Packages must not start their own daemons (we start Prometheus ourselves, on our ports).
   created_policy=0
   if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod 755 /usr/sbin/policy-rc.d; created_policy=1
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+    $SUDO chmod 755 /usr/sbin/policy-rc.d; created_policy=1
   fi
-  apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
-  [ $created_policy = 1 ] && rm -f /usr/sbin/policy-rc.d
+  # shellcheck disable=SC2046 # word splitting of the package list is intended
+  $SUDO apt-get install -y -qq --no-install-recommends $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+  if [ $created_policy = 1 ]; then $SUDO rm -f /usr/sbin/policy-rc.d; fi
 fi
 
 # --- Python -----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ and training the same thing again returns the existing version.
 
 Variants exist so the promotion workflow can be shown for real: ``baseline``, ``forest``
 (a different, better-or-equal model), ``worse`` (trained on shuffled labels: fails the
-gates) and ``slow`` (same predictions, 300 ms each: passes gates, fails verification).
+gates) and ``slow`` (the forest's predictions, 300 ms each: passes gates, fails verification).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def _fit(variant: str, x: pd.DataFrame, y: pd.Series, seed: int) -> Any:
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
-    if variant == "forest":
+    if variant in ("forest", "slow"):
         return RandomForestClassifier(n_estimators=50, random_state=seed).fit(x, y)
     if variant == "worse":
         shuffled = pd.Series(np.random.default_rng(seed).permutation(y.to_numpy()), index=y.index)

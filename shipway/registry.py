@@ -65,6 +65,12 @@ class Registry:
             check_reachable(tracking_uri)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        # MLflow 3 resolves `models:/m-<id>` sources through the process-wide URIs and ignores the
+        # client's; a CLI process talks to one registry, so point the globals at it too.
+        import mlflow
+
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(tracking_uri)
 
     def _exc(self, exc: Exception) -> RegistryError:
         return RegistryError(f"MLflow registry at {self.tracking_uri}: {exc}")

@@ -23,12 +23,12 @@ from infra.config import StackConfig
 
 
 def _rules_yaml(cfg: StackConfig) -> str:
-    """Recording/alert rules for every endpoint (generated from the stack's SLOs)."""
-    try:
-        from shipway.observability.rules import render_rules_yaml
-    except ImportError:  # pragma: no cover - rules generator not installed
+    """Recording + SLO/drift/quality alert rules for every endpoint, from the stack's SLOs."""
+    from shipway.observability.rules import generate_rules, render_yaml
+
+    if not cfg.models:
         return "groups: []\n"
-    return render_rules_yaml(cfg.slo, sorted(cfg.models), cfg.environment)
+    return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment))
 
 
 def data_root(cfg: StackConfig, root: Path) -> Path:

@@ -49,8 +49,15 @@ def _resources(project) -> list[dict]:
 
 
 def _managed(project) -> list[tuple]:
-    """What the stack manages: each custom resource's URN, inputs and outputs (no timestamps)."""
-    return [(r["urn"], r.get("inputs"), r.get("outputs")) for r in _resources(project)
+    """What the stack manages: each custom resource's URN, inputs and outputs.
+
+    Timestamps and the serialized dynamic provider (``__provider``, re-recorded on every run)
+    are left out: they say nothing about what is deployed.
+    """
+    def plain(values: dict | None) -> dict:
+        return {k: v for k, v in (values or {}).items() if not k.startswith("__")}
+
+    return [(r["urn"], plain(r.get("inputs")), plain(r.get("outputs"))) for r in _resources(project)
             if r.get("custom") and not r["type"].startswith("pulumi:providers:")]
 
 
@@ -99,6 +106,31 @@ def test_metrics_are_exposed_and_scraped_by_prometheus(up, project):
             break
         time.sleep(1)
     assert [(r["metric"]["model"], r["value"][1]) for r in result] == [(MODEL, "1")]
+
+
+def test_drift_gauge_moves_and_the_drift_alert_fires_on_shifted_traffic(up, project):
+    base = up["endpoints"][MODEL]["url"]
+    prom = up["prometheusUrl"]
+    split = sample_request(1)["dataframe_split"]
+    # Petals far larger than anything in training: a real covariate shift.
+    shifted = [[5.8, 2.7, 9.5, 4.0]] * 100
+    with httpx.Client(headers=auth(project), timeout=10) as client:
+        for _ in range(8):
+            assert client.post(base + "/invocations", json={"dataframe_split": {
+                "columns": split["columns"], "data": shifted}}).status_code == 200
+    psi = 0.0
+    firing: list = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not firing:
+        result = httpx.get(prom + "/api/v1/query", params={
+            "query": f'max(shipway_feature_psi{{model="{MODEL}",feature="petal_length"}})'}).json()["data"]["result"]
+        psi = float(result[0]["value"][1]) if result else 0.0
+        alerts = httpx.get(prom + "/api/v1/alerts").json()["data"]["alerts"]
+        firing = [a for a in alerts if a["labels"]["alertname"] == "ShipwayFeatureDrift" and a["state"] == "firing"]
+        time.sleep(3)
+    assert psi > 0.2
+    assert {a["labels"]["feature"] for a in firing} >= {"petal_length"}
+    assert firing[0]["annotations"]["runbook_url"] == "docs/runbooks/ShipwayFeatureDrift.md"
 
 
 def test_request_trace_is_found_in_jaeger_by_its_id(up, project):
@@ -190,7 +222,8 @@ def test_missing_version_stops_the_run_and_nothing_changes(up, project):
                 "(registered versions: 1, 2)") in out.stdout + out.stderr
         assert httpx.get(base + "/version").json()["model_version"] == 2
         assert rest.get_alias(project.tracking_uri, MODEL, "local") == 2
-        assert _managed(project) == before
+        after = _managed(project)
+        assert [a for a, b in zip(after, before, strict=True) if a != b] == []
     finally:
         project.pin(MODEL, 2)
 
