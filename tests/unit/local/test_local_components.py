@@ -1,0 +1,143 @@
+"""The `local` target's component tree, recorded with mocks: types, names, security inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from components.common import InferenceEndpointArgs
+from components.local.components import InferenceEndpoint, LocalPlacement, prometheus_config
+from components.local.platform import build_platform
+from infra.config import parse_stack_config
+from tests.support.recording import record
+
+ROOT = Path(__file__).resolve().parents[3]
+DYNAMIC = "pulumi-python:dynamic:Resource"
+
+
+def local_config(**changes):
+    raw = {
+        "cloud": "local", "environment": "local", "owner": "ml-platform", "costCenter": "cc-1",
+        "dataClassification": "internal",
+        "models": {"iris-classifier": {"version": 3}, "churn-model": {"version": 7}},
+        "local": {"dataDir": "/tmp/shipway-unit"},
+        **changes,
+    }
+    return parse_stack_config("local", raw)
+
+
+def build(cfg):
+    return record(lambda: build_platform(cfg, {"endpointApiKey": pulumi.Output.secret("s3cr3t-key")}, ROOT),
+                  stack="local")
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return build(local_config())
+
+
+def test_component_tree_types_and_names(rec):
+    assert rec.names("shipway:local:TrackingServer") == ["tracking"]
+    assert rec.names("shipway:local:InferenceEndpoint") == ["churn-model", "iris-classifier"]
+    assert rec.names("shipway:registry:ModelPin") == ["churn-model-pin", "iris-classifier-pin"]
+    assert rec.names("shipway:local:Secrets") == ["secrets"]
+    assert rec.names("shipway:local:Observability") == ["observability"]
+    assert rec.names("shipway:local:Tracing") == ["tracing"]
+    assert rec.names(DYNAMIC) == sorted([
+        "tracking-server", "secrets-endpoint-api-key", "churn-model-pin-alias", "iris-classifier-pin-alias",
+        "churn-model-server", "iris-classifier-server", "observability-prometheus", "observability-alertmanager",
+        "tracing-jaeger",
+    ])
+
+
+def test_every_process_binds_loopback_and_carries_its_kind(rec):
+    kinds = {}
+    for res in rec.of_type(DYNAMIC):
+        kinds[res.name] = res.inputs["shipwayKind"]
+        if "host" in res.inputs:
+            assert res.inputs["host"] == "127.0.0.1", res.name
+    assert kinds["tracking-server"] == "TrackingServer"
+    assert kinds["iris-classifier-server"] == "InferenceEndpoint"
+    assert kinds["secrets-endpoint-api-key"] == "SecretFile"
+    assert kinds["iris-classifier-pin-alias"] == "RegistryPin"
+
+
+def test_endpoints_pin_exact_versions_on_consecutive_ports(rec):
+    churn, iris = rec.named("churn-model-server").inputs, rec.named("iris-classifier-server").inputs
+    assert (churn["modelName"], churn["modelVersion"], churn["port"]) == ("churn-model", 7, 8100)
+    assert (iris["modelName"], iris["modelVersion"], iris["port"]) == ("iris-classifier", 3, 8101)
+    assert iris["pinFile"] == "/tmp/shipway-unit/local/endpoints/iris-classifier/pin.json"
+    assert iris["environment"] == "local"
+
+
+def test_api_key_reaches_endpoints_only_as_a_0600_file_path(rec):
+    secret = rec.named("secrets-endpoint-api-key").inputs
+    assert secret["mode"] == "0600"
+    assert secret["path"] == "/tmp/shipway-unit/local/secrets/endpoint-api-key"
+    endpoint = rec.named("iris-classifier-server").inputs
+    assert endpoint["apiKeyFile"] == secret["path"]
+    assert "s3cr3t-key" not in repr(endpoint)
+    for res in rec.of_type(DYNAMIC):
+        if res.name != "secrets-endpoint-api-key":
+            assert "s3cr3t-key" not in repr(res.inputs), res.name
+
+
+def test_registry_pins_point_the_environment_alias(rec):
+    pin = rec.named("iris-classifier-pin-alias").inputs
+    assert (pin["modelName"], pin["version"], pin["alias"], pin["retainOnDelete"]) == (
+        "iris-classifier", 3, "local", False)
+
+
+def test_protected_registry_pins_are_retained_on_delete():
+    rec = build(local_config(protectRegistry=True))
+    assert rec.named("iris-classifier-pin-alias").inputs["retainOnDelete"] is True
+
+
+def test_prometheus_scrapes_every_endpoint_and_alerts_to_alertmanager(rec):
+    prom = rec.named("observability-prometheus").inputs
+    assert "job_name: shipway-endpoints" in prom["configYaml"]
+    assert "127.0.0.1:8100" in prom["configYaml"] and "127.0.0.1:8101" in prom["configYaml"]
+    assert "127.0.0.1:9093" in prom["configYaml"]
+    assert "ShipwayFeatureDrift" in prom["rulesYaml"]
+    am = rec.named("observability-alertmanager").inputs
+    assert am["port"] == 9093
+
+
+def test_jaeger_listens_only_on_loopback(rec):
+    config = rec.named("tracing-jaeger").inputs["configYaml"]
+    assert "0.0.0.0" not in config  # noqa: S104 - asserting the opposite
+    assert "127.0.0.1:4318" in config and "127.0.0.1:16686" in config
+
+
+def test_prometheus_config_labels_targets_by_model():
+    text = prometheus_config({"a-model": "http://127.0.0.1:8100"}, alertmanager="127.0.0.1:9093")
+    assert "model: a-model" in text and "- 127.0.0.1:8100" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"model_version": "latest"}, "model_version: 'latest' is not valid; pin an exact registry version "
+                                  "(a positive integer), never 'latest' or an alias"),
+    ({"instance_count": 2}, "instance_count: 2 is not valid on the local target; use 1 (one process per model; "
+                            "zero-downtime comes from in-process hot swap)"),
+    ({"tags": {"owner": "x"}}, "tags: missing cost-center, environment, data-classification; every Shipway "
+                               "resource carries owner, cost-center, environment, data-classification"),
+])
+def test_endpoint_validates_before_creating_anything(args, message):
+    base = {"environment": "local", "model_name": "iris-classifier", "model_version": 1,
+            "tracking_uri": "http://127.0.0.1:5000",
+            "tags": {"owner": "o", "cost-center": "c", "environment": "local", "data-classification": "internal"}}
+
+    def make():
+        InferenceEndpoint("e", InferenceEndpointArgs(**{**base, **args}), LocalPlacement("/tmp/x", 8100),
+                          api_key_file="/tmp/x/key")
+
+    with pytest.raises(ValueError) as err:
+        record(make)
+    assert str(err.value) == message
+
+
+def test_placement_must_be_absolute():
+    with pytest.raises(ValueError, match=r"^placement.data_dir: 'rel/dir' is not valid; use an absolute path$"):
+        LocalPlacement("rel/dir", 8100).validate("placement")
