@@ -9,6 +9,7 @@ project (editable install), exactly what `make up` runs.
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def free_port_block(size: int) -> int:
     """A base port with ``size`` consecutive free ports on 127.0.0.1."""
-    for base in range(20000, 60000, 97):
+    # Start somewhere different per process so concurrent test runs rarely race for a block.
+    start = 20000 + (os.getpid() % 400) * 97
+    for base in [*range(start, 60000, 97), *range(20000, start, 97)]:
         ok = True
         for port in range(base, base + size):
             with socket.socket() as sock:
