@@ -333,6 +333,36 @@ def numeric_fractions(values: pd.Series, edges: list[float | None]) -> np.ndarra
     return counts / total if total else np.zeros(len(inner) + 1)
 
 
+# A PSI over k bins from n rows is biased upwards by about (k-1)/n even with no drift, so
+# small golden sets are compared on merged bins holding at least this many expected rows.
+MIN_EXPECTED_ROWS_PER_BIN = 10
+
+
+def coarsen_bins(expected: np.ndarray, actual: np.ndarray, n_rows: int,
+                 min_rows: int = MIN_EXPECTED_ROWS_PER_BIN) -> tuple[np.ndarray, np.ndarray, int]:
+    """Merge adjacent bins until each expects ``min_rows`` of ``n_rows`` golden rows."""
+    if n_rows <= 0 or len(expected) <= 1:
+        return expected, actual, len(expected)
+    merged_e: list[float] = []
+    merged_a: list[float] = []
+    acc_e = acc_a = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        acc_e += e
+        acc_a += a
+        if acc_e * n_rows >= min_rows:
+            merged_e.append(acc_e)
+            merged_a.append(acc_a)
+            acc_e = acc_a = 0.0
+    if acc_e or acc_a:  # the tail joins the last full bin
+        if merged_e:
+            merged_e[-1] += acc_e
+            merged_a[-1] += acc_a
+        else:
+            merged_e.append(acc_e)
+            merged_a.append(acc_a)
+    return np.asarray(merged_e), np.asarray(merged_a), len(merged_e)
+
+
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
     """Population stability index, empty bins floored at ``PSI_EPSILON``."""
     e = np.maximum(np.asarray(expected, dtype=float), PSI_EPSILON)
@@ -406,7 +436,10 @@ def _feature_problems(
                     f"feature '{name}' has {outside} of {len(vals)} golden values outside the "
                     f"training range [{_f(lo)}, {_f(hi)}] (+{RANGE_TOLERANCE:.0%} margin)"
                 )
-        value = psi(np.asarray(spec["fractions"]), numeric_fractions(col, spec["edges"]))
+        expected, actual, bins = coarsen_bins(np.asarray(spec["fractions"], dtype=float),
+                                              numeric_fractions(col, spec["edges"]), int(col.notna().sum()))
+        stats["bins"] = bins
+        value = psi(expected, actual)
     else:
         value = categorical_psi(spec.get("fractions", {}), col)
     stats["psi"] = value

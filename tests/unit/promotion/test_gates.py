@@ -89,7 +89,7 @@ def test_good_candidate_passes_every_gate(registry, iris_registry):
         "gate 'no-regression' passed: golden accuracy 1.0000 vs current 1.0000 "
         "(drop 0.0000 <= allowed 0.0100)",
         "gate 'signature-compatibility' passed: version 4 accepts every input of version 1",
-        "gate 'data-consistency' passed: 4 features match the baseline (max PSI 0.1020 <= allowed 0.2500)",
+        "gate 'data-consistency' passed: 4 features match the baseline (max PSI 0.0027 <= allowed 0.2500)",
     ]
 
 
@@ -407,3 +407,18 @@ def test_evidence_tag_is_cut_to_the_registry_limit():
     cut = truncate_tag(long)
     assert len(cut) == MAX_TAG_VALUE and cut.endswith("...[truncated]")
     assert truncate_tag("short") == "short"
+
+
+def test_small_golden_sets_compare_merged_bins():
+    import numpy as np
+
+    from shipway.gates import coarsen_bins
+
+    expected = np.full(10, 0.1)
+    actual = np.array([0.2, 0.0, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1])
+    e, a, k = coarsen_bins(expected, actual, n_rows=45)  # 4.5 rows per bin: merged until >= 10
+    assert k == 3
+    assert e.tolist() == pytest.approx([0.3, 0.3, 0.4])
+    assert a.tolist() == pytest.approx([0.3, 0.3, 0.4])
+    e, a, k = coarsen_bins(expected, actual, n_rows=10_000)  # plenty of rows: bins untouched
+    assert k == 10 and a.tolist() == actual.tolist()
