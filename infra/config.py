@@ -475,8 +475,8 @@ def _parse_models(raw: Mapping[str, Any], problems: _Problems) -> dict[str, Mode
         if not _is_int(instances) or not 1 <= instances <= 100:
             problems.add(f"{key}.instances", instances, "use an integer from 1 to 100")
             ok = False
-        if ok:
-            pins[name] = ModelPin(name=name, version=int(version), instances=int(instances))
+        if ok and isinstance(version, int):
+            pins[name] = ModelPin(name=name, version=version, instances=int(instances))
     return pins
 
 

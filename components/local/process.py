@@ -111,7 +111,8 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log_file: Path, timeou
         code = proc.poll()
         if code is not None:
             time.sleep(0.2)  # let the last log lines land
-            raise ProcessError(f"process {proc.args[0]} (pid {proc.pid}) exited with code {code} before {url} "
+            program = Path(str(list(proc.args)[0])).name if isinstance(proc.args, list) else str(proc.args)
+            raise ProcessError(f"process {program} (pid {proc.pid}) exited with code {code} before {url} "
                                f"was healthy; last log lines:\n{tail(log_file)}")
         time.sleep(0.25)
     raise ProcessError(f"{url} not healthy after {timeout:.0f}s; last log lines:\n{tail(log_file)}")

@@ -187,7 +187,7 @@ class EndpointProvider(_ProcessProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         result = super().create(props)
-        self._await_version(result.outs)
+        self._await_version(result.outs or {})
         return result
 
     def hot_update(self, olds: dict[str, Any], news: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ class ModelPinProvider(ResourceProvider):
         keys = ("trackingUri", "modelName", "version", "alias", "retainOnDelete")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
         drifted = olds.get("aliasTarget") is not None and olds.get("aliasTarget") != olds.get("version")
-        replaces = [k for k in ("modelName", "alias", "trackingUri") if k in changed]
+        replaces: list[str] = [k for k in ("modelName", "alias", "trackingUri") if k in changed]
         return DiffResult(changes=bool(changed) or drifted, replaces=replaces, stables=[],
                           delete_before_replace=False)
 

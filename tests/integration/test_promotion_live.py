@@ -129,8 +129,11 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
     assert "rolled back" in str(rolled.value)
     assert pinned(project) == served(project) == v["forest"]
 
-    # 4. Manual rollback to the previous known-good version.
-    promoter.rollback(RollbackRequest(MODEL, "local", reason="drill", allow_dirty=True))
+    # 4. Manual rollback. v1 was deployed before any promotion, so it is not in the audit trail
+    #    as known-good: the default refuses and says so; naming the version works.
+    with pytest.raises(PromotionError, match="no known-good version of 'iris-classifier' in 'local'"):
+        promoter.rollback(RollbackRequest(MODEL, "local", reason="drill", allow_dirty=True))
+    promoter.rollback(RollbackRequest(MODEL, "local", to_version=v["baseline"], reason="drill", allow_dirty=True))
     assert pinned(project) == served(project) == v["baseline"]
 
     traffic = load.result()
