@@ -68,7 +68,8 @@ class Load:
     def result(self) -> dict[str, float]:
         out, _ = self.proc.communicate(timeout=600)
         requests = int(re.search(r"(\d+) requests in", out).group(1))
-        seconds = float(re.search(r"requests in ([\d.]+)s", out).group(1))
+        amount, unit = re.search(r"requests in ([\d.]+)(ms|s|m|h)", out).groups()
+        seconds = float(amount) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
         non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
         sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
         errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
@@ -137,6 +138,8 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
     assert pinned(project) == served(project) == v["baseline"]
 
     traffic = load.result()
+    print(f"\nload through promote/reject/auto-rollback/rollback: {traffic['requests']} requests, "
+          f"{traffic['rps']:.0f} rps, {traffic['errors']} errors")
     assert traffic["errors"] == 0, traffic["raw"]
     assert traffic["requests"] > 1000
 
