@@ -121,7 +121,7 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
     env["PULUMI_BACKEND_URL"] = f"file://{tmp / 'state'}"
     data_dir = tmp / "data"
     proj = Project(dir=project, stack=stack, env=env, data_dir=data_dir, ports=ports,
-                   api_key=secrets.token_urlsafe(24))
+                   api_key=secrets.token_hex(24))
     proj.write_config(
         cloud="local", environment="local", owner="ml-platform", costCenter="cc-test",
         dataClassification="internal", models={},

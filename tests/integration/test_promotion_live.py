@@ -10,10 +10,9 @@ chain verified, then tampered with.
 from __future__ import annotations
 
 import json
-import re
-import shutil
 import subprocess
-import textwrap
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from shipway.audit import AuditLog
-from shipway.example import sample_request, train_and_register
+from shipway.example import train_and_register
 from shipway.promotion import GateFailure, Promoter, PromoteRequest, PromotionError, RollbackRequest, Services
 from tests.integration.conftest import Project, make_project
 
@@ -50,30 +49,27 @@ class ProjectEngine:
 
 
 class Load:
-    """wrk in its own process: bounded in time, 127.0.0.1 only."""
+    """tests/support/loadgen.py in its own process, from start() until stop(): bounded, 127.0.0.1 only."""
 
-    def __init__(self, url: str, api_key: str, seconds: int, tmp: Path):
-        script = tmp / "post.lua"
-        body = json.dumps(sample_request(1))
-        script.write_text(textwrap.dedent(f"""\
-            wrk.method = "POST"
-            wrk.body = '{body}'
-            wrk.headers["Content-Type"] = "application/json"
-            wrk.headers["Authorization"] = "Bearer {api_key}"
-            """))
-        wrk = shutil.which("wrk") or "/usr/bin/wrk"
-        self.proc = subprocess.Popen([wrk, "-t2", "-c8", f"-d{seconds}s", "-s", str(script), url + "/invocations"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def __init__(self, url: str, key_file: str, tmp: Path):
+        self.url, self.key_file, self.tmp = url, key_file, tmp
+        self.proc: subprocess.Popen[str] | None = None
 
-    def result(self) -> dict[str, float]:
-        out, _ = self.proc.communicate(timeout=600)
-        requests = int(re.search(r"(\d+) requests in", out).group(1))
-        amount, unit = re.search(r"requests in ([\d.]+)(ms|s|m|h)", out).groups()
-        seconds = float(amount) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[unit]
-        non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-        sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-        errors = (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, sock.groups())) if sock else 0)
-        return {"requests": requests, "rps": requests / seconds, "errors": errors, "raw": out}
+    def __enter__(self) -> Load:
+        self.stop_file = self.tmp / f"stop-{time.monotonic_ns()}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.loadgen", self.url, "--key-file", self.key_file,
+             "--concurrency", "8", "--max-seconds", "400", "--stop-file", str(self.stop_file)],
+            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parents[2])
+        time.sleep(2)  # let it reach full speed before the change starts
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        time.sleep(1)
+        self.stop_file.write_text("stop")
+        assert self.proc is not None
+        out, _ = self.proc.communicate(timeout=60)
+        self.result = json.loads(out.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -107,12 +103,15 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
     services = Services(engine=ProjectEngine(project), audit_path=audit_path, actor="ci@shipway.invalid",
                         tracking_uri=project.tracking_uri, probe_seconds=2.0)
     promoter = Promoter(services)
-    url = project.outputs()["endpoints"][MODEL]["url"]
-    load = Load(url, project.api_key, seconds=150, tmp=tmp_path)
+    endpoint = project.outputs()["endpoints"][MODEL]
+    url, key_file = endpoint["url"], endpoint["apiKeyFile"]
+    traffic = {}
 
-    # 1. v2 passes the gates and is applied + verified.
-    out = promoter.promote(PromoteRequest(MODEL, "local", version=v["forest"], apply=True, reason="better model",
-                                          allow_dirty=True))
+    # 1. v2 passes the gates and is applied + verified, under load: no request fails.
+    with Load(url, key_file, tmp_path) as load:
+        out = promoter.promote(PromoteRequest(MODEL, "local", version=v["forest"], apply=True,
+                                              reason="better model", allow_dirty=True))
+    traffic["promote"] = load.result
     assert out["status"] == "verified", out
     assert pinned(project) == served(project) == v["forest"]
 
@@ -124,24 +123,26 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
     assert project.stack_file.read_bytes() == before
     assert served(project) == v["forest"]
 
-    # 3. A slow v4 passes the gates, fails verification (latency) and is rolled back automatically.
+    # 3. A slow v4 passes the gates, fails verification (p99 latency) and is rolled back automatically.
     with pytest.raises(PromotionError) as rolled:
         promoter.promote(PromoteRequest(MODEL, "local", version=v["slow"], apply=True, allow_dirty=True))
     assert "rolled back" in str(rolled.value)
     assert pinned(project) == served(project) == v["forest"]
 
     # 4. Manual rollback. v1 was deployed before any promotion, so it is not in the audit trail
-    #    as known-good: the default refuses and says so; naming the version works.
+    #    as known-good: the default refuses and says so; naming the version works, under load.
     with pytest.raises(PromotionError, match="no known-good version of 'iris-classifier' in 'local'"):
         promoter.rollback(RollbackRequest(MODEL, "local", reason="drill", allow_dirty=True))
-    promoter.rollback(RollbackRequest(MODEL, "local", to_version=v["baseline"], reason="drill", allow_dirty=True))
+    with Load(url, key_file, tmp_path) as load:
+        promoter.rollback(RollbackRequest(MODEL, "local", to_version=v["baseline"], reason="drill",
+                                          allow_dirty=True))
+    traffic["rollback"] = load.result
     assert pinned(project) == served(project) == v["baseline"]
 
-    traffic = load.result()
-    print(f"\nload through promote/reject/auto-rollback/rollback: {traffic['requests']} requests, "
-          f"{traffic['rps']:.0f} rps, {traffic['errors']} errors")
-    assert traffic["errors"] == 0, traffic["raw"]
-    assert traffic["requests"] > 1000
+    print(f"\nload during promote and rollback: {json.dumps(traffic)}")
+    for phase, result in traffic.items():
+        assert result["failed"] == 0, (phase, result)
+        assert result["requests"] > 100, (phase, result)
 
     # 5. The audit chain verifies, and a tampered record is detected.
     log = AuditLog(audit_path)
