@@ -1,0 +1,363 @@
+"""RESULTS.md from the raw samples of one run (a plain dict, also saved as results/raw.json).
+
+Pure: takes the dict, returns Markdown, so the goal arithmetic is unit-tested and a report
+can be re-rendered from ``benchmarks/results/raw.json`` without re-running anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from benchmarks.stats import Goal, fmt, fmt_ratio, median, ratio, table, verdict
+
+REFERENCE = "mlflow"
+SHIPWAY = "shipway"
+MINIMAL = "shipway-min"
+
+GOALS = {
+    "rps_1": Goal("serving rps at 1 row vs MLflow", 5.0, at_least=True),
+    "p99_1": Goal("serving p99 at 1 row vs MLflow", 0.25, at_least=False),
+    "rps_100": Goal("serving rps at 100 rows vs MLflow", 4.0, at_least=True),
+    "cold": Goal("serving cold start to first 200", 2.5, at_least=False, unit="s"),
+    "drift_speed": Goal("drift compute speed-up vs Evidently", 30.0, at_least=True),
+    "drift_memory": Goal("drift compute peak memory vs Evidently", 0.5, at_least=False),
+    "promote": Goal("promote: pin to serving", 10.0, at_least=False, unit="s"),
+    "rollback": Goal("rollback: pin to serving", 5.0, at_least=False, unit="s"),
+    "failed": Goal("failed requests across promote + rollback", 0.0, at_least=False, unit="requests"),
+}
+
+
+def cell_median(samples: Sequence[Mapping[str, Any]] | None, key: str) -> float | None:
+    """Median of one field over a cell's runs (None for a cell that never ran)."""
+    return median(s.get(key) for s in samples or ())
+
+
+def serving_cells(load: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]]) -> list[str]:
+    """Cell keys in display order: by rows, then connections (``1r-c8`` < ``1r-c32`` < ``100r-c8``)."""
+    keys = {k for cells in load.values() for k in cells}
+
+    def order(key: str) -> tuple[int, int]:
+        rows, conns = key.split("r-c")
+        return int(rows), int(conns)
+
+    return sorted(keys, key=order)
+
+
+def serving_ratios(load: Mapping[str, Any], cell: str, ours: str = SHIPWAY) -> dict[str, float | None]:
+    """rps ratio (ours/reference: higher is better) and p99 ratio (ours/reference: lower is better)."""
+    ref, mine = load.get(REFERENCE, {}).get(cell), load.get(ours, {}).get(cell)
+    return {"rps": ratio(cell_median(mine, "rps"), cell_median(ref, "rps")),
+            "p99": ratio(cell_median(mine, "p99_ms"), cell_median(ref, "p99_ms"))}
+
+
+def _worst(values: Sequence[float | None], goal: Goal) -> float | None:
+    """The value a goal is judged on across cells: the worst one (a goal must hold at every load)."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    return min(present) if goal.at_least else max(present)
+
+
+def goal_measurements(doc: Mapping[str, Any]) -> dict[str, float | None]:
+    """Measured value per goal id (see GOALS); None where the benchmark did not run."""
+    measured: dict[str, float | None] = dict.fromkeys(GOALS)
+    serving = doc.get("serving") or {}
+    load = serving.get("load") or {}
+    cells = serving_cells(load)
+    one = [c for c in cells if c.startswith("1r-")]
+    hundred = [c for c in cells if c.startswith("100r-")]
+    measured["rps_1"] = _worst([serving_ratios(load, c)["rps"] for c in one], GOALS["rps_1"])
+    measured["p99_1"] = _worst([serving_ratios(load, c)["p99"] for c in one], GOALS["p99_1"])
+    measured["rps_100"] = _worst([serving_ratios(load, c)["rps"] for c in hundred], GOALS["rps_100"])
+    measured["cold"] = median((serving.get("cold_start_s") or {}).get(SHIPWAY, []))
+    drift = doc.get("drift") or {}
+    samples = drift.get("samples") or {}
+    measured["drift_speed"] = ratio(cell_median(samples.get("evidently"), "seconds"),
+                                    cell_median(samples.get("shipway"), "seconds"))
+    traced = drift.get("traced") or {}
+    measured["drift_memory"] = ratio((traced.get("shipway") or {}).get("traced_peak_mb"),
+                                     (traced.get("evidently") or {}).get("traced_peak_mb"))
+    promo = doc.get("promotion") or {}
+    measured["promote"] = median(promo.get("promote_serving_s") or [])
+    measured["rollback"] = median(promo.get("rollback_serving_s") or [])
+    load_doc = promo.get("load") or {}
+    measured["failed"] = float(load_doc["failed"]) if "failed" in load_doc else None
+    return measured
+
+
+def _goal_value(goal: Goal, value: float | None) -> str:
+    if value is None:
+        return "-"
+    if goal.unit == "×":
+        return fmt_ratio(value)
+    return f"{fmt(value)} {goal.unit}"
+
+
+def goals_table(doc: Mapping[str, Any]) -> str:
+    """Goal, target, measured, verdict."""
+    measured = goal_measurements(doc)
+    rows = [(g.name, g.describe(), _goal_value(g, measured[k]), verdict(g.met(measured[k]))) for k, g in GOALS.items()]
+    return table(["goal", "target", "measured", "verdict"], rows)
+
+
+def _header(doc: Mapping[str, Any]) -> list[str]:
+    m = doc.get("machine") or {}
+    v = doc.get("versions") or {}
+    load = m.get("load_avg")
+    return [
+        "# Benchmark results",
+        "",
+        f"Generated {doc.get('generated_at', '?')} by `python -m benchmarks.run"
+        f"{' --quick' if doc.get('quick') else ''}` ({doc.get('repetitions', '?')} runs per measurement; "
+        "medians shown). Every number below comes from this one run on this one machine; ratios compare "
+        "tools measured side by side in it. See docs/benchmarks.md for method and caveats.",
+        "",
+        "## Machine",
+        "",
+        table(["cores", "RAM", "CPU", "kernel", "load average at start (1/5/15 min)"],
+              [(m.get("cores"), f"{fmt(m.get('ram_gb'))} GiB", m.get("cpu", "?"), m.get("kernel", "?"),
+                " / ".join(fmt(x) for x in load) if load else "-")]),
+        "",
+        "## Versions",
+        "",
+        table(["component", "version"], sorted(v.items())),
+        "",
+        "## Goals (issue 11)",
+        "",
+        goals_table(doc),
+        "",
+    ]
+
+
+def _serving(doc: Mapping[str, Any]) -> list[str]:
+    serving = doc.get("serving")
+    if not serving:
+        return ["## Serving", "", "Not run.", ""]
+    load = serving.get("load") or {}
+    cells = serving_cells(load)
+    rows = []
+    for variant in (REFERENCE, SHIPWAY, MINIMAL):
+        for cell in cells:
+            s = load.get(variant, {}).get(cell)
+            if not s:
+                continue
+            rows.append((variant, cell, len(s), cell_median(s, "rps"), cell_median(s, "p50_ms"),
+                         cell_median(s, "p99_ms"), int(sum(x.get("errors", 0) for x in s))))
+    ratio_rows = []
+    for cell in cells:
+        on, off = serving_ratios(load, cell), serving_ratios(load, cell, MINIMAL)
+        overhead = ratio(cell_median(load.get(SHIPWAY, {}).get(cell), "rps"),
+                         cell_median(load.get(MINIMAL, {}).get(cell), "rps"))
+        ratio_rows.append((cell, fmt_ratio(on["rps"]), fmt_ratio(on["p99"]), fmt_ratio(off["rps"]),
+                           fmt_ratio(overhead)))
+    cold, rss = serving.get("cold_start_s") or {}, serving.get("rss_mb") or {}
+    start_rows = [(v, len(cold.get(v, [])), median(cold.get(v, [])), median(rss.get(v, [])))
+                  for v in (REFERENCE, SHIPWAY, MINIMAL)]
+    return [
+        "## Serving: `mlflow models serve --env-manager local` vs Shipway",
+        "",
+        "Cells are `<rows per request>r-c<connections>`; wrk, 2 threads, 127.0.0.1, "
+        f"{fmt(serving.get('seconds'))} s per cell. `shipway` is as deployed (API key, JSON log line per "
+        "request, Prometheus metrics, spans exported over OTLP to a local sink, request log); "
+        "`shipway-min` turns off what the CLI lets you turn off (OTLP export, request log).",
+        "",
+        table(["server", "cell", "runs", "rps", "p50 ms", "p99 ms", "errors (all runs)"], rows),
+        "",
+        table(["cell", "rps vs MLflow", "p99 vs MLflow", "shipway-min rps vs MLflow",
+               "instrumentation cost: shipway rps / shipway-min rps"], ratio_rows),
+        "",
+        table(["server", "starts", "cold start to first 200 (s)", "RSS after load (MiB)"], start_rows),
+        "",
+        f"Spans received by the OTLP sink over the run: {fmt(serving.get('spans_exported'))} export batches.",
+        "",
+    ] + _cold_breakdown(serving)
+
+
+def _cold_breakdown(serving: Mapping[str, Any]) -> list[str]:
+    phases = serving.get("cold_breakdown") or {}
+    rows = [(v, len(p), median(x["to_server_started_s"] for x in p), median(x["to_model_loaded_s"] for x in p))
+            for v, p in sorted(phases.items()) if p]
+    if not rows:
+        return []
+    return ["Shipway cold start, split with its own JSON log (seconds after launch):", "",
+            table(["server", "starts", "interpreter + imports done (server started)", "model loaded and warm"], rows),
+            ""]
+
+
+def _drift(doc: Mapping[str, Any]) -> list[str]:
+    drift = doc.get("drift")
+    if not drift:
+        return ["## Drift", "", "Not run.", ""]
+    samples, traced = drift.get("samples") or {}, drift.get("traced") or {}
+    rows = []
+    for tool in ("evidently", "shipway"):
+        s = samples.get(tool) or []
+        flagged = s[0]["flagged"] if s else []
+        delta = median(x.get("rss_peak_mb", x["maxrss_mb"]) - x["rss_before_mb"] for x in s)
+        rows.append((tool, len(s), median(x["seconds"] for x in s),
+                     (traced.get(tool) or {}).get("traced_peak_mb"), delta, median(x["maxrss_mb"] for x in s),
+                     ", ".join(flagged)))
+    expected = drift.get("expected") or []
+    same = [sorted(x["flagged"]) for t in ("evidently", "shipway") for x in samples.get(t) or []]
+    agreement = "all runs of both tools flagged exactly the drifted columns" if same and all(
+        f == sorted(expected) for f in same) else f"**disagreement**: expected {expected}, got {same}"
+    return [
+        f"## Drift: Evidently {drift.get('evidently_version', '?')} DataDriftPreset vs `shipway.drift.compute_drift`",
+        "",
+        f"{fmt(drift.get('rows'))} reference + {fmt(drift.get('rows'))} current rows x (20 numeric + 5 "
+        "categorical) columns, seeded; each tool in a fresh process per run. Peak memory of the compute = "
+        "tracemalloc peak during the call (numpy/pandas buffers included; one extra run); RSS growth = peak RSS "
+        "sampled every 2 ms during the call minus RSS before it (includes allocator and thread-arena effects); "
+        "process peak RSS includes the interpreter, imports and the input frames both tools share. Both tools "
+        "do a 2000-row warm-up call first so lazy imports are not billed to either.",
+        "",
+        table(["tool", "runs", "seconds", "compute peak (tracemalloc, MiB)", "RSS growth during compute "
+               "(MiB)", "process peak RSS (MiB)", "columns flagged"], rows),
+        "",
+        f"Known drifted columns: {', '.join(expected)}. Result: {agreement}.",
+        "",
+    ]
+
+
+def _promotion(doc: Mapping[str, Any]) -> list[str]:
+    promo = doc.get("promotion")
+    if not promo:
+        return ["## Promotion", "", "Not run.", ""]
+    load = promo.get("load") or {}
+    rows = [
+        ("promote (v1 -> v2)", len(promo.get("promote_serving_s") or []), median(promo.get("promote_serving_s") or []),
+         median(promo.get("promote_up_s") or [])),
+        ("rollback (v2 -> v1)", len(promo.get("rollback_serving_s") or []),
+         median(promo.get("rollback_serving_s") or []), median(promo.get("rollback_up_s") or [])),
+    ]
+    return [
+        "## Promotion and rollback on a throwaway `local` stack",
+        "",
+        "Measured: pin edit in the stack file + `pulumi up --skip-preview` with the real CLI (the "
+        "`shipway model promote` CLI cannot target a throwaway project; it always uses the checkout's stacks "
+        "and backend). Pin-to-serving ends when the endpoint's `/version` reports the new version.",
+        "",
+        table(["change", "runs", "pin to serving (s)", "pin to `pulumi up` returned (s)"], rows),
+        "",
+        table(["load across all promotions and rollbacks", "value"], [
+            ("requests", load.get("requests")), ("failed (non-200 or connection error)", load.get("failed")),
+            ("achieved rate (rps)", load.get("rps")), ("p50 ms", load.get("p50_ms")), ("p99 ms", load.get("p99_ms")),
+            ("outcomes", ", ".join(f"{k}: {v}" for k, v in (load.get("outcomes") or {}).items()) or "-"),
+        ]),
+        "",
+    ]
+
+
+def _engine(doc: Mapping[str, Any]) -> list[str]:
+    engine, promo = doc.get("engine") or {}, doc.get("promotion") or {}
+    rows = [
+        ("local stack: first `pulumi up` (creates MLflow, endpoint, Prometheus...)",
+         1 if promo.get("first_up_s") else 0, promo.get("first_up_s")),
+        ("local stack: `pulumi preview` (no changes)", len(promo.get("preview_s") or []),
+         median(promo.get("preview_s") or [])),
+        ("local stack: `pulumi up` (no changes)", len(promo.get("noop_up_s") or []),
+         median(promo.get("noop_up_s") or [])),
+        (f"unit suite `pytest tests -m \"not integration\"` ({engine.get('unit_suite_summary') or '-'})",
+         len(engine.get("unit_suite_s") or []), median(engine.get("unit_suite_s") or [])),
+    ]
+    mock_rows = []
+    for cloud, points in sorted((engine.get("mock") or {}).items()):
+        base = None
+        for key in sorted(points, key=lambda k: tuple(int(x) for x in k.split("x"))):
+            s = points[key]
+            seconds = median(x["seconds"] for x in s)
+            resources = median(x["resources"] for x in s)
+            per_resource = ratio(seconds, resources)
+            if key.endswith("x1") and base is None:
+                base = per_resource
+            models, envs = key.split("x")
+            mock_rows.append((cloud, models, envs, len(s), resources, seconds,
+                              None if per_resource is None else per_resource * 1000))
+    return [
+        "## Engine",
+        "",
+        table(["what", "runs", "seconds (median)"], rows),
+        "",
+        "Recording-mock preview (`tests/support/recording.py` `record()` over `build_platform`, StackConfig from "
+        "`infra.config.parse_stack_config`), a fresh process per point; seconds exclude imports.",
+        "",
+        table(["cloud", "models per env", "envs", "runs", "resources", "seconds", "ms per resource"], mock_rows),
+        "",
+    ]
+
+
+def render(doc: Mapping[str, Any]) -> str:
+    """The whole RESULTS.md."""
+    notes = [f"- {n}" for section in ("serving", "drift", "promotion", "engine")
+             for n in ((doc.get(section) or {}).get("notes") or [])]
+    parts = _header(doc) + _serving(doc) + _drift(doc) + _promotion(doc) + _engine(doc) + profiles_section(doc)
+    parts += ["## Notes", ""] + (notes or ["- none: every step ran."]) + [""]
+    return "\n".join(parts)
+
+
+def not_met(doc: Mapping[str, Any]) -> list[str]:
+    """Ids of the goals measured and missed in this run."""
+    measured = goal_measurements(doc)
+    return [k for k, g in GOALS.items() if g.met(measured[k]) is False]
+
+
+def _request_profile_lines(serving: Mapping[str, Any], rows: str) -> list[str]:
+    prof = ((serving.get("profiles") or {}).get("requests") or {}).get(rows)
+    if not prof:
+        return [f"No request profile was captured for {rows}-row requests.", ""]
+    load = (serving.get("load") or {}).get(SHIPWAY, {})
+    http_rps = cell_median(load.get(f"{rows}r-c8"), "rps")
+    http_us = None if not http_rps else 1e6 / http_rps
+    return [
+        f"**{rows}-row requests.** The app alone (ASGI called in-process, as deployed, cProfile off) takes "
+        f"{fmt(prof['us_per_request'])} µs per request, a single-core ceiling of "
+        f"{fmt(1e6 / prof['us_per_request'])} rps; over HTTP at 8 connections the server delivered one response "
+        f"every {fmt(http_us)} µs. The rest is uvicorn/httptools, the event loop, the kernel and wrk sharing "
+        "the same 2 busy cores. Inside the app (cProfile, 2000 requests, cumulative):",
+        "",
+        "```",
+        prof["top"],
+        "```",
+        "",
+    ]
+
+
+def _cold_profile_lines(profiles: Mapping[str, Any]) -> list[str]:
+    startup = profiles.get("startup")
+    lines = ["**Cold start.** The server answers probes ~0.25 s after launch; the rest is loading the model in "
+             "the background. Phases, timed one after another in a fresh process (no profiler except the last):",
+             ""]
+    if isinstance(startup, Mapping):
+        lines += [table(["phase", "seconds"], startup.get("phases") or []), "",
+                  "cProfile of the model load once its imports are paid (cumulative):", "", "```",
+                  startup.get("top", ""), "```", ""]
+    else:
+        lines += ["(startup phases not captured)", ""]
+    lines += ["Top-level imports of a cold start (`-X importtime`, no profiler):", "",
+              profiles.get("imports") or "(not captured)", ""]
+    return lines
+
+
+def profiles_section(doc: Mapping[str, Any]) -> list[str]:
+    """Profiles of the biggest remaining cost for each goal not met (serving and cold start)."""
+    missed = not_met(doc)
+    serving = doc.get("serving") or {}
+    out: list[str] = []
+    if {"rps_1", "p99_1"} & set(missed):
+        out += _request_profile_lines(serving, "1")
+    if "rps_100" in missed:
+        out += _request_profile_lines(serving, "100")
+    profiles = serving.get("profiles") or {}
+    if "cold" in missed:
+        out += _cold_profile_lines(profiles)
+    if {"drift_speed", "drift_memory"} & set(missed):
+        out += ["**Drift.** No profile captured by the harness; run `python benchmarks/drift_worker.py shipway "
+                "benchmarks/results/data/drift-100000.npz time` under `python -m cProfile`.", ""]
+    if {"promote", "rollback", "failed"} & set(missed):
+        out += ["**Promotion.** Pin-to-serving is bounded by `pulumi up` (see the promotion table: serving "
+                "switches before `up` returns); failed requests are listed in results/raw.json "
+                "(`promotion.load.first_failures`).", ""]
+    if not out:
+        return []
+    return ["## Profiles: the biggest remaining cost of each goal not met", ""] + out
