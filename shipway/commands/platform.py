@@ -17,6 +17,13 @@ app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
 
 
+def _echo(line: str) -> None:
+    """Stream the engine's progress lines (they arrive without their newline)."""
+    text = line.rstrip("\n")
+    if text.strip():
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
 def _stack_config(root: Path, stack: str) -> StackConfig:
     path = root / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.exists():
@@ -113,9 +120,7 @@ def up(
         console.print("nothing was changed.")
         raise typer.Exit(3)
     console.print(f"pulumi up --stack {stack} ...")
-    summary = engine.up(stack, message="shipway platform up", on_output=lambda line: console.print(line, end="",
-                                                                                                  markup=False,
-                                                                                                  highlight=False))
+    summary = engine.up(stack, message="shipway platform up", on_output=_echo)
     outputs = summary["outputs"]
     changes = {k: v for k, v in summary["resourceChanges"].items() if k != "same"}
     console.print(f"changes: {changes or 'none'}")
@@ -139,8 +144,7 @@ def down(stack: str = typer.Option("local", help="Stack to destroy.")) -> None:
 
     root = engine.repo_root()
     _stack_config(root, stack)
-    summary = engine.destroy(stack, on_output=lambda line: console.print(line, end="", markup=False,
-                                                                         highlight=False))
+    summary = engine.destroy(stack, on_output=_echo)
     console.print(f"destroyed: {summary['resourceChanges']}")
 
 
