@@ -11,7 +11,7 @@ aborting the whole rule.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 from pulumi_policy import (
@@ -43,6 +43,10 @@ NAME_RE: Final = re.compile(
 
 # Policy tag marking rules that only act when the configured environment is prod.
 PROD_ONLY: Final = "prod-only"
+
+# Prod serving never runs on one instance/replica (an outage on every deploy or node loss);
+# every cloud's capacity and autoscaling-floor rules hold this one number.
+MIN_PROD_INSTANCES: Final = 2
 
 # Every rule starts advisory; `policies/config/<env>.json` raises test and prod to mandatory.
 DEFAULT_ENFORCEMENT: Final = EnforcementLevel.ADVISORY
@@ -190,9 +194,36 @@ def environment(args: ResourceValidationArgs | StackValidationArgs) -> str:
     return str(setting(args, "environment"))
 
 
+def retention_shortfall(args: ResourceValidationArgs, days: Any, unset: str) -> str | None:
+    """Why a log retention of ``days`` is below the environment's ``minRetentionDays``, or None.
+
+    Why shared: AWS log groups and Azure Log Analytics workspaces answer to the same per-env
+    minimum, so they report a short retention in the same words; ``unset`` says what an unset
+    value means on that cloud. An unknown value is judged at ``pulumi up``.
+    """
+    if days is UNKNOWN:
+        return None
+    minimum = int(setting(args, "minRetentionDays"))
+    if days is None or days < minimum:
+        shown = unset if days is None else f"{int(days)} days"
+        return f"retentionInDays is {shown}; this environment keeps logs at least {minimum} days"
+    return None
+
+
 def is_prod(args: ResourceValidationArgs | StackValidationArgs) -> bool:
     """Prod-only rules (capacity, data capture, gate evidence) apply."""
     return environment(args) == "prod"
+
+
+def prod_only(*settings: str) -> dict[str, Any]:
+    """The policy arguments every prod-only rule shares: the tag and the ``environment`` setting.
+
+    Why one place: a rule that acts only in prod must both carry :data:`PROD_ONLY` (docs and the
+    pack list it by the tag) and read ``environment`` (or :func:`is_prod` falls back to the
+    default); keeping them together means no rule can have one without the other. ``settings``
+    are any further settings the rule reads.
+    """
+    return {"config_schema": schema("environment", *settings), "tags": [PROD_ONLY]}
 
 
 # ------------------------------------------------------------------ stack helpers
@@ -215,3 +246,16 @@ def refers_to(resource: Any, prop: str, target: Any, keys: Sequence[str] = ("id"
     if not isinstance(value, str):
         return False
     return any(get(target.props, key) == value for key in keys)
+
+
+def scalers_of(
+    args: StackValidationArgs, target_type: str, scaler_type: str, aims_at: Callable[[Any, Any], bool]
+) -> Iterator[tuple[Any, list[Any]]]:
+    """Each resource of ``target_type`` with the ``scaler_type`` resources aimed at it.
+
+    Why shared: every cloud's autoscaling rule first pairs a serving resource with the scalers
+    that point at it (``aims_at(scaler, target)``), then judges that pairing its own way.
+    """
+    scalers = of_type(args, scaler_type)
+    for target in of_type(args, target_type):
+        yield target, [s for s in scalers if aims_at(s, target)]

@@ -6,7 +6,7 @@ from typing import Any
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, get, items, schema, setting
+from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, get, items, retention_shortfall, schema
 
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 TRAIL = "aws:cloudtrail/trail:Trail"
@@ -17,14 +17,11 @@ def _require_retention(args: ResourceValidationArgs, report_violation: ReportVio
     if args.resource_type != LOG_GROUP:
         return
     days = get(args.props, "retentionInDays")
-    if days is UNKNOWN or days == 0:
+    if days == 0:
         return
-    minimum = int(setting(args, "minRetentionDays"))
-    if days is None or days < minimum:
-        shown = "not set" if days is None else f"{int(days)} days"
-        report_violation(
-            f"retentionInDays is {shown}; this environment keeps logs at least {minimum} days", None
-        )
+    shortfall = retention_shortfall(args, days, "not set")
+    if shortfall:
+        report_violation(shortfall, None)
 
 
 loggroup_require_retention = ResourceValidationPolicy(

@@ -13,7 +13,17 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies._core import DEFAULT_ENFORCEMENT, PROD_ONLY, UNKNOWN, get, is_prod, items, of_type, schema, show
+from policies._core import (
+    DEFAULT_ENFORCEMENT,
+    MIN_PROD_INSTANCES,
+    UNKNOWN,
+    get,
+    is_prod,
+    items,
+    prod_only,
+    scalers_of,
+    show,
+)
 from policies.ml.pinning import describe, sagemaker_model_refs
 
 MODEL = "aws:sagemaker/model:Model"
@@ -23,7 +33,6 @@ SCALING_TARGET = "aws:appautoscaling/target:Target"
 VARIANT_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 # Every prod endpoint rolls back on these signals (alarm names contain the word).
 ROLLBACK_SIGNALS = ("latency", "error", "drift")
-MIN_PROD_INSTANCES = 2
 
 
 def _pin_registry_version(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
@@ -113,8 +122,7 @@ endpointconfig_enable_data_capture = ResourceValidationPolicy(
     validate=_enable_data_capture,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.MEDIUM,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps=(
         "Set data_capture_config with enable_capture=True, initial_sampling_percentage>0, capture_options "
         "Input and Output, destination_s3_uri=<capture bucket> and kms_key_id."
@@ -146,8 +154,7 @@ endpointconfig_require_min_instances = ResourceValidationPolicy(
     validate=_require_min_instances,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps="Set shipway:models.<name>.instances >= 2 in stacks/Pulumi.prod.yaml "
     "(initial_instance_count).",
 )
@@ -176,8 +183,7 @@ endpoint_attach_rollback_alarms = ResourceValidationPolicy(
     validate=_attach_rollback_alarms,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps=(
         "Set deployment_config.blue_green_update_policy and auto_rollback_configuration.alarms to the "
         "endpoint's CloudWatch alarms whose names contain 'latency', 'error' and 'drift'."
@@ -200,9 +206,7 @@ def _require_autoscaling(args: StackValidationArgs, report_violation: ReportViol
     """Prod traffic is not constant; capacity follows it instead of being guessed once."""
     if not is_prod(args):
         return
-    targets = of_type(args, SCALING_TARGET)
-    for endpoint in of_type(args, ENDPOINT):
-        mine = [t for t in targets if _scales(t, endpoint)]
+    for endpoint, mine in scalers_of(args, ENDPOINT, SCALING_TARGET, _scales):
         if not mine:
             report_violation(
                 f"endpoint '{endpoint.name}' has no application autoscaling target", endpoint.urn
@@ -224,8 +228,7 @@ endpoint_require_autoscaling = StackValidationPolicy(
     validate=_require_autoscaling,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.MEDIUM,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps=(
         "Add an aws.appautoscaling.Target (service_namespace='sagemaker', scalable_dimension="
         "'sagemaker:variant:DesiredInstanceCount', resource_id=endpoint/<name>/variant/<variant>, "

@@ -15,14 +15,14 @@ from pulumi_policy import (
 
 from policies._core import (
     DEFAULT_ENFORCEMENT,
-    PROD_ONLY,
+    MIN_PROD_INSTANCES,
     UNKNOWN,
     entries,
     get,
     is_prod,
-    of_type,
+    prod_only,
     refers_to,
-    schema,
+    scalers_of,
     show,
 )
 from policies.ml.pinning import classify, describe
@@ -31,7 +31,6 @@ WORKSPACE = "azure-native:machinelearningservices:Workspace"
 ONLINE_ENDPOINT = "azure-native:machinelearningservices:OnlineEndpoint"
 ONLINE_DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment"
 AUTOSCALE_SETTING = "azure-native:monitor:AutoscaleSetting"
-MIN_PROD_INSTANCES = 2
 
 
 def _workspace_disallow_public_access(
@@ -166,8 +165,7 @@ onlinedeployment_enable_data_capture = ResourceValidationPolicy(
     validate=_deployment_enable_data_capture,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.MEDIUM,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps=(
         "Set properties.data_collector.collections model_inputs and model_outputs with "
         "data_collection_mode='Enabled' (and/or properties.app_insights_enabled=True)."
@@ -202,21 +200,24 @@ onlinedeployment_require_min_instances = ResourceValidationPolicy(
     validate=_deployment_require_min_instances,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps="Set sku.capacity >= 2 (or scale_settings.min_instances >= 2 with TargetUtilization).",
 )
+
+
+def _autoscales(setting: Any, deployment: Any) -> bool:
+    """The monitor autoscale setting's target is this deployment."""
+    return refers_to(setting, "targetResourceUri", deployment)
 
 
 def _deployment_require_autoscaling(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     """Capacity follows prod traffic instead of a one-off guess."""
     if not is_prod(args):
         return
-    settings = of_type(args, AUTOSCALE_SETTING)
-    for deployment in of_type(args, ONLINE_DEPLOYMENT):
+    for deployment, settings in scalers_of(args, ONLINE_DEPLOYMENT, AUTOSCALE_SETTING, _autoscales):
         if get(deployment.props, "properties.scaleSettings.scaleType") in ("TargetUtilization", UNKNOWN):
             continue
-        if not any(refers_to(s, "targetResourceUri", deployment) for s in settings):
+        if not settings:
             report_violation(
                 f"deployment '{deployment.name}' has neither TargetUtilization scale settings nor "
                 "an autoscale setting",
@@ -230,8 +231,7 @@ onlinedeployment_require_autoscaling = StackValidationPolicy(
     validate=_deployment_require_autoscaling,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.MEDIUM,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps=(
         "Use properties.scale_settings scale_type='TargetUtilization' with min_instances>=2, or add an "
         "azure-native monitor.AutoscaleSetting whose target_resource_uri is the deployment's id."

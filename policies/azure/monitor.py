@@ -13,7 +13,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, get, items, of_type, refers_to, schema, setting
+from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, get, items, of_type, refers_to, retention_shortfall, schema
 
 DIAGNOSTIC_SETTING = "azure-native:monitor:DiagnosticSetting"
 LOG_ANALYTICS = "azure-native:operationalinsights:Workspace"
@@ -81,15 +81,9 @@ def _workspace_require_retention(args: ResourceValidationArgs, report_violation:
     """Audit evidence has to outlive the incident that needs it."""
     if args.resource_type != LOG_ANALYTICS:
         return
-    days = get(args.props, "retentionInDays")
-    if days is UNKNOWN:
-        return
-    minimum = int(setting(args, "minRetentionDays"))
-    if days is None or days < minimum:
-        shown = "not set (30 days)" if days is None else f"{int(days)} days"
-        report_violation(
-            f"retentionInDays is {shown}; this environment keeps logs at least {minimum} days", None
-        )
+    shortfall = retention_shortfall(args, get(args.props, "retentionInDays"), "not set (30 days)")
+    if shortfall:
+        report_violation(shortfall, None)
 
 
 workspace_require_retention = ResourceValidationPolicy(

@@ -14,7 +14,17 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
-from policies._core import DEFAULT_ENFORCEMENT, PROD_ONLY, UNKNOWN, get, is_prod, items, of_type, schema, show
+from policies._core import (
+    DEFAULT_ENFORCEMENT,
+    MIN_PROD_INSTANCES,
+    UNKNOWN,
+    get,
+    is_prod,
+    items,
+    prod_only,
+    scalers_of,
+    show,
+)
 from policies.ml.pinning import describe, kubernetes_model_refs
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
@@ -27,7 +37,6 @@ WORKLOADS = (
     "kubernetes:core/v1:Pod",
 )
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
-MIN_PROD_REPLICAS = 2
 
 
 def pod_spec(resource_type: str, props: Any) -> Any:
@@ -161,9 +170,9 @@ def _require_min_replicas(args: ResourceValidationArgs, report_violation: Report
     ):
         return
     replicas = get(args.props, "spec.replicas", 1)
-    if replicas is not UNKNOWN and replicas < MIN_PROD_REPLICAS:
+    if replicas is not UNKNOWN and replicas < MIN_PROD_INSTANCES:
         report_violation(
-            f"spec.replicas is {show(replicas)}; prod serving runs at least {MIN_PROD_REPLICAS}", None
+            f"spec.replicas is {show(replicas)}; prod serving runs at least {MIN_PROD_INSTANCES}", None
         )
 
 
@@ -173,8 +182,7 @@ deployment_require_min_replicas = ResourceValidationPolicy(
     validate=_require_min_replicas,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps="Set shipway:models.<name>.instances >= 2 in stacks/Pulumi.prod.yaml (spec.replicas).",
 )
 
@@ -182,32 +190,31 @@ deployment_require_min_replicas = ResourceValidationPolicy(
 def _keeps_floor(hpa: Any) -> bool:
     """The autoscaler never goes below the prod floor (unknown at preview counts as yes)."""
     low = get(hpa.props, "spec.minReplicas", 1)
-    return low is UNKNOWN or low >= MIN_PROD_REPLICAS
+    return low is UNKNOWN or low >= MIN_PROD_INSTANCES
+
+
+def _scales(hpa: Any, deployment: Any) -> bool:
+    """The HPA targets this Deployment by name (or a name unknown at preview), or depends on it."""
+    if get(hpa.props, "spec.scaleTargetRef.kind") != "Deployment":
+        return False
+    name = get(deployment.props, "metadata.name")
+    return get(hpa.props, "spec.scaleTargetRef.name") in (name, UNKNOWN) or any(
+        d.urn == deployment.urn for d in hpa.dependencies
+    )
 
 
 def _require_autoscaling(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     """Serving capacity follows traffic; an HPA with min >= 2 keeps the floor."""
     if not is_prod(args):
         return
-    hpas = of_type(args, HPA)
-    for deployment in of_type(args, DEPLOYMENT):
+    for deployment, mine in scalers_of(args, DEPLOYMENT, HPA, _scales):
         if not is_serving(deployment.resource_type, deployment.props):
             continue
-        name = get(deployment.props, "metadata.name")
-        mine = [
-            h
-            for h in hpas
-            if get(h.props, "spec.scaleTargetRef.kind") == "Deployment"
-            and (
-                get(h.props, "spec.scaleTargetRef.name") in (name, UNKNOWN)
-                or any(d.urn == deployment.urn for d in h.dependencies)
-            )
-        ]
         if not mine:
             report_violation(f"deployment '{deployment.name}' has no HorizontalPodAutoscaler", deployment.urn)
         elif not any(_keeps_floor(h) for h in mine):
             report_violation(
-                f"deployment '{deployment.name}' autoscaler minReplicas is below {MIN_PROD_REPLICAS}",
+                f"deployment '{deployment.name}' autoscaler minReplicas is below {MIN_PROD_INSTANCES}",
                 deployment.urn,
             )
 
@@ -218,8 +225,7 @@ deployment_require_autoscaling = StackValidationPolicy(
     validate=_require_autoscaling,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.MEDIUM,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps=(
         "Add a kubernetes autoscaling/v2 HorizontalPodAutoscaler with scale_target_ref pointing at the "
         "Deployment, min_replicas>=2 and a CPU or requests-per-second target."

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policies._core import DEFAULT_ENFORCEMENT, PROD_ONLY, UNKNOWN, get, is_prod, is_version, schema, show
+from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, get, is_prod, is_version, prod_only, show
 from policies.local._kinds import LOOPBACK, kind
 
 _SERVICES = ("TrackingServer", "Prometheus", "Alertmanager", "Jaeger")
@@ -69,8 +69,7 @@ registry_pin_retain_in_prod = ResourceValidationPolicy(
     validate=_registry_pin_retain_in_prod,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps="Keep shipway:protectRegistry true in stacks/Pulumi.prod.yaml (retainOnDelete=True).",
 )
 

@@ -17,7 +17,7 @@ from typing import Any, Final, Literal
 import pulumi.runtime
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policies._core import DEFAULT_ENFORCEMENT, PROD_ONLY, as_int, get, is_prod, schema, setting
+from policies._core import DEFAULT_ENFORCEMENT, as_int, get, is_prod, prod_only, setting
 from policies.local._kinds import kind
 from policies.ml.pinning import ModelRef, classify, kubernetes_model_refs, sagemaker_model_refs
 
@@ -140,8 +140,7 @@ def make_require_gate_evidence(lookup: GateLookup) -> ResourceValidationPolicy:
         validate=_require_gate_evidence,
         enforcement_level=DEFAULT_ENFORCEMENT,
         severity=Severity.CRITICAL,
-        config_schema=schema("environment", "trackingUri", "requireReachableRegistry"),
-        tags=[PROD_ONLY],
+        **prod_only("trackingUri", "requireReachableRegistry"),
         remediation_steps=(
             "Run the quality gates for the version (`shipway model promote <name> --version N --to prod`), "
             "which tags it shipway.gates.passed=true, or pin the last version that passed in "

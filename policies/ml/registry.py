@@ -6,7 +6,7 @@ from typing import Final
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policies._core import DEFAULT_ENFORCEMENT, PROD_ONLY, get, is_prod, schema
+from policies._core import DEFAULT_ENFORCEMENT, get, is_prod, prod_only
 from policies.local._kinds import kind
 
 # Resources that *are* the registry or hold its entries, per target.
@@ -42,8 +42,7 @@ registry_protect_from_delete = ResourceValidationPolicy(
     validate=_protect_from_delete,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
-    config_schema=schema("environment"),
-    tags=[PROD_ONLY],
+    **prod_only(),
     remediation_steps=(
         "Keep shipway:protectRegistry true in stacks/Pulumi.prod.yaml; components then create registry "
         "resources with ResourceOptions(protect=True, retain_on_delete=True)."
