@@ -88,14 +88,10 @@ def _existing_version(client: Any, name: str, fp: str) -> int | None:
 def train_and_register(tracking_uri: str, variant: str = "baseline", name: str = MODEL_NAME, seed: int = 7,
                        artifact_root: str | None = None) -> Registered:
     """Train ``variant`` and register it (or return the version already registered for it)."""
-    import mlflow
-    import mlflow.pyfunc
-    import mlflow.sklearn
     from mlflow import MlflowClient
-    from mlflow.models import infer_signature
     from sklearn.metrics import accuracy_score
 
-    from shipway.drift.profile import build_profile
+    from shipway.registry import mlflow_uris
 
     if variant not in VARIANTS:
         raise ValueError(f"variant: {variant!r} is not valid; allowed: {', '.join(VARIANTS)}")
@@ -108,8 +104,21 @@ def train_and_register(tracking_uri: str, variant: str = "baseline", name: str =
     if found is not None:
         return Registered(name, found, variant, created=False, accuracy=accuracy)
 
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    with mlflow_uris(tracking_uri):
+        return _register(client, tracking_uri, name, variant, seed, artifact_root, fp, model, accuracy,
+                         x_train, x_golden, y_golden)
+
+
+def _register(client: Any, tracking_uri: str, name: str, variant: str, seed: int, artifact_root: str | None,
+              fp: str, model: Any, accuracy: float, x_train: pd.DataFrame, x_golden: pd.DataFrame,
+              y_golden: pd.Series) -> Registered:
+    import mlflow
+    import mlflow.pyfunc
+    import mlflow.sklearn
+    from mlflow.models import infer_signature
+
+    from shipway.drift.profile import build_profile
+
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         kwargs = {"artifact_location": f"{artifact_root}/{EXPERIMENT}"} if artifact_root else {}

@@ -279,11 +279,15 @@ class _LazyModel:
         return Model.load(str(self.path() / "MLmodel")).signature
 
     def predict(self, frame: pd.DataFrame) -> Any:
-        if self._model is None:
-            import mlflow.pyfunc
+        from shipway.registry import mlflow_uris
 
-            self._model = mlflow.pyfunc.load_model(str(self.path()))
-        return self._model.predict(frame)
+        # MLflow 3 looks the logged model up in the process-wide registry while loading.
+        with mlflow_uris(self.registry.tracking_uri):
+            if self._model is None:
+                import mlflow.pyfunc
+
+                self._model = mlflow.pyfunc.load_model(str(self.path()))
+            return self._model.predict(frame)
 
     def under_test(self) -> gates_mod.ModelUnderTest:
         return gates_mod.ModelUnderTest(
@@ -331,6 +335,56 @@ class Promoter:
             **fields,
         )
 
+    def _outcome(self, model: str, env: str, path: Path, current: int | None, target: int) -> dict[str, Any]:
+        """The result promote and rollback both report; its status is "unchanged" (and final) when
+        ``target`` is pinned already, so there is nothing to do."""
+        outcome: dict[str, Any] = {
+            "model": model,
+            "env": env,
+            "from_version": current,
+            "to_version": target,
+            "stack_file": _relative(self.root, path),
+        }
+        if current == target:
+            outcome.update(
+                status="unchanged", message=f"'{model}' is already pinned to version {target} in '{env}'"
+            )
+        return outcome
+
+    def _pin(
+        self,
+        action: str,
+        registry: Registry,
+        path: Path,
+        outcome: dict[str, Any],
+        *,
+        apply: bool,
+        reason: str,
+        **fields: Any,
+    ) -> stackfile.PinEdit:
+        """Write ``outcome``'s pin to the stack file and record it, promote and rollback alike.
+
+        With ``apply`` every pin the stack will have is pre-flighted first, so a missing version
+        stops the run before the file changes.
+        """
+        model, version = outcome["model"], outcome["to_version"]
+        edit = stackfile.plan_pin(path, model, version)
+        if apply:
+            self._preflight(registry, {**stackfile.read_pins(path), model: version})
+        stackfile.apply_edit(edit)
+        rec = self._record(
+            action,
+            outcome["env"],
+            model,
+            from_version=outcome["from_version"],
+            to_version=version,
+            outcome="pinned",
+            reason=reason,
+            **fields,
+        )
+        outcome.update(status="pinned", audit_seq=[rec["seq"]])
+        return edit
+
     # ---------------------------------------------------------------- promote
     def promote(self, req: PromoteRequest) -> dict[str, Any]:
         """Gate, pin, record; with ``apply`` also deploy, verify and (on failure) roll back."""
@@ -346,19 +400,9 @@ class Promoter:
             self.s.progress(f"checking version {version} of '{req.model}' in the registry")
             cand_info = _require(registry, req.model, version, "--version")
             current = cfg.models[req.model].version if req.model in cfg.models else None
-            outcome: dict[str, Any] = {
-                "model": req.model,
-                "env": env,
-                "from_version": current,
-                "to_version": version,
-                "stack_file": _relative(self.root, path),
-            }
-            if current == version:
-                return {
-                    **outcome,
-                    "status": "unchanged",
-                    "message": f"'{req.model}' is already pinned to version {version} in '{env}'",
-                }
+            outcome = self._outcome(req.model, env, path, current, version)
+            if outcome.get("status") == "unchanged":
+                return outcome
             cand = _LazyModel(registry, cand_info)
             cur = _LazyModel(registry, registry.version(req.model, current)) if current is not None else None
             golden, golden_source = load_golden(registry, cand_info, req.golden)
@@ -378,22 +422,16 @@ class Promoter:
                 failed = report.failures
                 msg = "\n".join(r.message for r in failed)
                 raise GateFailure(msg, {**outcome, "status": "rejected", "audit_seq": [rec["seq"]]})
-            edit = stackfile.plan_pin(path, req.model, version)
-            if req.apply:
-                self._preflight(registry, {**stackfile.read_pins(path), req.model: version})
-            stackfile.apply_edit(edit)
-            rec = self._record(
+            edit = self._pin(
                 "promote",
-                env,
-                req.model,
-                from_version=current,
-                to_version=version,
-                outcome="pinned",
+                registry,
+                path,
+                outcome,
+                apply=req.apply,
                 reason=req.reason,
                 gates=report.evidence(),
                 details={"stack_file": outcome["stack_file"], "apply": req.apply},
             )
-            outcome.update(status="pinned", audit_seq=[rec["seq"]])
             if req.apply:
                 self._apply_verify_or_rollback(outcome, cfg, registry, edit, cand, golden, req.reason)
             return outcome
@@ -604,36 +642,20 @@ class Promoter:
                     "pass --to N",
                     "--to",
                 )
-            outcome: dict[str, Any] = {
-                "model": req.model,
-                "env": env,
-                "from_version": current,
-                "to_version": target,
-                "stack_file": _relative(self.root, path),
-            }
-            if target == current:
-                return {
-                    **outcome,
-                    "status": "unchanged",
-                    "message": f"'{req.model}' is already pinned to version {target} in '{env}'",
-                }
+            outcome = self._outcome(req.model, env, path, current, target)
+            if outcome.get("status") == "unchanged":
+                return outcome
             registry = self.s.registry_factory(tracking_uri_for(self.s, cfg, env))
             info = _require(registry, req.model, target, "--to")
-            edit = stackfile.plan_pin(path, req.model, target)
-            if req.apply:
-                self._preflight(registry, {**stackfile.read_pins(path), req.model: target})
-            stackfile.apply_edit(edit)
-            rec = self._record(
+            self._pin(
                 "rollback",
-                env,
-                req.model,
-                from_version=current,
-                to_version=target,
-                outcome="pinned",
+                registry,
+                path,
+                outcome,
+                apply=req.apply,
                 reason=req.reason,
                 details={"automatic": False, "apply": req.apply},
             )
-            outcome.update(status="pinned", audit_seq=[rec["seq"]])
             if req.apply:
                 outcome["apply"] = self._up(
                     env, req.model, target, f"rollback {req.model} to v{target}", req.reason

@@ -8,8 +8,10 @@ URI is probed once with a short timeout first: an unreachable registry is one cl
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,25 @@ def truncate_tag(value: str, limit: int = MAX_TAG_VALUE) -> str:
     return value[: limit - len(marker)] + marker
 
 
+@contextlib.contextmanager
+def mlflow_uris(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking/registry URIs at ``uri`` for one call, then restore them.
+
+    MLflow 3 resolves ``models:/m-<id>`` sources through the process-wide URIs and ignores the
+    client's, so downloads need them set; restoring the module state exactly (including
+    "unset") keeps other code in the process unaffected.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
+    tracking_utils._tracking_uri, registry_utils._registry_uri = uri, uri
+    try:
+        yield
+    finally:
+        tracking_utils._tracking_uri, registry_utils._registry_uri = saved
+
+
 class Registry:
     """Thin, typed wrapper over one registry (one tracking URI)."""
 
@@ -65,12 +86,7 @@ class Registry:
             check_reachable(tracking_uri)
         self.tracking_uri = tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        # MLflow 3 resolves `models:/m-<id>` sources through the process-wide URIs and ignores the
-        # client's; a CLI process talks to one registry, so point the globals at it too.
-        import mlflow
 
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
 
     def _exc(self, exc: Exception) -> RegistryError:
         return RegistryError(f"MLflow registry at {self.tracking_uri}: {exc}")
@@ -153,7 +169,8 @@ class Registry:
             candidates.append({"run_id": info.run_id, "artifact_path": filename})
         for kwargs in candidates:
             try:
-                return Path(download_artifacts(**kwargs, dst_path=dest, tracking_uri=self.tracking_uri))
+                with mlflow_uris(self.tracking_uri):
+                    return Path(download_artifacts(**kwargs, dst_path=dest, tracking_uri=self.tracking_uri))
             except Exception:  # noqa: S112 - "not there" comes in many exception types; try the next place
                 continue
         return None
@@ -163,7 +180,8 @@ class Registry:
         from mlflow.artifacts import download_artifacts
 
         try:
-            return Path(download_artifacts(artifact_uri=info.source, tracking_uri=self.tracking_uri))
+            with mlflow_uris(self.tracking_uri):
+                return Path(download_artifacts(artifact_uri=info.source, tracking_uri=self.tracking_uri))
         except Exception as exc:
             raise RegistryError(
                 f"cannot download version {info.version} of model '{info.name}': {exc}"

@@ -20,6 +20,7 @@ from shipway.audit import AuditError, AuditLog
 from shipway.commands.model import (
     AUDIT_LOG_OPTION,
     OUTPUT_OPTION,
+    TRACKING_URI_OPTION,
     Output,
     add_row,
     check_env_option,
@@ -153,7 +154,7 @@ def status(
     env: str | None = typer.Argument(
         None, help=f"One environment ({', '.join(ENVIRONMENTS)}); default: all."
     ),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI override."),
+    tracking_uri: str | None = TRACKING_URI_OPTION,
     audit_log: Path | None = AUDIT_LOG_OPTION,
     output: Output = OUTPUT_OPTION,
 ) -> None:

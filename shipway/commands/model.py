@@ -55,6 +55,13 @@ GOLDEN_OPTION = typer.Option(
     None, "--golden", help="Golden CSV with a 'label' column (default: the version's golden.csv artifact)."
 )
 
+# Promote and rollback take the same model, audit and connection inputs, spelled the same way.
+NAME_ARGUMENT = typer.Argument(..., help="Registered model name, e.g. iris-classifier.")
+REASON_OPTION = typer.Option("", "--reason", help="Why; stored in the audit trail.")
+ALLOW_DIRTY_OPTION = typer.Option(False, "--allow-dirty", help="Edit a stack file with uncommitted changes.")
+ACTOR_OPTION = typer.Option(None, "--actor", help="Who is acting (default: git config user.email).")
+TRACKING_URI_OPTION = typer.Option(None, "--tracking-uri", help="MLflow tracking URI override.")
+
 # ------------------------------------------------------------------- shared helpers
 
 
@@ -159,10 +166,30 @@ def render_outcome(outcome: dict[str, Any], output: Output) -> None:
 # ------------------------------------------------------------------------ commands
 
 
+def _run(
+    ctx: typer.Context,
+    output: Output,
+    first: str,
+    act: Callable[[Promoter], dict[str, Any]],
+    *,
+    actor: str | None,
+    tracking_uri: str | None,
+    audit_log: Path | None,
+) -> None:
+    """Promote and rollback differ only in the request: errors, progress, services and output
+    are handled the same way for both."""
+    with cli_errors(output), progress(output, first) as step:
+        services = services_from(
+            ctx, actor=actor, tracking_uri=tracking_uri, audit_path=audit_log, progress=step
+        )
+        outcome = act(Promoter(services))
+    render_outcome(outcome, output)
+
+
 @app.command("promote")
 def promote(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Registered model name, e.g. iris-classifier."),
+    name: str = NAME_ARGUMENT,
     to: str = typer.Option(..., "--to", help=f"Target environment: {', '.join(ENVIRONMENTS)}."),
     version: int | None = typer.Option(
         None, "--version", min=1, help="Registry version (default: the one pinned in the previous env)."
@@ -170,13 +197,11 @@ def promote(
     apply: bool = typer.Option(
         False, "--apply", help="Also run `pulumi up` on the stack and verify the deploy."
     ),
-    reason: str = typer.Option("", "--reason", help="Why; stored in the audit trail."),
+    reason: str = REASON_OPTION,
     golden: Path | None = GOLDEN_OPTION,
-    allow_dirty: bool = typer.Option(
-        False, "--allow-dirty", help="Edit a stack file with uncommitted changes."
-    ),
-    actor: str | None = typer.Option(None, "--actor", help="Who is acting (default: git config user.email)."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI override."),
+    allow_dirty: bool = ALLOW_DIRTY_OPTION,
+    actor: str | None = ACTOR_OPTION,
+    tracking_uri: str | None = TRACKING_URI_OPTION,
     audit_log: Path | None = AUDIT_LOG_OPTION,
     output: Output = OUTPUT_OPTION,
 ) -> None:
@@ -188,40 +213,40 @@ def promote(
     """
     check_model_name(name)
     check_env_option(to, "--to")
-    with cli_errors(output), progress(output, f"promoting {name} to {to}") as step:
-        services = services_from(
-            ctx, actor=actor, tracking_uri=tracking_uri, audit_path=audit_log, progress=step
-        )
-        outcome = Promoter(services).promote(
-            PromoteRequest(
-                model=name,
-                to_env=to,
-                version=version,
-                apply=apply,
-                reason=reason,
-                golden=golden,
-                allow_dirty=allow_dirty,
-            )
-        )
-    render_outcome(outcome, output)
+    request = PromoteRequest(
+        model=name,
+        to_env=to,
+        version=version,
+        apply=apply,
+        reason=reason,
+        golden=golden,
+        allow_dirty=allow_dirty,
+    )
+    _run(
+        ctx,
+        output,
+        f"promoting {name} to {to}",
+        lambda promoter: promoter.promote(request),
+        actor=actor,
+        tracking_uri=tracking_uri,
+        audit_log=audit_log,
+    )
 
 
 @app.command("rollback")
 def rollback(
     ctx: typer.Context,
-    name: str = typer.Argument(..., help="Registered model name, e.g. iris-classifier."),
+    name: str = NAME_ARGUMENT,
     env: str = typer.Option(..., "--env", help=f"Environment: {', '.join(ENVIRONMENTS)}."),
     to: int | None = typer.Option(
         None, "--to", min=1, help="Version to go back to (default: last known-good from the audit trail)."
     ),
     apply: bool = typer.Option(True, "--apply/--no-apply", help="Run `pulumi up` and verify (default: yes)."),
-    reason: str = typer.Option("", "--reason", help="Why; stored in the audit trail."),
+    reason: str = REASON_OPTION,
     golden: Path | None = GOLDEN_OPTION,
-    allow_dirty: bool = typer.Option(
-        False, "--allow-dirty", help="Edit a stack file with uncommitted changes."
-    ),
-    actor: str | None = typer.Option(None, "--actor", help="Who is acting (default: git config user.email)."),
-    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI override."),
+    allow_dirty: bool = ALLOW_DIRTY_OPTION,
+    actor: str | None = ACTOR_OPTION,
+    tracking_uri: str | None = TRACKING_URI_OPTION,
     audit_log: Path | None = AUDIT_LOG_OPTION,
     output: Output = OUTPUT_OPTION,
 ) -> None:
@@ -233,19 +258,21 @@ def rollback(
     """
     check_model_name(name)
     check_env_option(env, "--env")
-    with cli_errors(output), progress(output, f"rolling back {name} in {env}") as step:
-        services = services_from(
-            ctx, actor=actor, tracking_uri=tracking_uri, audit_path=audit_log, progress=step
-        )
-        outcome = Promoter(services).rollback(
-            RollbackRequest(
-                model=name,
-                env=env,
-                to_version=to,
-                apply=apply,
-                reason=reason,
-                golden=golden,
-                allow_dirty=allow_dirty,
-            )
-        )
-    render_outcome(outcome, output)
+    request = RollbackRequest(
+        model=name,
+        env=env,
+        to_version=to,
+        apply=apply,
+        reason=reason,
+        golden=golden,
+        allow_dirty=allow_dirty,
+    )
+    _run(
+        ctx,
+        output,
+        f"rolling back {name} in {env}",
+        lambda promoter: promoter.rollback(request),
+        actor=actor,
+        tracking_uri=tracking_uri,
+        audit_log=audit_log,
+    )

@@ -91,6 +91,8 @@ def _log_version(
 def iris_registry(tmp_path_factory: pytest.TempPathFactory) -> IrisRegistry:
     """v1 good; v2 trained on shuffled labels; v3 a different signature; v4 good (other seed)."""
     import mlflow
+    from mlflow.environment_variables import MLFLOW_REGISTRY_URI
+    from mlflow.tracking._model_registry import utils as registry_utils
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
@@ -130,6 +132,10 @@ def iris_registry(tmp_path_factory: pytest.TempPathFactory) -> IrisRegistry:
 
     good2 = LogisticRegression(max_iter=500, C=0.9).fit(x_train, y_train)
     v4 = _log_version(mlflow, good2, x_train, float(good2.score(x_test, y_test)), golden, baseline, root)
+    # Leave MLflow's process-wide URIs as we found them: later test modules use their own registries.
+    mlflow.set_tracking_uri(None)
+    registry_utils._registry_uri = None
+    MLFLOW_REGISTRY_URI.unset()  # set_registry_uri also exported it to the environment
     return IrisRegistry(
         uri=uri,
         golden=golden,

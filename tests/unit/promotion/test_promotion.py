@@ -34,11 +34,14 @@ def pyfunc_models(iris_registry):
     """Offline models by version, so the fake endpoint serves real predictions."""
     import mlflow.pyfunc
 
+    from shipway.registry import mlflow_uris
+
     cache: dict[int, object] = {}
 
     def get(version: int):
         if version not in cache:
-            cache[version] = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}")
+            with mlflow_uris(iris_registry.uri):
+                cache[version] = mlflow.pyfunc.load_model(f"models:/{MODEL}/{version}")
         return cache[version]
 
     return get
