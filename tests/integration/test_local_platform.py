@@ -48,20 +48,21 @@ def _resources(project) -> list[dict]:
     return json.loads(out.stdout)["deployment"].get("resources", [])
 
 
-def _managed(project) -> list[tuple]:
-    """What the stack manages: each custom resource's URN, inputs and outputs.
+def _managed(project) -> dict[str, tuple[dict, dict]]:
+    """What the stack manages: each custom resource's inputs and outputs, by URN.
 
-    Timestamps and the serialized dynamic provider (``__provider``, re-recorded on every run)
-    are left out: they say nothing about what is deployed.
+    Timestamps, order and the serialized dynamic provider (``__provider``, re-recorded on every
+    run) are left out, and encrypted values are masked (their nonce changes on every write):
+    none of them says anything about what is deployed.
     """
-    secret_sig = "4dabf18193072939515e22adb298388d"  # marks an encrypted value; its nonce changes per write
+    secret_sig = "4dabf18193072939515e22adb298388d"
 
     def plain(values: dict | None) -> dict:
         return {k: "<secret>" if isinstance(v, dict) and secret_sig in v else v
                 for k, v in (values or {}).items() if not k.startswith("__")}
 
-    return [(r["urn"], plain(r.get("inputs")), plain(r.get("outputs"))) for r in _resources(project)
-            if r.get("custom") and not r["type"].startswith("pulumi:providers:")]
+    return {r["urn"]: (plain(r.get("inputs")), plain(r.get("outputs"))) for r in _resources(project)
+            if r.get("custom") and not r["type"].startswith("pulumi:providers:")}
 
 
 def _is_endpoint(res: dict) -> bool:
@@ -226,10 +227,11 @@ def test_missing_version_stops_the_run_and_nothing_changes(up, project):
         assert httpx.get(base + "/version").json()["model_version"] == 2
         assert rest.get_alias(project.tracking_uri, MODEL, "local") == 2
         after = _managed(project)
-        changed = [(a[0].rsplit("::", 1)[-1], sorted(k for part in (1, 2) for k in set(a[part]) | set(b[part])
-                                                     if a[part].get(k) != b[part].get(k)))
-                   for a, b in zip(after, before, strict=True) if a != b]
-        assert changed == []
+        assert sorted(after) == sorted(before)
+        changed = {urn.rsplit("::", 1)[-1]: sorted(k for i in (0, 1) for k in set(after[urn][i]) | set(before[urn][i])
+                                                   if after[urn][i].get(k) != before[urn][i].get(k))
+                   for urn in after if after[urn] != before[urn]}
+        assert changed == {}
     finally:
         project.pin(MODEL, 2)
 
