@@ -54,25 +54,16 @@ def registry_uri(cfg: StackConfig, root: Path) -> str:
 
 def _pins_ready(cfg: StackConfig, uri: str) -> list[str]:
     """Pre-flight: every pinned version exists and is READY. Returns the problems."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
+    from shipway.registry import Registry, RegistryError
 
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    registry = Registry(uri, probe=False)
     problems = []
     for name, pin in sorted(cfg.models.items()):
         try:
-            mv = client.get_model_version(name, str(pin.version))
-        except MlflowException:
-            try:
-                have = sorted(int(v.version) for v in client.search_model_versions(f"name='{name}'"))
-            except MlflowException:
-                have = []
-            known = f"registered versions: {', '.join(map(str, have))}" if have else "no registered versions"
-            problems.append(f"model '{name}' version {pin.version} does not exist in the registry at {uri} "
-                            f"({known}); register it or pin an existing version in stacks/Pulumi.{cfg.stack}.yaml")
-            continue
-        if mv.status != "READY":
-            problems.append(f"model '{name}' version {pin.version} is {mv.status}, not READY")
+            registry.require_ready(name, pin.version)
+        except RegistryError as exc:
+            problems.append(f"{exc} (registry at {uri}); register it or pin an existing version in "
+                            f"stacks/Pulumi.{cfg.stack}.yaml")
     return problems
 
 

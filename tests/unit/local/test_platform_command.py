@@ -1,0 +1,57 @@
+"""`shipway platform`: pre-flight of pins against a real (sqlite) registry, bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from infra.config import parse_stack_config
+from shipway.cli import app
+from shipway.commands.platform import _pins_ready
+from shipway.example import train_and_register
+
+
+def flat(text: str) -> str:
+    """CLI output without rich's box drawing and line wrapping."""
+    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", text).split())
+
+
+def config(version: int):
+    return parse_stack_config("local", {
+        "cloud": "local", "environment": "local", "owner": "o", "costCenter": "c",
+        "dataClassification": "internal", "models": {"iris-classifier": {"version": version}}})
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    root = tmp_path_factory.mktemp("registry")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    reg = train_and_register(uri, artifact_root=(root / "artifacts").as_uri())
+    assert (reg.version, reg.created) == (1, True)
+    again = train_and_register(uri, artifact_root=(root / "artifacts").as_uri())
+    assert (again.version, again.created) == (1, False)  # same data, code, params: no duplicate
+    return uri
+
+
+def test_pinned_ready_version_passes_preflight(registry):
+    assert _pins_ready(config(1), registry) == []
+
+
+def test_missing_version_is_named_with_the_registry_and_what_to_do(registry):
+    assert _pins_ready(config(9), registry) == [
+        f"version 9 of model 'iris-classifier' does not exist (latest is 1) (registry at {registry}); "
+        "register it or pin an existing version in stacks/Pulumi.local.yaml"]
+
+
+def test_unknown_variant_is_a_bad_parameter():
+    result = CliRunner().invoke(app, ["platform", "train", "--variant", "magic"])
+    assert result.exit_code == 2
+    assert "'magic' is not a variant; allowed: baseline, forest, worse, slow" in flat(result.output)
+
+
+def test_unknown_stack_is_a_bad_parameter():
+    result = CliRunner().invoke(app, ["platform", "up", "--stack", "staging"])
+    assert result.exit_code == 2
+    assert "no stack file stacks/Pulumi.staging.yaml; stacks: dev, local, prod, test" in flat(result.output)
