@@ -6,9 +6,10 @@ start), warm it up, run wrk at each (rows, connections) cell for a bounded time,
 RSS of its process tree, stop it by PID.
 
 Variants: ``mlflow`` (the reference), ``shipway`` (as deployed: API key, JSON log lines,
-Prometheus metrics, spans exported over OTLP to a local sink, request log), and
-``shipway-min`` (no OTLP export, no request log: everything the serving CLI lets you turn
-off; metrics and the per-request log line cannot be turned off, see RESULTS.md).
+Prometheus metrics, spans exported over OTLP to a local sink, request log),
+``shipway-min`` (no OTLP export, no request log) and ``shipway-off`` (instrumentation off:
+also ``--no-metrics --no-access-log``), the baseline of the overhead
+``1 - rps(shipway) / rps(shipway-off)``.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from benchmarks import procs, wrk
 
 MODEL = "iris-classifier"
-VARIANTS = ("mlflow", "shipway", "shipway-min")
+VARIANTS = ("mlflow", "shipway", "shipway-min", "shipway-off")
 
 
 @dataclass
@@ -145,6 +146,8 @@ def _launch(variant: str, env: _Env, port: int) -> procs.Proc:
     if variant == "shipway":
         argv += ["--request-log", str(env.work / f"requests-{port}.jsonl"),
                  "--otlp-endpoint", f"http://127.0.0.1:{env.otlp_port}"]
+    elif variant == "shipway-off":
+        argv += ["--no-metrics", "--no-access-log"]
     return procs.start(argv, log, cwd=procs.ROOT)
 
 

@@ -102,7 +102,7 @@ class ServingApp:
         loose_key = False
         if config.api_key_file:
             self._api_key, loose_key = read_api_key(config.api_key_file)
-        self.metrics = ServingMetrics(process_metrics=process_metrics)
+        self.metrics = ServingMetrics(process_metrics=process_metrics, enabled=config.metrics)
         self.log_sink = LineSink(log_stream if log_stream is not None else sys.stdout.buffer)
         self.request_sink = LineSink.append_file(config.request_log) if config.request_log else None
         self.events = EventLog(self.log_sink)
@@ -347,7 +347,7 @@ class ServingApp:
         status = response.status
         series.observe_request(route, status, seconds, response.error_kind)
         version = active.model.version if active is not None else None
-        if self.tracer.processors:
+        if self.tracer.enabled:
             self.tracer.finish(ids, f"{method} {route}" if route != "other" else method, start_ns,
                                start_ns + int(seconds * 1e9), {
                                    "http.request.method": method, "url.path": path, "http.route": route,
@@ -356,6 +356,8 @@ class ServingApp:
                                    "shipway.model.version": version if version is not None else -1,
                                    "shipway.request.rows": response.rows,
                                }, error=status >= 500)
+        if not self.config.access_log:
+            return
         self.log_sink.write({
             "ts": utc_now_iso(),
             "level": "info" if status < 400 else ("warning" if status < 500 else "error"),
@@ -499,6 +501,8 @@ class ServingApp:
                     "loaded_at": model.loaded_at.isoformat(), "environment": self.config.environment})
 
     def _metrics(self, active: _Active | None) -> Response:
+        if not self.config.metrics:
+            return error_response(404, "NOT_FOUND", "metrics are turned off (--no-metrics)", "bad_request")
         if active is not None and active.drift is not None and active.drift.pending:
             self._publish_drift(active)
         return Response(200, self.metrics.render(), content_type=CONTENT_TYPE_LATEST.encode())

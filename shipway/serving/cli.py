@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drift-refresh-seconds", type=float, default=5.0)
     p.add_argument("--drift-window", type=int, default=10_000)
     p.add_argument("--drain-seconds", type=float, default=10.0)
+    p.add_argument("--no-metrics", action="store_true",
+                   help="no Prometheus metrics (/metrics answers 404); for measuring their cost")
+    p.add_argument("--no-access-log", action="store_true",
+                   help="no per-request JSON log line (lifecycle events are still logged)")
     return p
 
 
@@ -49,6 +53,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServingConfig:
         max_rows=a.max_rows, threadpool_rows=a.threadpool_rows,
         drift_refresh_requests=a.drift_refresh_requests, drift_refresh_seconds=a.drift_refresh_seconds,
         drift_window=a.drift_window, drain_seconds=a.drain_seconds,
+        metrics=not a.no_metrics, access_log=not a.no_access_log,
     )
 
 

@@ -93,6 +93,11 @@ class ServingConfig:
     drift_window: int = 10_000
     # Bound on waiting for in-flight requests: old model after a swap, all requests on SIGTERM.
     drain_seconds: float = 10.0
+    # Off switches, for measuring the instrumentation's cost and for deployments scraping
+    # nothing: without metrics /metrics answers 404; without the access log no per-request
+    # line is written (lifecycle events still are).
+    metrics: bool = True
+    access_log: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_rows", "max_body_bytes", "threadpool_rows", "drift_refresh_requests", "drift_window"):

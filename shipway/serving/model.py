@@ -113,8 +113,13 @@ def schema_from_signature(signature: Any) -> InputSchema:
     """InputSchema from an MLflow ModelSignature (column-based signatures only)."""
     if signature is None or signature.inputs is None:
         raise ModelLoadError("the model has no input signature; log it with a signature or input_example")
+    return schema_from_items(signature.inputs.to_dict())
+
+
+def schema_from_items(items: list[dict[str, Any]]) -> InputSchema:
+    """InputSchema from the signature's input list as the MLmodel file stores it (JSON)."""
     specs = []
-    for item in signature.inputs.to_dict():
+    for item in items:
         name = item.get("name")
         if name is None or "type" not in item or item["type"] == "tensor":
             raise ModelLoadError("the model signature is tensor-based; only column-based signatures are served")
@@ -129,7 +134,17 @@ def synthetic_batch(schema: InputSchema) -> Batch:
 
 
 def load_pinned_model(pin: Pin, *, log: Callable[..., None] | None = None) -> LoadedModel:
-    """Download, load and warm the pinned version; raises ModelLoadError naming the failed step."""
+    """Download, load and warm the pinned version; raises ModelLoadError naming the failed step.
+
+    A sklearn model in a file:// artifact store behind an http(s) registry is loaded without
+    importing MLflow (see :mod:`shipway.serving.fastload`); everything else, and anything
+    the fast path is unsure about, takes MLflow's own loaders.
+    """
+    from shipway.serving.fastload import load_fast
+
+    fast = load_fast(pin, log=log)
+    if fast is not None:
+        return fast
     from mlflow import MlflowClient
     from mlflow.artifacts import download_artifacts
     from mlflow.models import Model
@@ -183,9 +198,14 @@ def _build_model(pin: Pin, local: str, meta: Any, schema: InputSchema,
 
 def _sklearn_model(pin: Pin, local: str, schema: InputSchema, warm: Batch) -> LoadedModel:
     import mlflow.sklearn
+
+    return sklearn_loaded_model(pin, mlflow.sklearn.load_model(local), schema, warm)
+
+
+def sklearn_loaded_model(pin: Pin, est: Any, schema: InputSchema, warm: Batch) -> LoadedModel:
+    """A LoadedModel around a deserialised sklearn estimator (matrix fast path when it can)."""
     from sklearn.base import is_classifier
 
-    est = mlflow.sklearn.load_model(local)
     names = getattr(est, "feature_names_in_", None)
     order = tuple(str(n) for n in names) if names is not None else schema.names
     predict_fn: Callable[[Batch], Any]
@@ -237,6 +257,11 @@ def _load_profile(local: str, run_id: str | None, pin: Pin, workdir: str,
                                  dst_path=str(Path(workdir) / "run"), tracking_uri=pin.tracking_uri))
         except Exception:  # noqa: BLE001 - a version without a profile is served without drift
             path = Path(local) / PROFILE_FILE
+    return read_profile(path, pin, log)
+
+
+def read_profile(path: Path, pin: Pin, log: Callable[..., None] | None) -> BaselineProfile | None:
+    """Parse the profile at ``path``; absent or malformed profiles are logged and mean no drift."""
     if not path.exists():
         if log is not None:
             log("info", "baseline_profile_absent", model=pin.model_name, version=pin.model_version)

@@ -555,3 +555,25 @@ def test_reload_picks_up_a_rotated_api_key(make_app: Callable[..., Harness]) -> 
     assert h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}, headers={"X-API-Key": "rotated-key-42"}).status_code == 200
     h.app.log_sink.flush()
     assert b"rotated-key-42" not in h.out.getvalue()
+
+
+# ----------------------------------------------------------------- off switches
+
+
+def test_no_metrics_and_no_access_log_turn_off_only_those(make_app: Callable[..., Harness],
+                                                          registry: Registry) -> None:
+    h = make_app(metrics=False, access_log=False)
+    x = iris_rows(registry, [0, 50])
+    response = h.post({"inputs": x.to_numpy().tolist()}, headers=AUTH)
+    assert response.status_code == 200
+    assert response.json() == {"predictions": registry.iris_model.predict(x).tolist()}
+    scrape = h.client.get("/metrics")
+    assert scrape.status_code == 404
+    assert scrape.json() == {"error_code": "NOT_FOUND", "message": "metrics are turned off (--no-metrics)"}
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
+                    status_class="2xx") is None
+    assert h.sample("shipway_model_info", model=IRIS, version="1", environment="test") is None
+    assert h.requests() == []
+    assert [line["version"] for line in h.events("model_loaded")] == [1]  # lifecycle events stay
+    [span, _] = h.spans.get_finished_spans()  # tracing is still on
+    assert span.attributes["http.response.status_code"] == 200

@@ -8,15 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
 from shipway.serving.cli import config_from_args, main
 from shipway.serving.config import Pin, PinError, ServingConfig, read_api_key, read_pin
 from shipway.serving.logsink import LineSink, utc_now_iso
-from shipway.serving.telemetry import RequestTracer, parse_traceparent, traces_url
+from shipway.serving.telemetry import OtlpSpanExporter, RequestTracer, parse_traceparent, traces_url
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -87,6 +86,9 @@ def test_command_line_maps_to_settings() -> None:
     assert config == ServingConfig(pin_file="PIN.json", host="127.0.0.1", port=8101, api_key_file="KEY",
                                    otlp_endpoint="http://127.0.0.1:4318", request_log="r.jsonl",
                                    environment="prod", max_rows=50)
+    assert (config.metrics, config.access_log) == (True, True)
+    off = config_from_args(["--pin-file", "PIN.json", "--no-metrics", "--no-access-log"])
+    assert (off.metrics, off.access_log, off.otlp_endpoint, off.request_log) == (False, False, None, None)
 
 
 def test_bad_pin_exits_2_with_a_json_error_line(tmp_path: Path, capsysbinary: pytest.CaptureFixture[bytes]) -> None:
@@ -143,15 +145,88 @@ def test_spans_are_exported_only_with_processors_and_when_sampled() -> None:
     assert RequestTracer("test", None).processors == []
 
 
-def test_otlp_endpoint_adds_a_batch_processor_with_the_http_exporter() -> None:
+def test_otlp_endpoint_adds_the_fast_exporter_with_the_traces_url() -> None:
     tracer = RequestTracer("test", "http://127.0.0.1:4318")
-    [processor] = tracer.processors
-    assert isinstance(processor, BatchSpanProcessor)
-    exporter = processor._batch_processor._exporter
-    assert isinstance(exporter, OTLPSpanExporter)
-    assert exporter._endpoint == "http://127.0.0.1:4318/v1/traces"
+    assert tracer.processors == []
+    assert isinstance(tracer.exporter, OtlpSpanExporter)
+    assert tracer.exporter.url == "http://127.0.0.1:4318/v1/traces"
+    assert tracer.enabled
     tracer.shutdown()
     assert traces_url("http://collector:4318/v1/traces") == "http://collector:4318/v1/traces"
+    assert RequestTracer("test", None).exporter is None
+
+
+def test_exported_spans_decode_as_otlp_protobuf() -> None:
+    """The hand-written wire encoding must parse with the official OTLP protobuf classes."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    tracer = RequestTracer("prod", "http://127.0.0.1:9")  # nothing listens: export fails quietly
+    assert tracer.exporter is not None
+    remote = tracer.begin("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+    local = tracer.begin(None)
+    attrs = {"http.request.method": "POST", "http.response.status_code": 500, "shipway.model.version": -1,
+             "shipway.request.rows": 3}
+    records = [(remote.trace_id, remote.span_id, remote.parent_span_id, "POST /invocations", 100, 250, attrs, True),
+               (local.trace_id, local.span_id, None, "GET /health", 7, 9, {"url.path": "/health"}, False)]
+    request = ExportTraceServiceRequest.FromString(tracer.exporter.encode(records))
+    [resource_spans] = request.resource_spans
+    resource = {kv.key: kv.value.string_value for kv in resource_spans.resource.attributes}
+    assert (resource["service.name"], resource["deployment.environment.name"]) == ("shipway-serving", "prod")
+    [scope_spans] = resource_spans.scope_spans
+    assert scope_spans.scope.name == "shipway.serving"
+    first, second = scope_spans.spans
+    assert first.trace_id.hex() == "4bf92f3577b34da6a3ce929d0e0e4736"
+    assert first.parent_span_id.hex() == "00f067aa0ba902b7"
+    assert first.span_id.hex() == remote.span_hex
+    assert (first.name, first.kind, first.start_time_unix_nano, first.end_time_unix_nano) == (
+        "POST /invocations", 2, 100, 250)
+    assert {kv.key: kv.value for kv in first.attributes}["http.request.method"].string_value == "POST"
+    ints = {kv.key: kv.value.int_value for kv in first.attributes if kv.key != "http.request.method"}
+    assert ints == {"http.response.status_code": 500, "shipway.model.version": -1, "shipway.request.rows": 3}
+    assert (first.status.code, first.flags) == (2, 0x300)
+    assert (second.parent_span_id, second.trace_id.hex(), second.status.code, second.flags) == (
+        b"", local.trace_hex, 0, 0x100)
+    tracer.shutdown()
+
+
+def test_exporter_posts_batches_to_the_collector() -> None:
+    """Spans reach a collector on 127.0.0.1 as protobuf POSTs to /v1/traces."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    received: list[tuple[str, str, bytes]] = []
+
+    class Sink(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["content-length"]))
+            received.append((self.path, self.headers["content-type"], body))
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return
+
+    server = HTTPServer(("127.0.0.1", 0), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        tracer = RequestTracer("test", f"http://127.0.0.1:{server.server_port}")
+        for _ in range(3):
+            tracer.finish(tracer.begin(None), "GET /health", 1, 2, {"url.path": "/health"}, error=False)
+        tracer.finish(tracer.begin("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"), "GET /ping",
+                      1, 2, {}, error=False)  # not sampled by the caller: not exported
+        tracer.shutdown()
+    finally:
+        server.shutdown()
+    [(path, content_type, body)] = received
+    assert (path, content_type) == ("/v1/traces", "application/x-protobuf")
+    spans = ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans
+    assert [s.name for s in spans] == ["GET /health"] * 3
+    assert tracer.exporter is not None and tracer.exporter.exported == 3
 
 
 # ----------------------------------------------------------------- log sink
@@ -178,3 +253,69 @@ def test_request_log_file_is_created_0600(tmp_path: Path) -> None:
 
 def test_timestamps_are_utc_iso8601_with_milliseconds() -> None:
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", utc_now_iso())
+
+
+# ----------------------------------------------------------------- metrics tallies
+
+
+def test_tallied_observations_expose_exactly_what_direct_observes_would() -> None:
+    """Durations/counters tallied on the request path and folded at collection time must give the
+    same samples as calling prometheus_client's observe()/inc() per request."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from shipway.serving.metrics import DURATION_BUCKETS, ServingMetrics
+
+    metrics = ServingMetrics(process_metrics=False)
+    series = metrics.series("m", "3")
+    ref_registry = CollectorRegistry()
+    ref_hist = Histogram("h", "", buckets=DURATION_BUCKETS, registry=ref_registry)
+    ref_err = Counter("e", "", registry=ref_registry)
+    durations = [0.0, 0.0005, 0.00051, 0.001, 0.003, 0.024999, 0.025, 4.9, 5.0, 5.0001, 60.0, 1e-9]
+    for i, seconds in enumerate(durations):
+        series.observe_request("/invocations", 200 if i % 3 else 400, seconds, None if i % 3 else "bad_request")
+        ref_hist.observe(seconds)
+        if i % 3 == 0:
+            ref_err.inc()
+    series.observe_class("setosa", 2)
+    series.inflight.inc()
+    series.inflight.inc()
+    series.inflight.dec()
+    labels = {"model": "m", "version": "3", "route": "/invocations"}
+    get = metrics.registry.get_sample_value
+    for bound in [*DURATION_BUCKETS, float("inf")]:
+        le = "+Inf" if bound == float("inf") else str(bound)
+        assert get("shipway_request_duration_seconds_bucket", {**labels, "le": le}) == ref_registry.get_sample_value(
+            "h_bucket", {"le": le}), le
+    assert get("shipway_request_duration_seconds_sum", labels) == pytest.approx(sum(durations))
+    assert get("shipway_request_duration_seconds_count", labels) == len(durations)
+    assert get("shipway_requests_total", {**labels, "status_class": "2xx"}) == 8
+    assert get("shipway_requests_total", {**labels, "status_class": "4xx"}) == 4
+    assert get("shipway_errors_total", {"model": "m", "version": "3", "kind": "bad_request"}) == 4
+    assert get("shipway_predictions_total", {"model": "m", "version": "3", "class": "setosa"}) == 2
+    assert get("shipway_inflight_requests", {"model": "m"}) == 1
+    series.observe_request("/invocations", 200, 0.002, None)  # a second collection adds only what is new
+    assert get("shipway_requests_total", {**labels, "status_class": "2xx"}) == 9
+    assert b'shipway_request_duration_seconds_count{model="m",route="/invocations",version="3"} 13.0' in (
+        metrics.render())
+
+
+def test_exporter_flush_sends_what_was_queued_in_bounded_batches() -> None:
+    """Spans that arrive while a flush is POSTing wait for the next tick (no chase of tiny POSTs)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    exporter = OtlpSpanExporter("http://127.0.0.1:9/v1/traces", Resource.create({}), InstrumentationScope("s"),
+                                interval=3600, max_batch=2)
+    sent: list[int] = []
+
+    def send(body: bytes) -> None:
+        sent.append(len(ExportTraceServiceRequest.FromString(body).resource_spans[0].scope_spans[0].spans))
+        exporter.add((1, 99, None, "late", 1, 2, {}, False))  # arrives during the POST
+
+    exporter._send = send  # type: ignore[method-assign]
+    for i in range(5):
+        exporter.add((1, i + 1, None, "GET /health", 1, 2, {}, False))
+    exporter.flush()
+    assert (sent, exporter.exported, len(exporter._queue)) == ([2, 2, 1], 5, 3)
+    exporter._stop.set()
