@@ -104,14 +104,6 @@ def up(env: str, message: str, on_output: Callable[[str], None] | None = None,
     }
 
 
-def preview(env: str, on_output: Callable[[str], None] | None = None, root: Path | None = None,
-            policy_packs: list[str] | None = None) -> dict[str, Any]:
-    """`pulumi preview` on an environment's stack."""
-    stack = select_stack(env, root)
-    result = stack.preview(on_output=on_output, color="never", policy_packs=policy_packs)
-    return {"changeSummary": dict(result.change_summary or {})}
-
-
 def destroy(env: str, on_output: Callable[[str], None] | None = None, root: Path | None = None) -> dict[str, Any]:
     """`pulumi destroy` on an environment's stack."""
     stack = select_stack(env, root)
