@@ -77,6 +77,18 @@ def stop(pid: int | None, marker: str, timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+def stop_started(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stop a process this provider call just started (no PID-reuse question: we hold it)."""
+    if proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    _signal_group(proc.pid, signal.SIGKILL, leader_gone_ok=True)  # leftovers in its group
+
+
 def _signal_group(pid: int, sig: int, leader_gone_ok: bool = False) -> None:
     try:
         if os.getpgid(pid) == pid:

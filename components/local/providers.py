@@ -89,7 +89,7 @@ class _ProcessProvider(ResourceProvider):
             process.wait_healthy(self.health_url(props), proc, self.log_file(props),
                                  timeout=float(props.get("startTimeout", 180)))
         except process.ProcessError:
-            process.stop(proc.pid, self.marker(props))
+            process.stop_started(proc)
             raise
         return {**props, "pid": proc.pid, "alive": True}
 
