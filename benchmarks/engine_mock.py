@@ -43,7 +43,7 @@ def build_one(cloud: str, env: str, n: int) -> tuple[float, int]:
     """(seconds, resources registered) for one environment's program under recording mocks."""
     import pulumi
 
-    from infra.config import parse_stack_config
+    from shipway_core.config import parse_stack_config
     from tests.support.recording import record
 
     cfg = parse_stack_config(env, stack_raw(cloud, env, n))

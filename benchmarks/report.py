@@ -286,7 +286,7 @@ def _engine(doc: Mapping[str, Any]) -> list[str]:
         table(["what", "runs", "seconds (median)"], rows),
         "",
         "Recording-mock preview (`tests/support/recording.py` `record()` over `build_platform`, StackConfig from "
-        "`infra.config.parse_stack_config`), a fresh process per point; seconds exclude imports.",
+        "`shipway_core.config.parse_stack_config`), a fresh process per point; seconds exclude imports.",
         "",
         table(["cloud", "models per env", "envs", "runs", "resources", "seconds", "ms per resource"], mock_rows),
         "",

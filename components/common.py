@@ -3,33 +3,17 @@
 Each target (``components/aws``, ``azure``, ``kubernetes``, ``local``) builds the same
 capabilities from the same Args dataclasses, so a stack moves between targets by changing
 ``shipway:cloud`` and nothing else. Target-only knobs live in the target's own ``*Settings``
-in ``infra/config.py`` and are passed separately, never added here.
+in ``shipway_core/config.py`` and are passed separately, never added here.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import pulumi
 
 REQUIRED_TAGS = ("owner", "cost-center", "environment", "data-classification")
-_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
-
-
-def validate_model_pin(model_name: str, model_version: int) -> None:
-    """A served model is an exact registry version: no aliases, no artifact paths."""
-    if not isinstance(model_name, str) or not _NAME.match(model_name):
-        raise ValueError(
-            f"model_name: {model_name!r} is not valid; use lowercase letters, digits and '-', "
-            "2-63 chars, starting with a letter"
-        )
-    if isinstance(model_version, bool) or not isinstance(model_version, int) or model_version < 1:
-        raise ValueError(
-            f"model_version: {model_version!r} is not valid; pin an exact registry version "
-            "(a positive integer), never 'latest' or an alias"
-        )
 
 
 def validate_tags(tags: Mapping[str, str]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pulumi
 
-from infra.config import StackConfig, parse_stack_config, raw_from_pulumi_config
+from shipway_core.config import StackConfig, parse_stack_config, raw_from_pulumi_config
 
 # Secrets the program reads from Pulumi config (never parsed into plain objects).
 SECRET_KEYS = ("endpointApiKey",)

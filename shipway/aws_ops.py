@@ -23,6 +23,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
+from shipway_core.names import model_artifact_key
+
 _VERSIONED = re.compile(r"-v(?P<version>\d+)$")
 SOURCE_META = "shipway-source"
 SHA_META = "shipway-sha256"
@@ -30,15 +32,6 @@ SHA_META = "shipway-sha256"
 
 class AwsOpsError(RuntimeError):
     """An operation could not be carried out; the message says what to fix."""
-
-
-def model_artifact_key(model_name: str, model_version: int) -> str:
-    """Object key of a version's package inside an environment's artifact bucket."""
-    if isinstance(model_version, bool) or not isinstance(model_version, int) or model_version < 1:
-        raise ValueError(f"model_version: {model_version!r} is not valid; use a positive integer")
-    if not re.match(r"^[a-z][a-z0-9-]{1,62}$", model_name):
-        raise ValueError(f"model_name: {model_name!r} is not valid; use lowercase letters, digits and '-'")
-    return f"models/{model_name}/{model_version}/model.tar.gz"
 
 
 def _client(service: str, region: str, session: boto3.Session | None) -> Any:

@@ -1,6 +1,6 @@
 """Quality gates a model version must pass before it is pinned in an environment.
 
-Four gates, thresholds from the target env's :class:`infra.config.GateSettings`:
+Four gates, thresholds from the target env's :class:`shipway_core.config.GateSettings`:
 
 * ``metric-thresholds``: the version's run logged each metric in ``min_metrics`` at or above
   its minimum;
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from infra.config import GateSettings
+from shipway_core.config import GateSettings
 
 GATES = ("metric-thresholds", "no-regression", "signature-compatibility", "data-consistency")
 LABEL_COLUMN = "label"

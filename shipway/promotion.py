@@ -38,13 +38,13 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from infra.config import StackConfig
 from shipway import audit as audit_mod
 from shipway import gates as gates_mod
 from shipway import stackfile
 from shipway.audit import AuditLog
 from shipway.registry import Registry, RegistryError, VersionInfo
 from shipway.verify import Check, VerificationResult, verify_deployment
+from shipway_core.config import StackConfig
 
 # An empty lock file older than this was left by a process that died while taking it.
 EMPTY_LOCK_GRACE_S = 60.0

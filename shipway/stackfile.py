@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.config import ENVIRONMENTS, StackConfig, StackConfigError, parse_stack_config
+from shipway_core.config import ENVIRONMENTS, StackConfig, StackConfigError, parse_stack_config
 
 MODELS_KEY = "shipway:models"
 _CONFLICT = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)

@@ -34,7 +34,7 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from infra.config import SloSettings
+from shipway_core.config import SloSettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 

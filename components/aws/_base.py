@@ -16,7 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.common import validate_tags
-from infra.config import AwsSettings
+from shipway_core.config import AwsSettings
 
 # Actions AWS authorises only against "*" (the service authorization reference lists no resource
 # type for them). They are the single place a "*" resource may appear, and every such statement

@@ -10,7 +10,7 @@ autoscaling, logs, role and security group are keyed by the stable endpoint name
 change touches nothing else.
 
 Model data comes from the registry's artifact bucket at ``models/<name>/<version>/model.tar.gz``,
-the layout ``shipway.aws_ops.model_artifact_key`` writes when a version is promoted.
+the layout ``shipway_core.names.model_artifact_key`` writes when a version is promoted.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from components.aws._base import (
     validate_sagemaker_name,
 )
 from components.common import InferenceEndpointArgs, validate_instance_count, validate_model_pin
-from infra.config import AwsSettings
-from shipway.aws_ops import model_artifact_key
+from shipway_core.config import AwsSettings
+from shipway_core.names import model_artifact_key
 
 VARIANT = "primary"
 # Blue/green: shift a quarter of capacity every 5 minutes, keep the old fleet 10 minutes after

@@ -29,7 +29,7 @@ from components.aws._base import (
     prefix,
     statement,
 )
-from infra.config import AwsSettings
+from shipway_core.config import AwsSettings
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
 # MLflow registry calls a promotion makes against SageMaker managed MLflow.

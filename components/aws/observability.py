@@ -24,7 +24,7 @@ import pulumi_aws as aws
 
 from components.aws._base import account_facts, aws_tags, policy_json, prefix, scoped_role, statement
 from components.common import ObservabilityArgs
-from infra.config import AwsSettings
+from shipway_core.config import AwsSettings
 
 _GRAFANA_QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
 

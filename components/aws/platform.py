@@ -22,7 +22,7 @@ from components.aws.observability import Observability
 from components.aws.secrets import Secrets, secret_key
 from components.aws.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
-from infra.config import StackConfig
+from shipway_core.config import StackConfig
 
 # Which stack secrets each consumer may read; anything else is stored but readable by no workload.
 ENDPOINT_SECRETS = ("endpoint-api-key",)

@@ -19,7 +19,7 @@ import pulumi_aws as aws
 
 from components.aws._base import aws_tags, kms_use_statement, statement
 from components.common import SecretsArgs
-from infra.config import AwsSettings
+from shipway_core.config import AwsSettings
 
 _KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 

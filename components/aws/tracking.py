@@ -38,7 +38,7 @@ from components.aws._base import (
 )
 from components.aws._storage import artifact_bucket, log_bucket
 from components.common import TrackingServerArgs
-from infra.config import TRACKING_MODES, AwsSettings
+from shipway_core.config import TRACKING_MODES, AwsSettings
 
 MLFLOW_PORT = 5000
 # TLS 1.3 with TLS 1.2 fallback, forward secrecy only.

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_azure_native as azure_native
 
-from infra.config import AzureSettings
+from shipway_core.config import AzureSettings
 
 # Built-in role definition GUIDs: public constants, identical in every tenant.
 # Only narrow, resource-scoped data-plane or service roles live here; Owner, Contributor and

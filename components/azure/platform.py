@@ -15,7 +15,7 @@ from components.azure.observability import MonitoredResources, Observability
 from components.azure.secrets import Secrets
 from components.azure.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
-from infra.config import StackConfig
+from shipway_core.config import StackConfig
 
 # The only platform secrets an inference endpoint may read; others (e.g. a self-hosted
 # tracking DB password) stay unreadable to serving identities.

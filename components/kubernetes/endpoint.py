@@ -45,8 +45,8 @@ from components.kubernetes.podspec import (
     validate_object_name,
 )
 from components.kubernetes.secrets import named_after, require_secret_value, secret_object
-from infra.config import KubernetesSettings
-from shipway.observability.rules import JOB as ENDPOINT_JOB
+from shipway_core.config import KubernetesSettings
+from shipway_core.observability.rules import JOB as ENDPOINT_JOB
 
 SERVING_PORT = 8080
 API_KEY_FILE = f"{SECRET_MOUNT_DIR}/api-key"

@@ -23,7 +23,7 @@ from components.kubernetes.podspec import (
     namespace_name,
     validate_object_name,
 )
-from infra.config import KubernetesSettings
+from shipway_core.config import KubernetesSettings
 
 COMPONENT = "namespace"
 POD_SECURITY_LEVEL = "restricted"

@@ -37,9 +37,9 @@ from components.kubernetes.podspec import (
     topology_spread,
     validate_object_name,
 )
-from infra.config import KubernetesSettings, SloSettings
-from shipway.observability.dashboards import all_dashboards
-from shipway.observability.rules import JOB, alert_names, generate_rules
+from shipway_core.config import KubernetesSettings, SloSettings
+from shipway_core.observability.dashboards import all_dashboards
+from shipway_core.observability.rules import JOB, alert_names, generate_rules
 
 MONITORING_API = "monitoring.coreos.com/v1"
 OTLP_GRPC_PORT = 4317
@@ -135,7 +135,7 @@ def slo_of(args: ObservabilityArgs) -> SloSettings:
 
 
 def prometheus_rule_spec(args: ObservabilityArgs) -> dict[str, Any]:
-    """Recording + alerting rules from ``shipway.observability.rules``: the same on every target."""
+    """Recording + alerting rules from ``shipway_core.observability.rules``: the same on every target."""
     return generate_rules(slo_of(args), sorted(args.endpoints), args.environment)
 
 

@@ -19,7 +19,7 @@ from components.kubernetes.observability import Observability
 from components.kubernetes.podspec import MAX_ENDPOINT_NAME, namespace_name, validate_object_name
 from components.kubernetes.secrets import Secrets
 from components.kubernetes.tracking import TrackingServer
-from infra.config import StackConfig
+from shipway_core.config import StackConfig
 
 # Secrets every Kubernetes stack needs (config keys, set with `pulumi config set --secret`).
 REQUIRED_SECRETS = ("endpointApiKey", "trackingDbPassword")

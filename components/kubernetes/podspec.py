@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from infra.config import KubernetesSettings
+from shipway_core.config import KubernetesSettings
 
 PART_OF = "shipway"
 # Not 0 and not a well-known system uid: the restricted profile requires non-root, and a fixed id

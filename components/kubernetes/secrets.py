@@ -18,7 +18,7 @@ import pulumi_kubernetes as k8s
 
 from components.common import SecretsArgs, validate_tags
 from components.kubernetes.podspec import SECRET_KEY, metadata, namespace_name, validate_object_name
-from infra.config import KubernetesSettings
+from shipway_core.config import KubernetesSettings
 
 EXTERNAL_SECRET_API = "external-secrets.io/v1"  # noqa: S105 - an API group
 COMPONENT = "secrets"

@@ -39,7 +39,7 @@ from components.kubernetes.podspec import (
     validate_object_name,
 )
 from components.kubernetes.secrets import named_after, require_secret_value, secret_object
-from infra.config import KubernetesSettings
+from shipway_core.config import KubernetesSettings
 
 TRACKING_PORT = 5000
 POSTGRES_PORT = 5432

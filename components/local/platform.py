@@ -19,28 +19,17 @@ from components.local.components import (
     TrackingServer,
 )
 from components.registry.pin import ModelPin, ModelPinArgs
-from infra.config import StackConfig
+from shipway_core.config import StackConfig
+from shipway_core.local import data_root
 
 
 def _rules_yaml(cfg: StackConfig) -> str:
     """Recording + SLO/drift/quality alert rules for every endpoint, from the stack's SLOs."""
-    from shipway.observability.rules import generate_rules, render_yaml
+    from shipway_core.observability.rules import generate_rules, render_yaml
 
     if not cfg.models:
         return "groups: []\n"
     return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment))
-
-
-def data_root(cfg: StackConfig, root: Path) -> Path:
-    """Where this stack's processes keep their files (one directory per stack)."""
-    data = Path(cfg.local.data_dir)
-    return (data if data.is_absolute() else root / data) / cfg.stack
-
-
-def direct_store(cfg: StackConfig, root: Path) -> tuple[str, str]:
-    """(backend store URI, artifact root) the tracking server uses, for offline registration."""
-    data = data_root(cfg, root) / "mlflow"
-    return cfg.local.backend_store_uri or f"sqlite:///{data / 'mlflow.db'}", f"file://{data / 'artifacts'}"
 
 
 def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], root: Path) -> dict[str, Any]:

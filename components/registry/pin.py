@@ -16,7 +16,7 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
 
 from components.common import validate_model_pin
-from components.registry import rest
+from shipway_core import registry_rest as rest
 
 
 class ModelPinProvider(ResourceProvider):

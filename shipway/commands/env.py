@@ -14,7 +14,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from infra.config import ENVIRONMENTS
 from shipway import stackfile
 from shipway.audit import AuditError, AuditLog
 from shipway.commands.model import (
@@ -31,6 +30,7 @@ from shipway.commands.model import (
 from shipway.promotion import Services
 from shipway.registry import Registry, RegistryError
 from shipway.verify import probe_status
+from shipway_core.config import ENVIRONMENTS
 
 app = typer.Typer()
 

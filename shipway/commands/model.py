@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import re
 from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
@@ -20,7 +19,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from infra.config import ENVIRONMENTS
 from shipway.audit import AuditError
 from shipway.promotion import (
     Promoter,
@@ -33,10 +31,11 @@ from shipway.promotion import (
 from shipway.registry import RegistryError
 from shipway.stackfile import StackFileError
 from shipway.verify import VerificationError
+from shipway_core.config import ENVIRONMENTS
+from shipway_core.names import is_model_name
 
 app = typer.Typer(no_args_is_help=True)
 
-_MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 
 
 class Output(StrEnum):
@@ -82,7 +81,7 @@ def check_env_option(env: str, hint: str) -> str:
 
 
 def check_model_name(name: str) -> str:
-    if not _MODEL_NAME.match(name):
+    if not is_model_name(name):
         raise typer.BadParameter(
             f"{name!r} is not a valid model name; use lowercase letters, digits and '-', "
             "2-63 chars, starting with a letter",

@@ -238,7 +238,7 @@ def quality(
 
 
 def _stack(stack: Path) -> Any:
-    from infra.config import StackConfigError, load_stack_file
+    from shipway_core.config import StackConfigError, load_stack_file
 
     try:
         return load_stack_file(stack)
@@ -258,7 +258,7 @@ def rules(
     """
     from dataclasses import replace
 
-    from shipway.observability.rules import QualityObjective, RuleOptions, generate_rules, render_yaml
+    from shipway_core.observability.rules import QualityObjective, RuleOptions, generate_rules, render_yaml
 
     cfg = _stack(stack)
     try:
@@ -282,7 +282,7 @@ def dashboards(
 
     Example: shipway monitor dashboards --stack stacks/Pulumi.local.yaml --out-dir .shipway/dashboards
     """
-    from shipway.observability.dashboards import all_dashboards
+    from shipway_core.observability.dashboards import all_dashboards
 
     cfg = _stack(stack)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,10 +8,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 import typer
 from rich.console import Console
 
-from infra.config import StackConfig, StackConfigError, load_stack_file
+from shipway_core.config import StackConfig, StackConfigError, load_stack_file
+from shipway_core.local import direct_store
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -38,15 +40,19 @@ def _stack_config(root: Path, stack: str) -> StackConfig:
         raise typer.Exit(2) from exc
 
 
+def _http_ok(url: str, timeout: float = 2.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def registry_uri(cfg: StackConfig, root: Path) -> str:
     """The registry to use now: the running tracking server, else its store directly (local only)."""
-    from components.local.platform import direct_store
-    from components.local.process import http_ok
-
     if cfg.registry_uri:
         return cfg.registry_uri
     server = f"http://127.0.0.1:{cfg.local.tracking_port}"
-    if http_ok(server + "/health"):
+    if _http_ok(server + "/health"):
         return server
     store, _ = direct_store(cfg, root)
     return store
@@ -98,7 +104,6 @@ def up(
                                  "deploy cloud stacks through CI (docs/gitops.md)", param_hint="--stack")
     uri = registry_uri(cfg, root)
     if train and MODEL_NAME in cfg.models:
-        from components.local.platform import direct_store
 
         with console.status(f"training + registering {MODEL_NAME} ..."):
             reg = train_and_register(uri, artifact_root=direct_store(cfg, root)[1])
@@ -148,7 +153,6 @@ def train(
 
     Example: shipway platform train --variant forest
     """
-    from components.local.platform import direct_store
     from shipway import engine
     from shipway.example import VARIANTS, train_and_register
 

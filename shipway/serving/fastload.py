@@ -54,7 +54,7 @@ def load_fast(pin: Pin, *, log: Callable[..., None] | None = None) -> LoadedMode
         return None
     if "MLFLOW_ALLOW_PICKLE_DESERIALIZATION" in os.environ:
         return None
-    from components.registry import rest
+    from shipway_core import registry_rest as rest
 
     try:
         record = rest.get_version(pin.tracking_uri, pin.model_name, pin.model_version)
@@ -91,7 +91,7 @@ def local_path(uri: str) -> Path:
 
 
 def _rest(pin: Pin, path: str, params: dict[str, str]) -> dict[str, Any]:
-    from components.registry import rest
+    from shipway_core import registry_rest as rest
 
     res = rest._call(pin.tracking_uri, "GET", path, params)  # noqa: SLF001 - the registry's own small client
     if "__error__" in res:

@@ -214,7 +214,7 @@ def test_pin_change_hot_swaps_without_a_failed_request(up, project):
 
 
 def test_missing_version_stops_the_run_and_nothing_changes(up, project):
-    from components.registry import rest
+    from shipway_core import registry_rest as rest
 
     base = up["endpoints"][MODEL]["url"]
     before = _managed(project)

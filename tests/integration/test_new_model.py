@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from infra.config import ModelPin, parse_stack_config, raw_from_stack_file
 from shipway.cli import app
 from shipway.promotion import Services
 from shipway.registry import Registry
 from shipway.stackfile import read_pins
+from shipway_core.config import ModelPin, parse_stack_config, raw_from_stack_file
 
 pytestmark = pytest.mark.integration
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.config import (
+from shipway_core.config import (
     ENVIRONMENTS,
     StackConfigError,
     load_stack_file,

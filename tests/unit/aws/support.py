@@ -8,7 +8,7 @@ from typing import Any
 
 from pulumi.runtime import MockResourceArgs
 
-from infra.config import AwsSettings
+from shipway_core.config import AwsSettings
 from tests.support.recording import FAKE_ACCOUNT, Recorded
 
 REGION = "eu-west-1"  # what RecordingMocks' getRegion answers

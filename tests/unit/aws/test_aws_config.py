@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra.config import AwsSettings, StackConfigError, parse_stack_config
+from shipway_core.config import AwsSettings, StackConfigError, parse_stack_config
 
 BASE = {
     "cloud": "aws",

@@ -18,11 +18,11 @@ from shipway.aws_ops import (
     AwsOpsError,
     copy_model_artifacts,
     endpoint_status,
-    model_artifact_key,
     package_model_dir,
     upload_model_package,
     verify_endpoint,
 )
+from shipway_core.names import model_artifact_key
 
 ACCOUNT = "000000000000"
 REGION = "eu-west-1"
@@ -48,10 +48,15 @@ def test_artifact_key_layout_and_validation():
     assert model_artifact_key("churn", 4) == "models/churn/4/model.tar.gz"
     with pytest.raises(ValueError) as error:
         model_artifact_key("churn", True)
-    assert str(error.value) == "model_version: True is not valid; use a positive integer"
+    assert str(error.value) == (
+        "model_version: True is not valid; pin an exact registry version (a positive integer), "
+        "never 'latest' or an alias"
+    )
     with pytest.raises(ValueError) as error:
         model_artifact_key("Churn", 1)
-    assert str(error.value) == "model_name: 'Churn' is not valid; use lowercase letters, digits and '-'"
+    assert str(error.value) == (
+        "model_name: 'Churn' is not valid; use lowercase letters, digits and '-', 2-63 chars, starting with a letter"
+    )
 
 
 # ------------------------------------------------------------------------ endpoints

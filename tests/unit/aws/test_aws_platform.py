@@ -17,7 +17,7 @@ import policies.aws
 from components.aws._base import UNSCOPABLE_ACTIONS
 from components.aws.platform import build_platform
 from components.common import REQUIRED_TAGS
-from infra.config import StackConfig, parse_stack_config
+from shipway_core.config import StackConfig, parse_stack_config
 from tests.policies.support import Res, check, check_stack
 from tests.support.recording import FAKE_ACCOUNT, Recording, record, resolve
 from tests.unit.aws.support import IMAGE, UNTAGGABLE, outputs

@@ -10,7 +10,7 @@ import pytest
 
 from components.aws.tracking import ALB_SSL_POLICY, TrackingServer
 from components.common import TrackingServerArgs
-from infra.config import AwsSettings
+from shipway_core.config import AwsSettings
 from tests.support.recording import FAKE_ACCOUNT, Recording, record
 from tests.unit.aws.support import (
     DB_SECRET_ARN,

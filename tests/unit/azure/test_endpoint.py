@@ -16,7 +16,7 @@ from components.azure.endpoint import (
     validate_previous_version,
 )
 from components.common import InferenceEndpointArgs
-from infra.config import AzureSettings
+from shipway_core.config import AzureSettings
 from tests.support.recording import Recording, resolve
 from tests.unit.azure.provider import SUBSCRIPTION, TAGS, record_azure, role_id
 

@@ -9,8 +9,8 @@ import pytest
 from components.azure import AzureTarget, MonitoredResources, Observability
 from components.azure.observability import drift_query, error_rate_query, prometheus_rules
 from components.common import ObservabilityArgs
-from infra.config import AzureSettings
-from shipway.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
+from shipway_core.config import AzureSettings
+from shipway_core.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
 from tests.support.recording import Recording, resolve
 from tests.unit.azure.provider import TAGS, output_is_secret, record_azure, role_id
 

@@ -9,7 +9,7 @@ import pytest
 
 from components.azure._shared import BUILTIN_ROLES, FORBIDDEN_ROLES
 from components.azure.platform import build_platform
-from infra.config import StackConfig, parse_stack_config
+from shipway_core.config import StackConfig, parse_stack_config
 from tests.support.recording import Recording, resolve
 from tests.unit.azure.provider import PROD_RAW as RAW
 from tests.unit.azure.provider import SUBSCRIPTION, record_azure

@@ -11,8 +11,8 @@ import pytest
 from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 from components.azure.platform import build_platform
-from infra.config import parse_stack_config
 from policies.registry import ALL_POLICIES
+from shipway_core.config import parse_stack_config
 from tests.policies.support import Res, check, check_stack
 from tests.support.recording import Recorded, Recording
 from tests.unit.azure.provider import PROD_RAW, record_azure

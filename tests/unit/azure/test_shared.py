@@ -10,7 +10,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from components.azure._shared import BUILTIN_ROLES, FORBIDDEN_ROLES, role_definition_id, unique_name
-from infra.config import StackConfigError, parse_stack_config
+from shipway_core.config import StackConfigError, parse_stack_config
 from tests.support.recording import record, resolve
 
 _SEEDS = st.uuids().map(str)

@@ -8,7 +8,7 @@ import pytest
 
 from components.azure import AzureTarget, TrackingServer
 from components.common import TrackingServerArgs
-from infra.config import AzureSettings
+from shipway_core.config import AzureSettings
 from tests.support.recording import Recording, resolve
 from tests.unit.azure.provider import TAGS, record_azure, role_id
 

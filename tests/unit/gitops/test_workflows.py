@@ -18,8 +18,8 @@ import pytest
 import typer.main
 from ruamel.yaml import YAML
 
-from infra.config import ENVIRONMENTS
 from shipway.cli import app as shipway_app
+from shipway_core.config import ENVIRONMENTS
 from tests.unit.gitops.actionlint import ROOT, actionlint_binary
 
 WORKFLOWS = ROOT / ".github" / "workflows"

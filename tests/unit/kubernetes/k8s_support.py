@@ -13,7 +13,7 @@ from typing import Any
 import pulumi
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 
-from infra.config import StackConfig, parse_stack_config
+from shipway_core.config import StackConfig, parse_stack_config
 from tests.support.recording import Recorded, Recording
 
 K8S_PREFIX = "kubernetes:"

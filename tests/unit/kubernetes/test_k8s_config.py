@@ -18,7 +18,7 @@ from components.kubernetes import (
 )
 from components.kubernetes.platform import build_platform
 from components.kubernetes.podspec import camel, label_value, namespace_name
-from infra.config import KubernetesSettings, StackConfigError
+from shipway_core.config import KubernetesSettings, StackConfigError
 
 
 def test_all_keys_parse_into_settings() -> None:

@@ -13,7 +13,7 @@ from k8s_support import env_of, is_secret, plain, pod_spec
 
 from components.common import InferenceEndpointArgs
 from components.kubernetes.endpoint import SERVING_BOOTSTRAP, InferenceEndpoint
-from infra.config import KubernetesSettings
+from shipway_core.config import KubernetesSettings
 from tests.support.recording import Recording, record
 
 TAGS = {

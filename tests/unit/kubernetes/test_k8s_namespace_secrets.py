@@ -9,7 +9,7 @@ from k8s_support import is_secret, plain
 from components.common import SecretsArgs
 from components.kubernetes.namespace import EnvironmentNamespace, EnvironmentNamespaceArgs
 from components.kubernetes.secrets import Secrets, secret_suffix
-from infra.config import KubernetesSettings
+from shipway_core.config import KubernetesSettings
 from tests.support.recording import Recording, record, resolve
 
 TAGS = {

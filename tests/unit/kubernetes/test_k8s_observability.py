@@ -9,9 +9,9 @@ from k8s_support import plain, pod_spec
 
 from components.common import ObservabilityArgs
 from components.kubernetes.observability import Observability, collector_config, export_port
-from infra.config import KubernetesSettings, SloSettings
-from shipway.observability.dashboards import all_dashboards
-from shipway.observability.rules import ALERT_NAMES, generate_rules
+from shipway_core.config import KubernetesSettings, SloSettings
+from shipway_core.observability.dashboards import all_dashboards
+from shipway_core.observability.rules import ALERT_NAMES, generate_rules
 from tests.support.recording import Recording, record, resolve
 
 TAGS = {

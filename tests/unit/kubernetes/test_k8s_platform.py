@@ -21,8 +21,8 @@ from k8s_support import (
 )
 
 from components.kubernetes.platform import build_platform
-from infra.config import StackConfig
-from shipway.observability.rules import ALERT_NAMES
+from shipway_core.config import StackConfig
+from shipway_core.observability.rules import ALERT_NAMES
 from tests.support.recording import Recording, record, resolve
 
 # Custom resources whose CRDs kubernetes-validate has no schema for; validated by shape tests instead.

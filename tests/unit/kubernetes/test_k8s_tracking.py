@@ -8,7 +8,7 @@ from k8s_support import env_of, is_secret, plain, pod_spec
 
 from components.common import TrackingServerArgs
 from components.kubernetes.tracking import TrackingServer
-from infra.config import KubernetesSettings
+from shipway_core.config import KubernetesSettings
 from tests.support.recording import Recording, record, resolve
 
 TAGS = {

@@ -10,7 +10,7 @@ import pytest
 from components.common import InferenceEndpointArgs
 from components.local.components import InferenceEndpoint, LocalPlacement, prometheus_config
 from components.local.platform import build_platform
-from infra.config import parse_stack_config
+from shipway_core.config import parse_stack_config
 from tests.support.recording import record
 
 ROOT = Path(__file__).resolve().parents[3]

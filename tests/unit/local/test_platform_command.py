@@ -7,10 +7,10 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from infra.config import parse_stack_config
 from shipway.cli import app
 from shipway.commands.platform import _pins_ready
 from shipway.example import train_and_register
+from shipway_core.config import parse_stack_config
 
 
 def flat(text: str) -> str:

@@ -6,16 +6,16 @@ import json
 
 import pytest
 
-from infra.config import SloSettings
-from shipway.observability.dashboards import (
+from shipway_core.config import SloSettings
+from shipway_core.observability.dashboards import (
     DashboardBuilder,
     Panel,
     Target,
     all_dashboards,
     endpoint_dashboard,
 )
-from shipway.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
-from shipway.observability.rules import generate_rules, recorded_names
+from shipway_core.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
+from shipway_core.observability.rules import generate_rules, recorded_names
 
 SLO = SloSettings()
 DASHBOARDS = all_dashboards(["iris", "churn"], "prod", SLO)

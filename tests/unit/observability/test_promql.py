@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shipway.observability.promql import base_metric, metric_names
+from shipway_core.observability.promql import base_metric, metric_names
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from infra.config import SloSettings
-from shipway.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
-from shipway.observability.rules import (
+from shipway_core.config import SloSettings
+from shipway_core.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
+from shipway_core.observability.rules import (
     ALERT_NAMES,
     AlertTimings,
     QualityObjective,

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from infra.config import SloSettings
-from shipway.observability.rules import RuleOptions, generate_rules, render_yaml
+from shipway_core.config import SloSettings
+from shipway_core.observability.rules import RuleOptions, generate_rules, render_yaml
 
 pytestmark = pytest.mark.integration
 
@@ -272,7 +272,7 @@ def test_promtool_check_rules_accepts_the_generated_file(rule_file: Path) -> Non
 
 
 def test_every_alert_has_a_promtool_case() -> None:
-    from shipway.observability.rules import alert_names
+    from shipway_core.observability.rules import alert_names
 
     assert sorted(CASES) == sorted(alert_names(_rules()))
 

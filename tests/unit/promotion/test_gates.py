@@ -16,11 +16,11 @@ from hypothesis import strategies as st
 from mlflow.models import ModelSignature
 from mlflow.types.schema import ColSpec, Schema
 
-from infra.config import GateSettings
 from shipway import gates
 from shipway.gates import GateInputs, ModelUnderTest
 from shipway.promotion import _LazyModel, load_golden
 from shipway.registry import MAX_TAG_VALUE, truncate_tag
+from shipway_core.config import GateSettings
 
 from .conftest import MODEL
 

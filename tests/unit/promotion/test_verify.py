@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infra.config import SloSettings
 from shipway import verify
 from shipway.verify import VerificationError, verify_deployment
+from shipway_core.config import SloSettings
 
 from .conftest import MODEL, FakeEndpoint
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipway_core.names import MODEL_NAME_RULE, is_model_name
+
 NAMESPACE = "shipway"
 
 CLOUDS = ("local", "aws", "azure", "kubernetes")
@@ -26,7 +28,6 @@ ENVIRONMENTS = ("local", "dev", "test", "prod")
 DATA_CLASSIFICATIONS = ("public", "internal", "confidential", "restricted")
 TRACKING_MODES = ("managed", "self-hosted")
 
-_MODEL_NAME = re.compile(r"^[a-z][a-z0-9-]{1,62}$")
 _TAG_VALUE = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,256}$")
 
 
@@ -451,9 +452,8 @@ def _parse_models(raw: Mapping[str, Any], problems: _Problems) -> dict[str, Mode
     pins: dict[str, ModelPin] = {}
     for name, spec in models.items():
         key = f"models.{name}"
-        if not isinstance(name, str) or not _MODEL_NAME.match(name):
-            problems.add(key, name, "model names are lowercase letters, digits and '-', 2-63 chars, "
-                                    "starting with a letter")
+        if not isinstance(name, str) or not is_model_name(name):
+            problems.add(key, name, f"model names are {MODEL_NAME_RULE}")
             continue
         if not isinstance(spec, Mapping):
             problems.add(key, spec, "expected a mapping such as {version: 3}")

@@ -31,7 +31,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.config import SloSettings
+from shipway_core.config import SloSettings
+from shipway_core.names import is_model_name
 
 JOB = "shipway-endpoints"
 ERROR_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
@@ -164,7 +165,7 @@ def validate_inputs(slo: SloSettings, models: Sequence[str], environment: str) -
     if not environment:
         raise ValueError("environment: '' is not valid; name the stack's environment (e.g. dev)")
     for model in models:
-        if not re.match(r"^[a-z][a-z0-9-]{1,62}$", model):
+        if not is_model_name(model):
             raise ValueError(f"models: {model!r} is not valid; model names are lowercase letters, digits and '-'")
 
 

@@ -3,7 +3,7 @@
 Plain dataclasses instead of a dashboard SDK: the output is a JSON document Grafana imports
 (provisioning file or API), the builders keep panel ids unique and lay panels out on Grafana's
 24-column grid without overlaps, and every query goes through the same metric contract the
-alert rules use (:mod:`shipway.observability.promql` checks it in tests).
+alert rules use (:mod:`shipway_core.observability.promql` checks it in tests).
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from infra.config import SloSettings
-from shipway.observability.rules import JOB, error_ratio_record, latency_record
+from shipway_core.config import SloSettings
+from shipway_core.observability.rules import JOB, error_ratio_record, latency_record
 
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24
