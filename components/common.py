@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 
 import pulumi
 
+# Re-exported: the components validate pins with the one rule the stack parser uses.
+from shipway_core.names import validate_model_pin as validate_model_pin
+
 REQUIRED_TAGS = ("owner", "cost-center", "environment", "data-classification")
 
 
@@ -83,5 +86,6 @@ class ObservabilityArgs:
     endpoints: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)  # model -> scrape target
     availability: float = 0.995
     latency_p99_ms: float = 250.0
+    max_error_rate: float = 0.01
     drift_psi: float = 0.2
     log_retention_days: int = 365

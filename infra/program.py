@@ -8,45 +8,38 @@ from typing import Any
 
 import pulumi
 
-from shipway_core.config import StackConfig, parse_stack_config, raw_from_pulumi_config
-
-# Secrets the program reads from Pulumi config (never parsed into plain objects).
-SECRET_KEYS = ("endpointApiKey",)
+from components.contract import PlatformExports
+from shipway_core.config import StackConfig, parse_stack_config, raw_from_pulumi_config, required_secrets
 
 
 def load_config() -> StackConfig:
-    """The current stack's validated config (raises StackConfigError listing every bad key)."""
+    """The current stack's validated config (raises StackConfigError listing every bad key,
+    missing secrets included)."""
     raw = raw_from_pulumi_config(pulumi.runtime.get_config_env())
-    for key in SECRET_KEYS:
-        raw.pop(key, None)
-    return parse_stack_config(pulumi.get_stack(), raw)
+    return parse_stack_config(pulumi.get_stack(), raw, source="engine")
 
 
 def load_secrets(cfg: StackConfig) -> dict[str, pulumi.Output[str]]:
+    """Exactly the secrets the stack's target declares (shipway_core.config.required_secrets)."""
     conf = pulumi.Config("shipway")
-    secrets: dict[str, pulumi.Output[str]] = {}
-    for key in SECRET_KEYS:
-        value = conf.get_secret(key)
-        if value is None:
-            raise ValueError(
-                f"shipway:{key}: is required; set it with `pulumi config set --secret shipway:{key} <value> "
-                f"--stack {cfg.stack}` (never in plain text)")
-        secrets[key] = value
-    return secrets
+    return {key: conf.require_secret(key) for key in required_secrets(cfg.cloud, cfg.kubernetes)}
 
 
-def build(cfg: StackConfig, secrets: dict[str, pulumi.Output[str]], root: Path) -> dict[str, Any]:
+def build(cfg: StackConfig, secrets: dict[str, pulumi.Output[str]], root: Path) -> PlatformExports:
     """Dispatch to the target's platform builder."""
     if cfg.cloud == "local":
         from components.local.platform import build_platform as build_local
 
         return build_local(cfg, secrets, root)
     module = importlib.import_module(f"components.{cfg.cloud}.platform")
-    return module.build_platform(cfg, secrets)
+    platform: PlatformExports = module.build_platform(cfg, secrets)
+    return platform
 
 
-def run() -> None:
+def run() -> dict[str, Any]:
+    """The program: config -> the platform -> the contract's outputs (returned for tests)."""
     cfg = load_config()
-    outputs = build(cfg, load_secrets(cfg), Path(__file__).resolve().parent.parent)
-    for key, value in outputs.items():
+    exports = build(cfg, load_secrets(cfg), Path(__file__).resolve().parent.parent).exports()
+    for key, value in exports.items():
         pulumi.export(key, value)
+    return exports

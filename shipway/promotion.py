@@ -45,6 +45,7 @@ from shipway.audit import AuditLog
 from shipway.registry import Registry, RegistryError, VersionInfo
 from shipway.verify import Check, VerificationResult, verify_deployment
 from shipway_core.config import StackConfig
+from shipway_core.outputs import OutputsError, PlatformOutputs
 
 # An empty lock file older than this was left by a process that died while taking it.
 EMPTY_LOCK_GRACE_S = 60.0
@@ -210,15 +211,22 @@ def tracking_uri_for(services: Services, cfg: StackConfig, env: str) -> str:
     if cfg.registry_uri and cfg.registry_uri.startswith(("http://", "https://", "sqlite:")):
         return cfg.registry_uri
     try:
-        uri = services.engine.stack_outputs(env).get("trackingUri")
+        outputs = platform_outputs(services, env)
+    except PromotionError as exc:
+        raise PromotionError(f"{exc}; cannot find its MLflow registry, pass --tracking-uri") from exc
+    return outputs.registry_uri
+
+
+def platform_outputs(services: Services, env: str) -> PlatformOutputs:
+    """The stack's outputs under the platform contract (shipway_core.outputs)."""
+    try:
+        exports = services.engine.stack_outputs(env)
     except Exception as exc:
-        raise PromotionError(
-            f"cannot read the outputs of stack '{env}' to find its MLflow tracking URI "
-            f"({exc}); pass --tracking-uri"
-        ) from exc
-    if not uri:
-        raise PromotionError(f"stack '{env}' has no 'trackingUri' output; pass --tracking-uri")
-    return str(uri)
+        raise PromotionError(f"cannot read the outputs of stack '{env}' ({exc})") from exc
+    try:
+        return PlatformOutputs.from_exports(exports or {}, stack=env)
+    except OutputsError as exc:
+        raise PromotionError(str(exc)) from exc
 
 
 def default_version(root: Path, model: str, env: str) -> int:
@@ -541,14 +549,12 @@ class Promoter:
 
     def _endpoint(self, env: str, model: str) -> tuple[str, str | None]:
         """URL and API key of the model's endpoint, from the stack's outputs."""
-        outputs = self.s.engine.stack_outputs(env)
-        endpoint = (outputs.get("endpoints") or {}).get(model) or {}
-        url = endpoint.get("url")
-        if not url:
+        endpoint = platform_outputs(self.s, env).endpoints.get(model)
+        if endpoint is None:
             raise PromotionError(f"stack '{env}' has no endpoint output for '{model}'")
-        key_file = endpoint.get("apiKeyFile")
-        api_key = Path(key_file).read_text().strip() if key_file and Path(key_file).is_file() else None
-        return str(url), api_key
+        ref = endpoint.api_key_ref
+        api_key = Path(ref).read_text().strip() if ref and ref.startswith("/") and Path(ref).is_file() else None
+        return endpoint.url, api_key
 
     def _apply_verify_or_rollback(
         self,

@@ -51,6 +51,9 @@ class ModelPin:
     name: str
     version: int
     instances: int = 1
+    # local only: the endpoint's port, fixed for the model's life in the stack (promotion
+    # writes it when it adds a model), so adding or removing another model never moves it.
+    port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class LocalSettings:
     alertmanager_port: int = 9093
     jaeger_otlp_port: int = 4318
     jaeger_query_port: int = 16686
+    alert_sink_port: int = 9095  # the local Alertmanager receiver (`shipway alerts` reads what it records)
     backend_store_uri: str | None = None  # None: sqlite file under the state dir
     data_dir: str = ".shipway/local"
 
@@ -128,6 +132,8 @@ class AwsSettings:
 class AzureSettings:
     """Azure target settings (location comes from ``shipway:region``)."""
 
+    # The subscription every resource is created in (required: never a developer's CLI default).
+    subscription_id: str | None = None
     resource_group_name: str | None = None
     github_repository: str | None = None
     public_network_access: bool = False
@@ -312,6 +318,7 @@ _LOCAL_FIELDS = {
     "alertmanagerPort": ("alertmanager_port", _port, "use a port number 1024-65535"),
     "jaegerOtlpPort": ("jaeger_otlp_port", _port, "use a port number 1024-65535"),
     "jaegerQueryPort": ("jaeger_query_port", _port, "use a port number 1024-65535"),
+    "alertSinkPort": ("alert_sink_port", _port, "use a port number 1024-65535"),
     "backendStoreUri": (
         "backend_store_uri",
         lambda v: v is None or (isinstance(v, str) and v.split(":", 1)[0] in ("sqlite", "postgresql")),
@@ -373,6 +380,9 @@ _AWS_FIELDS = {
 }
 
 _AZURE_FIELDS = {
+    "subscriptionId": ("subscription_id", lambda v: isinstance(v, str) and re.match(
+        r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", v) is not None,
+        "use the subscription id (a GUID such as 00000000-0000-0000-0000-000000000000)"),
     "resourceGroupName": ("resource_group_name", _opt_str, "use an existing resource group name"),
     "githubRepository": ("github_repository",
                          lambda v: v is None or (isinstance(v, str) and v.count("/") == 1), "use owner/name"),
@@ -459,8 +469,8 @@ def _parse_models(raw: Mapping[str, Any], problems: _Problems) -> dict[str, Mode
             problems.add(key, spec, "expected a mapping such as {version: 3}")
             continue
         for sub in spec:
-            if sub not in ("version", "instances"):
-                problems.add(f"{key}.{sub}", spec[sub], "unknown key; allowed keys: instances, version")
+            if sub not in ("version", "instances", "port"):
+                problems.add(f"{key}.{sub}", spec[sub], "unknown key; allowed keys: instances, port, version")
         version = spec.get("version")
         ok = True
         if version is None:
@@ -475,9 +485,60 @@ def _parse_models(raw: Mapping[str, Any], problems: _Problems) -> dict[str, Mode
         if not _is_int(instances) or not 1 <= instances <= 100:
             problems.add(f"{key}.instances", instances, "use an integer from 1 to 100")
             ok = False
+        port = spec.get("port")
+        if port is not None and not _port(port):
+            problems.add(f"{key}.port", port, "use a port number 1024-65535 (local target only)")
+            ok = False
         if ok and isinstance(version, int):
-            pins[name] = ModelPin(name=name, version=version, instances=int(instances))
+            pins[name] = ModelPin(name=name, version=version, instances=int(instances), port=port)
     return pins
+
+
+def platform_ports(local: LocalSettings) -> dict[str, int]:
+    """Ports the local platform's own processes listen on (Jaeger's gRPC query is query+1)."""
+    return {"local.trackingPort": local.tracking_port, "local.prometheusPort": local.prometheus_port,
+            "local.alertmanagerPort": local.alertmanager_port, "local.jaegerOtlpPort": local.jaeger_otlp_port,
+            "local.jaegerQueryPort": local.jaeger_query_port,
+            "local.jaegerQueryPort+1": local.jaeger_query_port + 1, "local.alertSinkPort": local.alert_sink_port}
+
+
+def endpoint_ports(models: Mapping[str, ModelPin], local: LocalSettings) -> dict[str, int]:
+    """Each local endpoint's port: its pinned ``port``, else the next free one from
+    ``endpointBasePort`` in name order (skipping pinned ones).
+
+    Only pinned ports are stable; promotion pins one for every model it touches, so a stack
+    edited through the paved path never relies on the name-order fallback.
+    """
+    taken = {pin.port for pin in models.values() if pin.port is not None}
+    ports: dict[str, int] = {}
+    candidate = local.endpoint_base_port
+    for name, pin in sorted(models.items()):
+        if pin.port is not None:
+            ports[name] = pin.port
+            continue
+        while candidate in taken:
+            candidate += 1
+        ports[name] = candidate
+        taken.add(candidate)
+    return ports
+
+
+def _check_model_ports(cloud: str | None, models: Mapping[str, ModelPin], local: LocalSettings,
+                       problems: _Problems) -> None:
+    """Pinned ports: local only, unique, never a platform process's port."""
+    pinned = {name: pin.port for name, pin in sorted(models.items()) if pin.port is not None}
+    if cloud is not None and cloud != "local":
+        for name, port in pinned.items():
+            problems.add(f"models.{name}.port", port, f"ports are pinned on the local target only; remove it "
+                                                      f"(the {cloud} target gives each endpoint its own address)")
+        return
+    owners: dict[int, str] = {port: key for key, port in platform_ports(local).items()}
+    for name, port in endpoint_ports(models, local).items():
+        if port in owners:
+            problems.add(f"models.{name}.port", port, f"already used by {owners[port]}; pick a free port "
+                                                      f"(each model keeps its port for its whole life)")
+        else:
+            owners[port] = f"models.{name}.port"
 
 
 def _parse_gates(raw: Mapping[str, Any], problems: _Problems) -> GateSettings:
@@ -508,16 +569,111 @@ def _parse_gates(raw: Mapping[str, Any], problems: _Problems) -> GateSettings:
     return GateSettings(**kwargs)
 
 
+# Secrets each target needs, as `pulumi config set --secret shipway:<key>` values. They are
+# checked for presence here and read by the program (infra/program.py), never parsed into
+# plain objects.
+SECRET_KEYS = ("endpointApiKey", "trackingDbPassword")
+
+
+def required_secrets(cloud: str, kubernetes: KubernetesSettings | None = None) -> tuple[str, ...]:
+    """The secret config keys a target's program reads (each must be set with --secret)."""
+    if cloud == "kubernetes":
+        if kubernetes is not None and kubernetes.external_secrets:
+            return ()  # values come from the ClusterSecretStore, not from Pulumi
+        return ("endpointApiKey", "trackingDbPassword")
+    return ("endpointApiKey",)
+
+
 _TOP_LEVEL = (
     "allowedRegions", "aws", "azure", "cloud", "costCenter", "dataClassification", "environment", "gates",
     "kubernetes", "local", "models", "owner", "protectRegistry", "region", "registryUri", "slo",
-    # secrets are read by the program, never parsed into plain objects here
-    "endpointApiKey", "trackingDbPassword",
+    *SECRET_KEYS,
 )
 
+_ECR_IMAGE = re.compile(
+    r"^\d{12}\.dkr\.ecr\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/[a-z0-9._/-]+(:[\w.-]+)?(@sha256:[0-9a-f]{64})?$")
+_DIGEST = re.compile(r"@sha256:[0-9a-f]{64}$")
+_SET = "set it with `pulumi config set --path 'shipway:{key}' <value> --stack {stack}`"
 
-def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
-    """Validate ``raw`` (keys without the ``shipway:`` prefix, values already decoded)."""
+
+def _by_digest_where_required(environment: str | None, image: str) -> bool:
+    """test and prod run images by digest; dev may use a tag (never `latest`)."""
+    if image.endswith(":latest") or (":" not in image.rsplit("/", 1)[-1] and "@" not in image):
+        return False
+    return environment not in ("test", "prod") or bool(_DIGEST.search(image))
+
+
+def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Mapping[str, Any],
+                 aws: AwsSettings, azure: AzureSettings, kubernetes: KubernetesSettings, problems: _Problems,
+                 source: str) -> None:
+    """Per-target requirements that single keys cannot express, all reported at once."""
+    if cloud is None:
+        return
+    for key in required_secrets(cloud, kubernetes) if source != "settings" else ():
+        value = raw.get(key)
+        if value in (None, ""):
+            problems.missing(key, f"set it as a secret with `pulumi config set --secret shipway:{key} <value> "
+                                  f"--stack {stack}` (never in plain text)")
+        elif source == "file" and not (isinstance(value, Mapping) and "secure" in value):
+            problems.add(key, "<plain text>", f"secrets are never stored in plain text; remove it and run "
+                                              f"`pulumi config set --secret shipway:{key} <value> --stack {stack}`")
+    if cloud == "aws":
+        if not aws.vpc_id:
+            problems.missing("aws.vpcId", "the VPC endpoints run in (vpc-...); " + _SET.format(key="aws.vpcId",
+                                                                                                  stack=stack))
+        elif not re.match(r"^vpc-[0-9a-f]{8,17}$", aws.vpc_id):
+            problems.add("aws.vpcId", aws.vpc_id, "use a VPC id such as vpc-0123456789abcdef0")
+        if not aws.subnet_ids:
+            problems.missing("aws.subnetIds", "at least 2 private subnets in different availability zones; "
+                             + _SET.format(key="aws.subnetIds[0]", stack=stack) + " (and [1])")
+        elif len(aws.subnet_ids) < 2:
+            problems.add("aws.subnetIds", list(aws.subnet_ids),
+                         "use at least 2 private subnets in different availability zones; "
+                         + _SET.format(key="aws.subnetIds[0]", stack=stack) + " (and [1])")
+        elif not all(re.match(r"^subnet-[0-9a-f]{8,17}$", s) for s in aws.subnet_ids):
+            problems.add("aws.subnetIds", list(aws.subnet_ids), "use subnet ids such as subnet-0123456789abcdef0")
+        if not aws.serving_image:
+            problems.missing("aws.servingImage", "the serving image in ECR (<account>.dkr.ecr.<region>.amazonaws."
+                                                 "com/<repo>@sha256:<digest>, from the image release workflow); "
+                             + _SET.format(key="aws.servingImage", stack=stack))
+        elif not _ECR_IMAGE.match(aws.serving_image):
+            problems.add("aws.servingImage", aws.serving_image,
+                         "SageMaker pulls serving images from ECR only: use "
+                         "<account>.dkr.ecr.<region>.amazonaws.com/<repo>@sha256:<digest>")
+        elif not _by_digest_where_required(environment, aws.serving_image):
+            problems.add("aws.servingImage", aws.serving_image,
+                         f"{environment} runs images by digest (<repo>@sha256:<digest>), never 'latest'")
+        if aws.tracking_mode == "self-hosted":
+            for attr, key, what in (("certificate_arn", "aws.certificateArn", "an ACM certificate ARN for the "
+                                     "internal ALB's HTTPS listener"),
+                                    ("mlflow_image", "aws.mlflowImage", "the MLflow server image URI"),
+                                    ("ingress_cidrs", "aws.ingressCidrs", "the private CIDRs allowed to reach "
+                                     "the tracking server")):
+                if not getattr(aws, attr):
+                    problems.missing(key, f"{what} (self-hosted tracking); " + _SET.format(key=key, stack=stack))
+    if cloud == "azure" and not azure.subscription_id:
+        problems.missing("azure.subscriptionId", "the Azure subscription to deploy to; "
+                         + _SET.format(key="azure.subscriptionId", stack=stack))
+    if cloud == "kubernetes":
+        for attr, key in (("serving_image", "kubernetes.servingImage"), ("mlflow_image", "kubernetes.mlflowImage")):
+            image = getattr(kubernetes, attr)
+            if not _by_digest_where_required(environment, image):
+                problems.add(key, image, f"{environment} runs images by digest (<repo>@sha256:<digest>), "
+                                         "never 'latest' or an untagged image")
+        if kubernetes.artifact_store != "pvc" and not kubernetes.artifact_uri:
+            problems.missing("kubernetes.artifactUri", f"the {kubernetes.artifact_store} artifact location; "
+                             + _SET.format(key="kubernetes.artifactUri", stack=stack))
+
+
+def parse_stack_config(stack: str, raw: Mapping[str, Any], *, source: str = "settings") -> StackConfig:
+    """Validate ``raw`` (keys without the ``shipway:`` prefix, values already decoded).
+
+    ``source`` says where ``raw`` came from: ``"engine"`` (the running program: every secret the
+    target needs must be set), ``"file"`` (a stack file: the same, and each must be ``secure:``)
+    or ``"settings"`` (settings alone, as tools and tests build them: secrets are not checked).
+    """
+    if source not in ("engine", "file", "settings"):
+        raise ValueError(f"source: {source!r} is not valid; allowed: engine, file, settings")
     problems = _Problems()
     for key, value in raw.items():
         if key not in _TOP_LEVEL:
@@ -564,11 +720,14 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any]) -> StackConfig:
         problems.add("registryUri", registry_uri, "the local target only talks to 127.0.0.1")
 
     local = _typed_section(raw, "local", problems, LocalSettings, _LOCAL_FIELDS)
+    _check_model_ports(cloud, models, local, problems)
     gates = _parse_gates(raw, problems)
     slo = _typed_section(raw, "slo", problems, SloSettings, _SLO_FIELDS)
     aws = _typed_section(raw, "aws", problems, AwsSettings, _AWS_FIELDS)
     azure = _typed_section(raw, "azure", problems, AzureSettings, _AZURE_FIELDS)
     kubernetes = _typed_section(raw, "kubernetes", problems, KubernetesSettings, _K8S_FIELDS)
+
+    _cross_check(stack, cloud, environment, raw, aws, azure, kubernetes, problems, source)
 
     if environment is not None and stack in ENVIRONMENTS and stack != environment:
         problems.add("environment", environment, f"stack '{stack}' must declare environment '{stack}'")
@@ -608,7 +767,7 @@ def raw_from_stack_file(path: Path) -> dict[str, Any]:
 def load_stack_file(path: Path) -> StackConfig:
     """Parse and validate ``stacks/Pulumi.<stack>.yaml``."""
     stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    return parse_stack_config(stack, raw_from_stack_file(path))
+    return parse_stack_config(stack, raw_from_stack_file(path), source="file")
 
 
 def raw_from_pulumi_config(config: Mapping[str, str]) -> dict[str, Any]:

@@ -10,7 +10,6 @@ so no resource ever falls back to AWS_REGION or a developer's profile default.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import pulumi
 import pulumi_aws as aws
@@ -22,6 +21,7 @@ from components.aws.observability import Observability
 from components.aws.secrets import Secrets, secret_key
 from components.aws.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
+from components.contract import EndpointExports, ObservabilityExports, PlatformExports
 from shipway_core.config import StackConfig
 
 # Which stack secrets each consumer may read; anything else is stored but readable by no workload.
@@ -37,7 +37,7 @@ def _check(cfg: StackConfig) -> None:
 
 def build_platform(
     cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]
-) -> dict[str, pulumi.Output[Any]]:
+) -> PlatformExports:
     """Build key, tracking/registry, secrets, observability, one endpoint per pin, deploy identity."""
     _check(cfg)
     env, tags, settings = cfg.environment, cfg.tags, cfg.aws
@@ -110,29 +110,28 @@ def build_platform(
             opts=opts,
         )
 
-    def per_model(read: Any) -> pulumi.Output[dict[str, Any]]:
-        return pulumi.Output.all(**{m: read(e) for m, e in endpoints.items()}).apply(dict)
-
-    none = pulumi.Output.from_input(None)
-    return {
-        "cloud": pulumi.Output.from_input("aws"),
-        "environment": pulumi.Output.from_input(env),
-        "region": pulumi.Output.from_input(cfg.region),
-        "trackingUri": tracking.tracking_uri,
-        "registryUri": tracking.tracking_uri,
-        "artifactLocation": tracking.artifact_location,
-        "artifactBucket": tracking.artifact_bucket_name,
-        "kmsKeyArn": key.key_arn,
-        "secretArns": vault.secret_arns,
-        "endpoints": per_model(lambda e: e.endpoint_url),
-        "endpointNames": per_model(lambda e: e.endpoint_name),
-        "modelVersions": per_model(lambda e: e.model_version),
-        "rollbackAlarms": per_model(lambda e: e.alarm_names),
-        "prometheusEndpoint": observability.prometheus_endpoint,
-        "grafanaUrl": observability.grafana_url,
-        "alertTopicArn": observability.alert_topic_arn,
-        "dashboardJson": observability.dashboard_json,
-        "otelConfigParameter": observability.otel_config_parameter,
-        "deployRoleArn": deploy.role_arn if deploy else none,
-        "oidcProviderArn": deploy.oidc_provider_arn if deploy else none,
-    }
+    status = {m: pulumi.Output.concat("sagemaker:", cfg.region or "", ":", e.endpoint_name)
+              for m, e in endpoints.items()}
+    return PlatformExports(
+        cloud="aws",
+        environment=env,
+        tracking_uri=tracking.tracking_uri,
+        registry_uri=cfg.registry_uri or tracking.tracking_uri,
+        endpoints={m: EndpointExports.of(e, status[m], api_key_ref=api_key) for m, e in endpoints.items()},
+        observability=ObservabilityExports(metrics_url=observability.prometheus_endpoint,
+                                           alerts_url=observability.alert_topic_arn,
+                                           dashboards_url=observability.grafana_url),
+        target={
+            "region": cfg.region,
+            "artifactLocation": tracking.artifact_location,
+            "artifactBucket": tracking.artifact_bucket_name,
+            "kmsKeyArn": key.key_arn,
+            "secretArns": vault.secret_arns,
+            "endpointNames": {m: e.endpoint_name for m, e in endpoints.items()},
+            "rollbackAlarms": {m: e.alarm_names for m, e in endpoints.items()},
+            "dashboardJson": observability.dashboard_json,
+            "otelConfigParameter": observability.otel_config_parameter,
+            "deployRoleArn": deploy.role_arn if deploy else None,
+            "oidcProviderArn": deploy.oidc_provider_arn if deploy else None,
+        },
+    )

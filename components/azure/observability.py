@@ -104,8 +104,9 @@ class Observability(pulumi.ComponentResource):
     """Environment variables an OpenTelemetry SDK needs to export here."""
 
     def __init__(self, name: str, args: ObservabilityArgs, target: AzureTarget, monitored: MonitoredResources,
-                 max_error_rate: float = 0.01, opts: pulumi.ResourceOptions | None = None):
+                 opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
+        max_error_rate = args.max_error_rate
         if not 0 < max_error_rate < 1:
             raise ValueError(
                 f"max_error_rate: {max_error_rate!r} is not valid; use a fraction between 0 and 1")

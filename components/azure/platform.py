@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import pulumi
 import pulumi_azure_native as azure_native
@@ -15,6 +14,7 @@ from components.azure.observability import MonitoredResources, Observability
 from components.azure.secrets import Secrets
 from components.azure.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
+from components.contract import EndpointExports, ObservabilityExports, PlatformExports
 from shipway_core.config import StackConfig
 
 # The only platform secrets an inference endpoint may read; others (e.g. a self-hosted
@@ -28,6 +28,8 @@ def _check(cfg: StackConfig) -> None:
         raise ValueError(f"cloud: {cfg.cloud!r} is not valid; the Azure platform needs 'azure'")
     if not cfg.region:
         raise ValueError("region: None is not valid; the Azure target needs a location such as westeurope")
+    if not cfg.azure.subscription_id:
+        raise ValueError("azure.subscriptionId: None is not valid; the Azure target needs the subscription id")
     stray = sorted(set(cfg.azure.previous_versions) - set(cfg.models))
     if stray:
         raise ValueError(
@@ -36,30 +38,34 @@ def _check(cfg: StackConfig) -> None:
         )
 
 
-def _resource_group(cfg: StackConfig) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
+def _resource_group(cfg: StackConfig, opts: pulumi.ResourceOptions) -> tuple[pulumi.Input[str], pulumi.Output[str]]:
     """Use the stack's existing resource group, or create ``shipway-<stack>`` when none is named."""
     if cfg.azure.resource_group_name:
-        sub = azure_native.authorization.get_client_config_output().subscription_id
         name = cfg.azure.resource_group_name
-        return name, pulumi.Output.concat("/subscriptions/", sub, "/resourceGroups/", name)
+        return name, pulumi.Output.concat("/subscriptions/", cfg.azure.subscription_id or "", "/resourceGroups/", name)
     group = azure_native.resources.ResourceGroup(
-        "resource-group", resource_group_name=f"shipway-{cfg.stack}", location=cfg.region, tags=cfg.tags)
+        "resource-group", resource_group_name=f"shipway-{cfg.stack}", location=cfg.region, tags=cfg.tags, opts=opts)
     return group.name, group.id
 
 
 def build_platform(
     cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]
-) -> dict[str, pulumi.Output[Any]]:
+) -> PlatformExports:
     """Build tracking/registry, secrets, one endpoint per pinned model, observability and the
     CI deploy identity; return the stack outputs."""
     _check(cfg)
     tags = cfg.tags
     env = cfg.environment
-    rg_name, rg_id = _resource_group(cfg)
+    # An explicit provider: the subscription and location come from the stack, never from a
+    # developer's `az` login default.
+    provider = azure_native.Provider("azure", subscription_id=cfg.azure.subscription_id, location=cfg.region)
+    opts = pulumi.ResourceOptions(providers=[provider])
+    rg_name, rg_id = _resource_group(cfg, opts)
     target = AzureTarget(resource_group_name=rg_name, location=cfg.region or "", settings=cfg.azure)
 
-    tracking = TrackingServer("tracking", TrackingServerArgs(env, tags, protect=cfg.protect_registry), target)
-    vault = Secrets("secrets", SecretsArgs(env, tags, values=dict(secrets)), target)
+    tracking = TrackingServer("tracking", TrackingServerArgs(env, tags, protect=cfg.protect_registry), target,
+                              opts=opts)
+    vault = Secrets("secrets", SecretsArgs(env, tags, values=dict(secrets)), target, opts=opts)
     workspace = WorkspaceRef(
         workspace_name=tracking.workspace_name, workspace_id=tracking.workspace_id,
         storage_account_id=tracking.storage_account_id, container_registry_id=tracking.container_registry_id)
@@ -78,7 +84,7 @@ def build_platform(
                 tracking_uri=tracking.tracking_uri, tags=tags, instance_count=pin.instances,
                 latency_p99_ms=cfg.slo.latency_p99_ms, max_error_rate=cfg.slo.max_error_rate,
                 drift_psi=cfg.slo.drift_psi),
-            target, workspace, refs, previous_version=cfg.azure.previous_versions.get(model))
+            target, workspace, refs, previous_version=cfg.azure.previous_versions.get(model), opts=opts)
 
     diagnostics: dict[str, pulumi.Input[str]] = {
         "workspace": tracking.workspace_id,
@@ -93,43 +99,45 @@ def build_platform(
         "observability",
         ObservabilityArgs(env, tags, endpoints={m: e.endpoint_url for m, e in endpoints.items()},
                           availability=cfg.slo.availability, latency_p99_ms=cfg.slo.latency_p99_ms,
-                          drift_psi=cfg.slo.drift_psi, log_retention_days=cfg.azure.log_retention_days),
+                          drift_psi=cfg.slo.drift_psi, max_error_rate=cfg.slo.max_error_rate,
+                          log_retention_days=cfg.azure.log_retention_days),
         target,
         MonitoredResources(
             log_analytics_workspace_id=tracking.log_analytics_workspace_id, diagnostics=diagnostics,
             endpoint_ids={m: e.endpoint_id for m, e in endpoints.items()},
             endpoint_names={m: e.endpoint_name for m, e in endpoints.items()},
             application_insights_connection_string=tracking.application_insights_connection_string),
-        max_error_rate=cfg.slo.max_error_rate,
+        opts=opts,
     )
 
     deploy = None
     if cfg.azure.github_repository:
         deploy = DeployIdentity("deploy", DeployIdentityArgs(
             env, tags, cfg.azure.github_repository, workspace_id=tracking.workspace_id,
-            resource_group_id=rg_id), target)
+            resource_group_id=rg_id), target, opts=opts)
 
-    def per_model(read: Any) -> pulumi.Output[dict[str, Any]]:
-        return pulumi.Output.all(**{m: read(e) for m, e in endpoints.items()}).apply(dict)
-
-    return {
-        "cloud": pulumi.Output.from_input("azure"),
-        "environment": pulumi.Output.from_input(env),
-        "region": pulumi.Output.from_input(cfg.region),
-        "resourceGroupName": pulumi.Output.from_input(rg_name),
-        "trackingUri": tracking.tracking_uri,
-        "registryUri": tracking.registry_uri,
-        "workspaceName": tracking.workspace_name,
-        "keyVaultUri": vault.vault_uri,
-        "endpoints": per_model(lambda e: e.endpoint_url),
-        "endpointNames": per_model(lambda e: e.endpoint_name),
-        "modelVersions": per_model(lambda e: e.model_version),
-        "deployments": per_model(lambda e: e.deployments),
-        "traffic": per_model(lambda e: e.traffic),
-        "actionGroupId": observability.action_group_id,
-        "alertNames": observability.alert_names,
-        "prometheusWorkspaceId": observability.prometheus_workspace_id,
-        "grafanaUrl": observability.grafana_url,
-        "otelConfig": observability.otel_config,
-        "deployClientId": deploy.client_id if deploy else pulumi.Output.from_input(None),
-    }
+    status = {m: pulumi.Output.concat("azureml:", rg_name, "/", tracking.workspace_name, "/", e.endpoint_name)
+              for m, e in endpoints.items()}
+    api_key_ref = refs.ids.get("endpointApiKey")
+    return PlatformExports(
+        cloud="azure",
+        environment=env,
+        tracking_uri=tracking.tracking_uri,
+        registry_uri=tracking.registry_uri,
+        endpoints={m: EndpointExports.of(e, status[m], api_key_ref=api_key_ref) for m, e in endpoints.items()},
+        observability=ObservabilityExports(alerts_url=observability.action_group_id,
+                                           metrics_url=observability.prometheus_workspace_id,
+                                           dashboards_url=observability.grafana_url),
+        target={
+            "region": cfg.region,
+            "resourceGroupName": rg_name,
+            "workspaceName": tracking.workspace_name,
+            "keyVaultUri": vault.vault_uri,
+            "endpointNames": {m: e.endpoint_name for m, e in endpoints.items()},
+            "deployments": {m: e.deployments for m, e in endpoints.items()},
+            "traffic": {m: e.traffic for m, e in endpoints.items()},
+            "alertNames": observability.alert_names,
+            "otelConfig": observability.otel_config,
+            "deployClientId": deploy.client_id if deploy else None,
+        },
+    )

@@ -13,6 +13,7 @@ from typing import Any
 import pulumi
 
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
+from components.contract import EndpointExports, ObservabilityExports, PlatformExports
 from components.kubernetes.endpoint import InferenceEndpoint
 from components.kubernetes.namespace import EnvironmentNamespace, EnvironmentNamespaceArgs
 from components.kubernetes.observability import Observability
@@ -46,7 +47,7 @@ def validate_platform_inputs(cfg: StackConfig, secrets: Mapping[str, Any]) -> No
         )
 
 
-def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) -> dict[str, pulumi.Output[Any]]:
+def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) -> PlatformExports:
     """Namespace, secrets, tracking server, observability and one endpoint per pinned model."""
     validate_platform_inputs(cfg, secrets)
     settings, tags, env = cfg.kubernetes, cfg.tags, cfg.environment
@@ -107,13 +108,20 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) 
             external_tracking=cfg.registry_uri is not None,
         )
 
-    return {
-        "namespace": ns,
-        "tracking_uri": tracking.tracking_uri,
-        "registry_uri": pulumi.Output.from_input(registry),
-        "otlp_endpoint": observability.otlp_endpoint,
-        "endpoints": pulumi.Output.from_input({m: e.endpoint_url for m, e in endpoints.items()}),
-        "model_versions": pulumi.Output.from_input({m: p.version for m, p in sorted(cfg.models.items())}),
-        "alert_rules": observability.alert_rule_names,
-        "secret_names": env_secrets.secret_names,
-    }
+    return PlatformExports(
+        cloud="kubernetes",
+        environment=env,
+        tracking_uri=tracking.tracking_uri,
+        registry_uri=registry,
+        endpoints={
+            m: EndpointExports.of(e, pulumi.Output.concat("kubernetes:", ns, "/", endpoint_name(m)),
+                                  api_key_ref=secret_name("endpointApiKey"))
+            for m, e in endpoints.items()
+        },
+        observability=ObservabilityExports(traces_url=observability.otlp_endpoint),
+        target={
+            "namespace": ns,
+            "alertRules": observability.alert_rule_names,
+            "secretNames": env_secrets.secret_names,
+        },
+    )

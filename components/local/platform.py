@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pulumi
 
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
+from components.contract import EndpointExports, ObservabilityExports, PlatformExports
 from components.local.components import (
     LOOPBACK,
     InferenceEndpoint,
@@ -19,7 +19,7 @@ from components.local.components import (
     TrackingServer,
 )
 from components.registry.pin import ModelPin, ModelPinArgs
-from shipway_core.config import StackConfig
+from shipway_core.config import StackConfig, endpoint_ports
 from shipway_core.local import data_root
 
 
@@ -32,14 +32,16 @@ def _rules_yaml(cfg: StackConfig) -> str:
     return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment))
 
 
-def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], root: Path) -> dict[str, Any]:
+def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], root: Path) -> PlatformExports:
     """Tracking server, registry pins, one endpoint per model, secrets and Prometheus."""
     data = data_root(cfg, root)
     tags = cfg.tags
+    # Every supervisor announces its restart-count metric here; Prometheus scrapes them.
+    targets = str(data / "prometheus" / "targets")
 
     tracking = TrackingServer("tracking", TrackingServerArgs(environment=cfg.environment, tags=tags,
                                                              protect=cfg.protect_registry),
-                              LocalPlacement(str(data / "mlflow"), cfg.local.tracking_port),
+                              LocalPlacement(str(data / "mlflow"), cfg.local.tracking_port, targets),
                               backend_store_uri=cfg.local.backend_store_uri)
     registry_uri = cfg.registry_uri or tracking.url
 
@@ -49,12 +51,13 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
 
     jaeger = str(root / ".shipway" / "tools" / "bin" / "jaeger")
     tracing = Tracing("tracing", cfg.environment, tags,
-                      LocalPlacement(str(data / "jaeger"), cfg.local.jaeger_query_port),
+                      LocalPlacement(str(data / "jaeger"), cfg.local.jaeger_query_port, targets),
                       otlp_port=cfg.local.jaeger_otlp_port, binary=jaeger)
 
     endpoints: dict[str, InferenceEndpoint] = {}
-    ports: dict[str, int] = {}
-    for index, (model, pin) in enumerate(sorted(cfg.models.items())):
+    # Pinned per model (models.<name>.port): a model's address never depends on the others.
+    ports = endpoint_ports(cfg.models, cfg.local)
+    for model, pin in sorted(cfg.models.items()):
         alias = ModelPin(f"{model}-pin", ModelPinArgs(tracking_uri=registry_uri, model_name=model,
                                                        version=pin.version, environment=cfg.environment,
                                                        retain_on_delete=cfg.protect_registry),
@@ -62,15 +65,14 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
         endpoints[model] = InferenceEndpoint(
             model,
             InferenceEndpointArgs(environment=cfg.environment, model_name=model, model_version=pin.version,
-                                  tracking_uri=registry_uri, tags=tags, instance_count=1,
+                                  tracking_uri=registry_uri, tags=tags, instance_count=pin.instances,
                                   otlp_endpoint=tracing.otlp_endpoint,
                                   latency_p99_ms=cfg.slo.latency_p99_ms, max_error_rate=cfg.slo.max_error_rate,
                                   drift_psi=cfg.slo.drift_psi),
-            LocalPlacement(str(data / "endpoints" / model), cfg.local.endpoint_base_port + index),
+            LocalPlacement(str(data / "endpoints" / model), ports[model], targets),
             api_key_file=vault.files["endpoint-api-key"],
             opts=pulumi.ResourceOptions(depends_on=[alias, vault]),
         )
-        ports[model] = cfg.local.endpoint_base_port + index
 
     # Scrape targets are plain strings (known ports), so a pin change never touches Prometheus.
     observability = Observability(
@@ -79,18 +81,21 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
                           endpoints={m: f"http://{LOOPBACK}:{port}" for m, port in ports.items()},
                           availability=cfg.slo.availability, latency_p99_ms=cfg.slo.latency_p99_ms,
                           drift_psi=cfg.slo.drift_psi),
-        LocalPlacement(str(data / "prometheus"), cfg.local.prometheus_port),
+        LocalPlacement(str(data / "prometheus"), cfg.local.prometheus_port, targets),
         rules_yaml=_rules_yaml(cfg),
-        alertmanager=LocalPlacement(str(data / "alertmanager"), cfg.local.alertmanager_port),
+        alertmanager=LocalPlacement(str(data / "alertmanager"), cfg.local.alertmanager_port, targets),
+        alert_sink=LocalPlacement(str(data / "alerts"), cfg.local.alert_sink_port, targets),
         opts=pulumi.ResourceOptions(depends_on=list(endpoints.values())),
     )
-    return {
-        "trackingUri": tracking.url,
-        "registryUri": registry_uri,
-        "endpoints": {m: {"url": e.url, "version": e.model_version, "apiKeyFile": e.api_key_file,
-                          "requestLog": e.request_log} for m, e in endpoints.items()},
-        "prometheusUrl": observability.prometheus_url,
-        "alertmanagerUrl": observability.alertmanager_url,
-        "jaegerUrl": tracing.query_url,
-        "host": LOOPBACK,
-    }
+    return PlatformExports(
+        cloud="local",
+        environment=cfg.environment,
+        tracking_uri=tracking.url,
+        registry_uri=registry_uri,
+        endpoints={m: EndpointExports(url=e.url, version=e.model_version, status=e.url, api_key_ref=e.api_key_file,
+                                      request_log=e.request_log) for m, e in endpoints.items()},
+        observability=ObservabilityExports(metrics_url=observability.prometheus_url,
+                                           alerts_url=observability.alertmanager_url,
+                                           traces_url=tracing.query_url),
+        target={"host": LOOPBACK},
+    )

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from shipway.audit import AuditLog
-from shipway.commands.model import (
+from shipway.commands.common import (
     AUDIT_LOG_OPTION,
     OUTPUT_OPTION,
     Output,
@@ -25,6 +24,7 @@ from shipway.commands.model import (
     err_console,
     print_json,
     services_from,
+    table_console,
 )
 
 app = typer.Typer(invoke_without_command=True)
@@ -60,7 +60,7 @@ def _render(records: list[dict[str, Any]]) -> None:
             str(r.get("reason") or ""),
             str(r.get("commit") or "")[:12],
         )
-    Console(highlight=False).print(table)
+    table_console().print(table)
 
 
 @app.callback()

@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from shipway import stackfile
 from shipway.audit import AuditError, AuditLog
-from shipway.commands.model import (
+from shipway.commands.common import (
     AUDIT_LOG_OPTION,
     OUTPUT_OPTION,
     TRACKING_URI_OPTION,
@@ -26,30 +25,40 @@ from shipway.commands.model import (
     print_json,
     progress,
     services_from,
+    table_console,
 )
 from shipway.promotion import Services
 from shipway.registry import Registry, RegistryError
 from shipway.verify import probe_status
 from shipway_core.config import ENVIRONMENTS
+from shipway_core.outputs import EndpointOutputs, OutputsError, PlatformOutputs
 
 app = typer.Typer()
 
 
-def _outputs(services: Services, env: str) -> dict[str, Any] | str:
-    """The stack's outputs, read once per env (each read runs the Pulumi CLI), or why not."""
+def _outputs(services: Services, env: str) -> PlatformOutputs | str:
+    """The stack's outputs under the platform contract, or why there are none."""
     try:
-        return dict(services.engine.stack_outputs(env) or {})
+        exports = dict(services.engine.stack_outputs(env) or {})
     except Exception as exc:
+        if type(exc).__name__ == "StackNotFoundError" or "no stack named" in str(exc).lower():
+            return "not deployed"
         return f"no stack outputs ({type(exc).__name__})"
+    if not exports:
+        return "not deployed"
+    try:
+        return PlatformOutputs.from_exports(exports, stack=env)
+    except OutputsError as exc:
+        return str(exc).splitlines()[0]
 
 
 def _registry(
-    services: Services, cfg: Any, outputs: dict[str, Any] | str, cache: dict[str, Any]
+    services: Services, cfg: Any, outputs: PlatformOutputs | str, cache: dict[str, Any]
 ) -> Registry | str:
     """The env's registry, or a short reason it cannot be reached (cached per URI)."""
     uri = services.tracking_uri or cfg.registry_uri
-    if not uri and isinstance(outputs, dict):
-        uri = outputs.get("trackingUri")
+    if not uri and isinstance(outputs, PlatformOutputs):
+        uri = outputs.registry_uri
     if not uri:
         return "unknown (no tracking URI; pass --tracking-uri)"
     if uri not in cache:
@@ -60,9 +69,23 @@ def _registry(
     return cache[uri]
 
 
-def _api_key(endpoint: dict[str, Any]) -> str | None:
-    key_file = endpoint.get("apiKeyFile")
-    return Path(key_file).read_text().strip() if key_file and Path(key_file).is_file() else None
+def _api_key(endpoint: EndpointOutputs) -> str | None:
+    """The local target keeps the key in a 0600 file; cloud keys are read by the target's adapter."""
+    ref = endpoint.api_key_ref
+    return Path(ref).read_text().strip() if ref and ref.startswith("/") and Path(ref).is_file() else None
+
+
+def _endpoint_status(outputs: PlatformOutputs, model: str) -> dict[str, Any]:
+    """Health and serving version of one endpoint, read the way its target exposes them."""
+    endpoint = outputs.endpoints.get(model)
+    if endpoint is None:
+        return {"health": "down", "serving_version": None, "detail": "no endpoint output"}
+    if outputs.cloud == "local":
+        return probe_status(endpoint.status, model, _api_key(endpoint))
+    scheme = endpoint.status.split(":", 1)[0]
+    return {"health": "unknown", "serving_version": None,
+            "detail": f"deployed at version {endpoint.version}; live status is read through {scheme} with the "
+                      "target's credentials (docs/targets/)"}
 
 
 def _last_change(audit: AuditLog | None, env: str, model: str) -> dict[str, Any] | None:
@@ -95,24 +118,20 @@ def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict
     except stackfile.StackFileError as exc:
         row["error"] = str(exc)
         return row
-    outputs = _outputs(services, env) if cfg.models else {}
+    outputs: PlatformOutputs | str = _outputs(services, env)
+    row["deployed"] = isinstance(outputs, PlatformOutputs)
     registry = _registry(services, cfg, outputs, cache) if cfg.models else None
-    endpoints = outputs.get("endpoints") or {} if isinstance(outputs, dict) else outputs
     for name, pin in sorted(cfg.models.items()):
         model: dict[str, Any] = {
             "model": name,
             "pinned": pin.version,
             **_alias(registry, name, env),
         }
-        endpoint = endpoints.get(name) if isinstance(endpoints, dict) else None
-        if endpoint and endpoint.get("url"):
-            model.update(probe_status(str(endpoint["url"]), name, _api_key(endpoint)))
+        if isinstance(outputs, PlatformOutputs):
+            model.update(_endpoint_status(outputs, name))
         else:
-            model.update(
-                health="down",
-                serving_version=None,
-                detail=endpoints if isinstance(endpoints, str) else "no endpoint output",
-            )
+            health = "not deployed" if outputs == "not deployed" else "unknown"
+            model.update(health=health, serving_version=None, detail=outputs)
         model["last_change"] = _last_change(audit, env, name)
         row["models"].append(model)
     return row
@@ -145,7 +164,7 @@ def _render(rows: list[dict[str, Any]]) -> None:
                 str(m["health"]),
                 change,
             )
-    Console(highlight=False).print(table)
+    table_console().print(table)
 
 
 @app.command("status")

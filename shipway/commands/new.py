@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from shipway.commands.model import OUTPUT_OPTION, Output, check_model_name, print_json
+from shipway.commands.common import OUTPUT_OPTION, Output, check_model_name, print_json
 
 app = typer.Typer(no_args_is_help=True)
 

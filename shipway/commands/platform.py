@@ -77,7 +77,7 @@ def _sample_prediction(outputs: dict[str, Any]) -> tuple[str, Any]:
     from shipway.example import MODEL_NAME, sample_request
 
     endpoint = outputs["endpoints"][MODEL_NAME]
-    key = Path(endpoint["apiKeyFile"]).read_text().strip()
+    key = Path(endpoint["apiKeyRef"]).read_text().strip()
     req = urllib.request.Request(  # noqa: S310 - loopback URL from stack outputs
         endpoint["url"] + "/invocations", data=json.dumps(sample_request(2)).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"})
@@ -124,7 +124,7 @@ def up(
     out.print(f"tracking server : {outputs['trackingUri']}")
     for model, ep in sorted(outputs["endpoints"].items()):
         out.print(f"endpoint        : {model} v{ep['version']} at {ep['url']}/invocations")
-    out.print(f"prometheus      : {outputs['prometheusUrl']}")
+    out.print(f"prometheus      : {outputs['observability']['metricsUrl']}")
     if MODEL_NAME in outputs["endpoints"]:
         url, prediction = _sample_prediction(outputs)
         out.print(f"sample prediction from {url}: {json.dumps(prediction)}")

@@ -101,7 +101,7 @@ def test_invocations_accept_mlflow_payloads_and_require_the_key(up, project):
 def test_metrics_are_exposed_and_scraped_by_prometheus(up, project):
     base = up["endpoints"][MODEL]["url"]
     assert "shipway_requests_total" in httpx.get(base + "/metrics").text
-    query = up["prometheusUrl"] + "/api/v1/query"
+    query = up["observability"]["metricsUrl"] + "/api/v1/query"
     deadline = time.monotonic() + 60
     result = []
     while time.monotonic() < deadline:
@@ -114,7 +114,7 @@ def test_metrics_are_exposed_and_scraped_by_prometheus(up, project):
 
 def test_drift_gauge_moves_and_the_drift_alert_fires_on_shifted_traffic(up, project):
     base = up["endpoints"][MODEL]["url"]
-    prom = up["prometheusUrl"]
+    prom = up["observability"]["metricsUrl"]
     split = sample_request(1)["dataframe_split"]
     # Petals far larger than anything in training: a real covariate shift.
     shifted = [[5.8, 2.7, 9.5, 4.0]] * 100
@@ -146,7 +146,7 @@ def test_request_trace_is_found_in_jaeger_by_its_id(up, project):
     deadline = time.monotonic() + 60
     spans: list = []
     while time.monotonic() < deadline and not spans:
-        found = httpx.get(f"{up['jaegerUrl']}/api/traces/{trace_id}")
+        found = httpx.get(f"{up['observability']['tracesUrl']}/api/traces/{trace_id}")
         if found.status_code == 200:
             spans = [s for t in found.json()["data"] for s in t["spans"]]
         time.sleep(1)
@@ -157,7 +157,7 @@ def test_request_trace_is_found_in_jaeger_by_its_id(up, project):
 
 
 def test_api_key_stays_out_of_state_argv_and_logs(up, project):
-    key_file = Path(up["endpoints"][MODEL]["apiKeyFile"])
+    key_file = Path(up["endpoints"][MODEL]["apiKeyRef"])
     assert key_file.read_text() == project.api_key
     assert key_file.stat().st_mode & 0o777 == 0o600
     state = project.pulumi("stack", "export").stdout

@@ -104,7 +104,7 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
                         tracking_uri=project.tracking_uri, probe_seconds=2.0)
     promoter = Promoter(services)
     endpoint = project.outputs()["endpoints"][MODEL]
-    url, key_file = endpoint["url"], endpoint["apiKeyFile"]
+    url, key_file = endpoint["url"], endpoint["apiKeyRef"]
     traffic = {}
 
     # 1. v2 passes the gates and is applied + verified, under load: no request fails.

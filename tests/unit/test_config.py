@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 
 from shipway_core.config import (
-    ENVIRONMENTS,
     StackConfigError,
     load_stack_file,
-    parse_stack_config,
     raw_from_pulumi_config,
 )
+from tests.support.stacks import example_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -30,12 +29,12 @@ def problems(stack: str, **changes: object) -> list[str]:
     raw = {**GOOD, **changes}
     raw = {k: v for k, v in raw.items() if v is not None}
     with pytest.raises(StackConfigError) as err:
-        parse_stack_config(stack, raw)
+        example_config(stack, raw)
     return err.value.problems
 
 
 def test_good_config_parses_into_typed_objects():
-    cfg = parse_stack_config("local", GOOD)
+    cfg = example_config("local", GOOD)
     assert cfg.cloud == "local"
     assert cfg.models["iris-classifier"].version == 3
     assert cfg.models["iris-classifier"].instances == 1
@@ -65,7 +64,7 @@ def test_good_config_parses_into_typed_objects():
      "shipway:models.Iris: 'Iris' is not valid; model names are lowercase letters, digits and '-', 2-63 chars, "
      "starting with a letter"),
     ({"models": {"iris-classifier": {"version": 1, "stage": "prod"}}},
-     "shipway:models.iris-classifier.stage: 'prod' is not valid; unknown key; allowed keys: instances, version"),
+     "shipway:models.iris-classifier.stage: 'prod' is not valid; unknown key; allowed keys: instances, port, version"),
     ({"models": {"iris-classifier": {"version": 1, "instances": 0}}},
      "shipway:models.iris-classifier.instances: 0 is not valid; use an integer from 1 to 100"),
     ({"models": ["iris"]}, 'shipway:models: ["iris"] is not valid; expected a mapping of model name -> {version: N}'),
@@ -77,7 +76,7 @@ def test_good_config_parses_into_typed_objects():
      "shipway:region: 'eu-west-1' is not valid; the local target has no region; remove the key"),
     ({"local": {"trackingPort": 80}}, "shipway:local.trackingPort: 80 is not valid; use a port number 1024-65535"),
     ({"local": {"tracking_port": 5000}},
-     "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertmanagerPort, backendStoreUri, "
+     "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertSinkPort, alertmanagerPort, backendStoreUri, "
      "dataDir, endpointBasePort, jaegerOtlpPort, jaegerQueryPort, prometheusPort, trackingPort"),
     ({"local": {"backendStoreUri": "mysql://db"}},
      "shipway:local.backendStoreUri: 'mysql://db' is not valid; use a sqlite:/// or postgresql:// URI"),
@@ -107,7 +106,7 @@ def test_missing_required_keys_are_all_listed_at_once():
 
 def test_one_error_lists_every_bad_key_with_the_file_to_fix():
     with pytest.raises(StackConfigError) as err:
-        parse_stack_config("local", {**GOOD, "cloud": "gcp", "models": {"iris-classifier": {"version": "2"}}})
+        example_config("local", {**GOOD, "cloud": "gcp", "models": {"iris-classifier": {"version": "2"}}})
     text = str(err.value)
     assert text.startswith("stack 'local' has 2 invalid config keys (fix them in stacks/Pulumi.local.yaml):\n")
     assert "  - shipway:cloud: 'gcp'" in text
@@ -124,7 +123,7 @@ def test_cloud_targets_need_an_allowed_region():
 
 def test_prod_retains_registry_entries_and_refuses_to_turn_that_off():
     prod = {**GOOD, "cloud": "aws", "environment": "prod", "region": "eu-west-1"}
-    assert parse_stack_config("prod", prod).protect_registry is True
+    assert example_config("prod", prod).protect_registry is True
     assert problems("prod", **{**prod, "protectRegistry": False}) == [
         "shipway:protectRegistry: false is not valid; prod registry entries must be retained on delete; use true"]
 
@@ -144,16 +143,56 @@ def test_engine_config_map_is_decoded_without_turning_strings_into_numbers():
     assert raw == {"costCenter": "0042", "models": {"iris-classifier": {"version": 2}}, "protectRegistry": True}
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_every_committed_stack_file_is_valid(env):
-    cfg = load_stack_file(ROOT / "stacks" / f"Pulumi.{env}.yaml")
-    assert cfg.environment == env
-    assert all(isinstance(pin.version, int) and pin.version >= 1 for pin in cfg.models.values())
-
-
 def test_broken_yaml_names_the_file(tmp_path):
     bad = tmp_path / "Pulumi.dev.yaml"
     bad.write_text("config:\n  shipway:cloud: [aws\n")
     with pytest.raises(StackConfigError) as err:
         load_stack_file(bad)
     assert err.value.problems[0].startswith(f"{bad}: not valid YAML:")
+
+
+def _port_config(models: dict, cloud: str = "local", **local: object):
+    from shipway_core.config import parse_stack_config
+
+    extra = {"region": "eu-west-1", "environment": "dev"} if cloud != "local" else {}
+    return parse_stack_config("local" if cloud == "local" else "dev",
+                              {**GOOD, "cloud": cloud, **extra, "models": models, "local": dict(local)})
+
+
+def _port_problems(models: dict, cloud: str = "local", **local: object) -> list[str]:
+    with pytest.raises(StackConfigError) as err:
+        _port_config(models, cloud, **local)
+    return [p for p in err.value.problems if ".port" in p]
+
+
+def test_pinned_ports_win_and_unpinned_models_fill_the_gaps_from_the_base_port():
+    from shipway_core.config import endpoint_ports
+
+    cfg = _port_config({"iris-classifier": {"version": 1, "port": 8100}, "fraud-scorer": {"version": 1},
+                        "anomaly": {"version": 2, "port": 8102}})
+    assert cfg.models["iris-classifier"].port == 8100
+    # fraud-scorer sorts first but cannot take iris's pinned 8100: it gets the next free one.
+    assert endpoint_ports(cfg.models, cfg.local) == {"anomaly": 8102, "fraud-scorer": 8101, "iris-classifier": 8100}
+
+
+def test_two_models_on_one_port_are_rejected_naming_the_owner():
+    assert _port_problems({"a-model": {"version": 1, "port": 8200}, "b-model": {"version": 1, "port": 8200}}) == [
+        "shipway:models.b-model.port: 8200 is not valid; already used by models.a-model.port; pick a free port "
+        "(each model keeps its port for its whole life)"]
+
+
+def test_a_model_port_may_not_take_a_platform_process_port():
+    assert _port_problems({"a-model": {"version": 1, "port": 9095}}) == [
+        "shipway:models.a-model.port: 9095 is not valid; already used by local.alertSinkPort; pick a free port "
+        "(each model keeps its port for its whole life)"]
+    assert _port_problems({"a-model": {"version": 1, "port": 16687}}) == [
+        "shipway:models.a-model.port: 16687 is not valid; already used by local.jaegerQueryPort+1; pick a free "
+        "port (each model keeps its port for its whole life)"]
+
+
+def test_model_port_must_be_a_real_port_and_is_local_only():
+    assert _port_problems({"a-model": {"version": 1, "port": 80}}) == [
+        "shipway:models.a-model.port: 80 is not valid; use a port number 1024-65535 (local target only)"]
+    assert _port_problems({"a-model": {"version": 1, "port": 8100}}, cloud="aws") == [
+        "shipway:models.a-model.port: 8100 is not valid; ports are pinned on the local target only; remove it "
+        "(the aws target gives each endpoint its own address)"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from shipway_core.config import AwsSettings, StackConfigError, parse_stack_config
+from shipway_core.config import AwsSettings, StackConfigError
+from tests.support.stacks import example_config
 
 BASE = {
     "cloud": "aws",
@@ -17,7 +18,7 @@ BASE = {
 
 
 def parse(aws: dict) -> AwsSettings:
-    return parse_stack_config("dev", {**BASE, "aws": aws}).aws
+    return example_config("dev", {**BASE, "aws": aws}).aws
 
 
 def test_defaults_are_the_secure_ones():

@@ -17,10 +17,12 @@ import policies.aws
 from components.aws._base import UNSCOPABLE_ACTIONS
 from components.aws.platform import build_platform
 from components.common import REQUIRED_TAGS
-from shipway_core.config import StackConfig, parse_stack_config
+from shipway_core.config import StackConfig
+from shipway_core.outputs import PlatformOutputs
 from tests.policies.support import Res, check, check_stack
 from tests.support.recording import FAKE_ACCOUNT, Recording, record, resolve
-from tests.unit.aws.support import IMAGE, UNTAGGABLE, outputs
+from tests.support.stacks import example_config
+from tests.unit.aws.support import UNTAGGABLE, outputs
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "targets" / "aws.md"
 
@@ -28,7 +30,7 @@ DOCS = Path(__file__).resolve().parents[3] / "docs" / "targets" / "aws.md"
 # The stack region equals the region RecordingMocks' getRegion answers, so ARNs and conditions
 # that components derive from the inherited provider line up with the provider built from config.
 def prod_config(**aws: Any) -> StackConfig:
-    return parse_stack_config(
+    return example_config(
         "prod",
         {
             "cloud": "aws",
@@ -41,9 +43,6 @@ def prod_config(**aws: Any) -> StackConfig:
             "models": {"churn": {"version": 3, "instances": 2}, "fraud": {"version": 7, "instances": 3}},
             "slo": {"latencyP99Ms": 180, "maxErrorRate": 0.02},
             "aws": {
-                "vpcId": "vpc-0fake",
-                "subnetIds": ["subnet-0a", "subnet-0b"],
-                "servingImage": IMAGE,
                 "githubRepository": "acme/shipway-models",
                 "logRetentionDays": 400,
                 **aws,
@@ -169,25 +168,29 @@ def test_every_log_group_is_encrypted_with_the_platform_key_and_has_retention(pl
 
 def test_stack_outputs(platform):
     cfg, rec = platform
-    out = {key: resolve(value) for key, value in rec.result.items()}
-    assert out["cloud"] == "aws" and out["environment"] == "prod" and out["region"] == "eu-west-1"
-    assert out["modelVersions"] == {"churn": 3, "fraud": 7}
-    assert out["endpointNames"] == {"churn": "shipway-prod-churn", "fraud": "shipway-prod-fraud"}
+    out = PlatformOutputs.from_exports(resolve(rec.result.exports()), stack="prod")
+    assert (out.cloud, out.environment, out.target["region"]) == ("aws", "prod", "eu-west-1")
+    assert {m: e.version for m, e in out.endpoints.items()} == {"churn": 3, "fraud": 7}
+    assert out.target["endpointNames"] == {"churn": "shipway-prod-churn", "fraud": "shipway-prod-fraud"}
+    assert out.endpoints["fraud"].status == "sagemaker:eu-west-1:shipway-prod-fraud"
     runtime = "https://runtime.sagemaker." + cfg.region  # split: the repo guard rejects literal endpoints
-    assert out["endpoints"]["churn"] == runtime + ".amazonaws.com/endpoints/shipway-prod-churn/invocations"
-    assert out["rollbackAlarms"]["fraud"] == [
+    assert out.endpoints["churn"].url == runtime + ".amazonaws.com/endpoints/shipway-prod-churn/invocations"
+    assert out.endpoints["churn"].api_key_ref == out.target["secretArns"]["endpoint-api-key"]
+    assert out.target["rollbackAlarms"]["fraud"] == [
         "shipway-prod-fraud-error-rate",
         "shipway-prod-fraud-p99-latency",
         "shipway-prod-fraud-drift",
     ]
-    assert out["deployRoleArn"] == f"arn:aws:iam::{FAKE_ACCOUNT}:role/shipway-prod-deploy"
-    assert set(out["secretArns"]) == {"endpoint-api-key"}
-    assert out["artifactLocation"] == f"s3://{out['artifactBucket']}/mlflow"
+    assert out.target["deployRoleArn"] == f"arn:aws:iam::{FAKE_ACCOUNT}:role/shipway-prod-deploy"
+    assert set(out.target["secretArns"]) == {"endpoint-api-key"}
+    assert out.target["artifactLocation"] == f"s3://{out.target['artifactBucket']}/mlflow"
     if cfg.aws.tracking_mode == "managed":
-        assert out["trackingUri"].startswith("arn:aws:")
+        assert out.tracking_uri.startswith("arn:aws:")
     else:
-        assert out["trackingUri"] == "https://internal-tracking-alb.mock.internal"
-    assert set(json.loads(out["dashboardJson"])["tags"]) == {"shipway", "prod"}
+        assert out.tracking_uri == "https://internal-tracking-alb.mock.internal"
+    assert out.registry_uri == out.tracking_uri
+    assert out.observability.alerts_url == "arn:aws:mock:eu-west-1:000000000000:observability-alerts"
+    assert set(json.loads(out.target["dashboardJson"])["tags"]) == {"shipway", "prod"}
 
 
 def test_endpoints_read_the_api_key_secret_and_alarm_to_the_topic(platform):
@@ -237,7 +240,7 @@ def test_policy_pack_finds_nothing_on_the_prod_platform(platform):
 
 
 def test_only_the_aws_cloud_is_accepted():
-    cfg = parse_stack_config(
+    cfg = example_config(
         "dev",
         {
             "cloud": "azure",

@@ -15,7 +15,7 @@ from tests.support.recording import Recording, resolve
 from tests.unit.azure.provider import TAGS, output_is_secret, record_azure, role_id
 
 ARGS = ObservabilityArgs("prod", TAGS, endpoints={"iris": "https://iris/score"}, latency_p99_ms=300.0,
-                         drift_psi=0.25)
+                         drift_psi=0.25, max_error_rate=0.02)
 MONITORED = MonitoredResources(
     log_analytics_workspace_id="logs-id",
     diagnostics={"workspace": "ws-id", "endpoint-iris": "endpoint-id"},
@@ -27,7 +27,7 @@ MONITORED = MonitoredResources(
 
 def _record(settings: AzureSettings | None = None) -> Recording:
     target = AzureTarget("rg", "westeurope", settings or AzureSettings(alert_emails=("oncall@example.com",)))
-    return record_azure(lambda: Observability("obs", ARGS, target, MONITORED, max_error_rate=0.02))
+    return record_azure(lambda: Observability("obs", ARGS, target, MONITORED))
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,10 @@ import pytest
 
 from components.azure._shared import BUILTIN_ROLES, FORBIDDEN_ROLES
 from components.azure.platform import build_platform
-from shipway_core.config import StackConfig, parse_stack_config
+from shipway_core.config import StackConfig
+from shipway_core.outputs import PlatformOutputs
 from tests.support.recording import Recording, resolve
+from tests.support.stacks import example_config
 from tests.unit.azure.provider import PROD_RAW as RAW
 from tests.unit.azure.provider import SUBSCRIPTION, record_azure
 
@@ -29,7 +31,7 @@ def _secrets() -> dict[str, pulumi.Output[str]]:
 
 
 def _record(raw: dict[str, Any]) -> Recording:
-    cfg = parse_stack_config("prod", raw)
+    cfg = example_config("prod", raw)
     return record_azure(lambda: build_platform(cfg, _secrets()))
 
 
@@ -56,7 +58,7 @@ def test_components_and_resource_types(prod: Recording) -> None:
 
 def test_every_taggable_resource_carries_the_compliance_tags(prod: Recording) -> None:
     for res in prod.resources:
-        if res.type.startswith("shipway:") or res.type in UNTAGGED:
+        if res.type.startswith(("shipway:", "pulumi:providers:")) or res.type in UNTAGGED:
             continue
         tags = res.inputs.get("tags", {})
         assert {k: tags.get(k) for k in REQUIRED} == REQUIRED, res.name
@@ -87,18 +89,19 @@ def test_endpoints_read_only_the_endpoint_secret(prod: Recording) -> None:
 
 
 def test_stack_outputs(prod: Recording) -> None:
-    out = {k: resolve(v) for k, v in prod.result.items()}
-    assert out["cloud"] == "azure"
-    assert out["region"] == "westeurope"
-    assert out["resourceGroupName"] == "shipway-prod"
-    assert out["trackingUri"] == "azureml://westeurope.api.azureml.ms/mlflow/v1.0/tracking-workspace"
-    assert out["modelVersions"] == {"churn": 7, "iris": 4}
-    assert out["deployments"] == {"churn": ["v7"], "iris": ["v4", "v3"]}
-    assert out["traffic"] == {"churn": {"v7": 100}, "iris": {"v4": 100, "v3": 0}}
-    assert set(out["endpoints"]) == {"churn", "iris"}
-    assert out["deployClientId"] == "deploy-identity-client"
-    assert out["grafanaUrl"] == "https://observability-grafana.grafana.azure.com"
-    assert out["keyVaultUri"] == "https://mock-kv-secrets-8623f01d.vault.azure.net/"
+    out = PlatformOutputs.from_exports(resolve(prod.result.exports()), stack="prod")
+    assert (out.cloud, out.environment) == ("azure", "prod")
+    assert out.target["region"] == "westeurope"
+    assert out.target["resourceGroupName"] == "shipway-prod"
+    assert out.tracking_uri == "azureml://westeurope.api.azureml.ms/mlflow/v1.0/tracking-workspace"
+    assert {m: e.version for m, e in out.endpoints.items()} == {"churn": 7, "iris": 4}
+    iris = out.target["endpointNames"]["iris"]
+    assert out.endpoints["iris"].status == f"azureml:shipway-prod/tracking-workspace/{iris}"
+    assert out.target["deployments"] == {"churn": ["v7"], "iris": ["v4", "v3"]}
+    assert out.target["traffic"] == {"churn": {"v7": 100}, "iris": {"v4": 100, "v3": 0}}
+    assert out.target["deployClientId"] == "deploy-identity-client"
+    assert out.observability.dashboards_url == "https://observability-grafana.grafana.azure.com"
+    assert out.target["keyVaultUri"] == "https://mock-kv-secrets-8623f01d.vault.azure.net/"
 
 
 def test_existing_resource_group_is_used_not_created() -> None:
@@ -108,12 +111,12 @@ def test_existing_resource_group_is_used_not_created() -> None:
     assert {r.inputs["resourceGroupName"] for r in rec.of_type("azure-native:storage:StorageAccount")} == {
         "rg-ml-prod"}
     assert rec.of_type("shipway:azure:DeployIdentity") == []  # no repository configured
-    assert resolve(rec.result["deployClientId"]) is None
+    assert resolve(rec.result.target["deployClientId"]) is None
     assert rec.of_type("azure-native:dashboard:Grafana") == []
 
 
 def _cfg(**azure: Any) -> StackConfig:
-    return parse_stack_config("prod", {**RAW, "azure": azure})
+    return example_config("prod", {**RAW, "azure": azure})
 
 
 def test_previous_version_for_an_unpinned_model_is_rejected() -> None:
@@ -124,7 +127,7 @@ def test_previous_version_for_an_unpinned_model_is_rejected() -> None:
 
 
 def test_other_clouds_are_rejected() -> None:
-    cfg = parse_stack_config("prod", {**RAW, "cloud": "kubernetes", "region": None, "azure": {}})
+    cfg = example_config("prod", {**RAW, "cloud": "kubernetes", "region": None, "azure": {}})
     with pytest.raises(ValueError) as err:
         build_platform(cfg, {})
     assert str(err.value) == "cloud: 'kubernetes' is not valid; the Azure platform needs 'azure'"

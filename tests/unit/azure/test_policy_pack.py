@@ -12,9 +12,9 @@ from pulumi_policy import ResourceValidationPolicy, StackValidationPolicy
 
 from components.azure.platform import build_platform
 from policies.registry import ALL_POLICIES
-from shipway_core.config import parse_stack_config
 from tests.policies.support import Res, check, check_stack
 from tests.support.recording import Recorded, Recording
+from tests.support.stacks import example_config
 from tests.unit.azure.provider import PROD_RAW, record_azure
 
 PROD_CONFIG = json.loads((Path(__file__).parents[3] / "policies" / "config" / "prod.json").read_text())
@@ -39,7 +39,7 @@ def _deps(resource: Recorded, ids: dict[str, str]) -> dict[str, list[str]]:
 
 @pytest.fixture(scope="module")
 def platform() -> Recording:
-    cfg = parse_stack_config("prod", PROD_RAW)
+    cfg = example_config("prod", PROD_RAW)
     return record_azure(lambda: build_platform(cfg, {"endpointApiKey": pulumi.Output.secret("k")}))
 
 

@@ -10,8 +10,9 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from components.azure._shared import BUILTIN_ROLES, FORBIDDEN_ROLES, role_definition_id, unique_name
-from shipway_core.config import StackConfigError, parse_stack_config
+from shipway_core.config import StackConfigError
 from tests.support.recording import record, resolve
+from tests.support.stacks import example_config
 
 _SEEDS = st.uuids().map(str)
 _LOGICAL = st.from_regex(r"[a-z][a-z0-9-]{0,40}", fullmatch=True)
@@ -74,7 +75,7 @@ BASE = {"cloud": "azure", "environment": "prod", "owner": "ml-team", "costCenter
 
 
 def test_azure_settings_parse() -> None:
-    cfg = parse_stack_config("prod", {**BASE, "azure": {
+    cfg = example_config("prod", {**BASE, "azure": {
         "endpointAuthMode": "Key", "instanceType": "Standard_F4s_v2", "previousVersions": {"iris": 3},
         "managedPrometheus": True, "managedGrafana": True, "alertEmails": ["oncall@example.com"]}})
     assert cfg.azure.endpoint_auth_mode == "Key"
@@ -86,7 +87,7 @@ def test_azure_settings_parse() -> None:
 
 def test_bad_azure_settings_are_all_reported_at_once() -> None:
     with pytest.raises(StackConfigError) as err:
-        parse_stack_config("prod", {**BASE, "azure": {
+        example_config("prod", {**BASE, "azure": {
             "endpointAuthMode": "AMLToken", "previousVersions": {"iris": "latest"},
             "alertEmails": ["nobody"]}})
     assert err.value.problems == [

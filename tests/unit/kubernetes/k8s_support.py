@@ -13,8 +13,9 @@ from typing import Any
 import pulumi
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 
-from shipway_core.config import StackConfig, parse_stack_config
+from shipway_core.config import StackConfig
 from tests.support.recording import Recorded, Recording
+from tests.support.stacks import example_config
 
 K8S_PREFIX = "kubernetes:"
 WORKLOAD_TYPES = ("kubernetes:apps/v1:Deployment", "kubernetes:apps/v1:StatefulSet")
@@ -40,7 +41,7 @@ def stack_config(
     if kubernetes is not None:
         raw["kubernetes"] = dict(kubernetes)
     raw.update(extra)
-    return parse_stack_config(stack, raw)
+    return example_config(stack, raw)
 
 
 def secret_outputs(values: Mapping[str, str] = SECRETS) -> dict[str, pulumi.Output[str]]:

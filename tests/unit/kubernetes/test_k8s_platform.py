@@ -23,6 +23,7 @@ from k8s_support import (
 from components.kubernetes.platform import build_platform
 from shipway_core.config import StackConfig
 from shipway_core.observability.rules import ALERT_NAMES
+from shipway_core.outputs import PlatformOutputs
 from tests.support.recording import Recording, record, resolve
 
 # Custom resources whose CRDs kubernetes-validate has no schema for; validated by shape tests instead.
@@ -64,21 +65,28 @@ def test_component_tree(prod: Recording) -> None:
 
 
 def test_outputs(prod: Recording) -> None:
-    out = {k: resolve(v) for k, v in prod.result.items()}
+    out = resolve(prod.result.exports())
+    assert PlatformOutputs.from_exports(out, stack="prod").endpoints["churn"].version == 3
     assert out == {
-        "namespace": "shipway-prod",
-        "tracking_uri": "http://mlflow.shipway-prod.svc.cluster.local:5000",
-        "registry_uri": "http://mlflow.shipway-prod.svc.cluster.local:5000",
-        "otlp_endpoint": "http://observability-otel-collector.shipway-prod.svc.cluster.local:4318",
+        "cloud": "kubernetes",
+        "environment": "prod",
+        "trackingUri": "http://mlflow.shipway-prod.svc.cluster.local:5000",
+        "registryUri": "http://mlflow.shipway-prod.svc.cluster.local:5000",
         "endpoints": {
-            "churn": "http://serve-churn.shipway-prod.svc.cluster.local",
-            "fraud": "http://serve-fraud.shipway-prod.svc.cluster.local",
+            m: {"url": f"http://serve-{m}.shipway-prod.svc.cluster.local", "version": v,
+                "status": f"kubernetes:shipway-prod/serve-{m}", "apiKeyRef": "secrets-endpoint-api-key",
+                "requestLog": None}
+            for m, v in (("churn", 3), ("fraud", 12))
         },
-        "model_versions": {"churn": 3, "fraud": 12},
-        "alert_rules": list(ALERT_NAMES),
-        "secret_names": {
-            "endpointApiKey": "secrets-endpoint-api-key",
-            "trackingDbPassword": "secrets-tracking-db-password",
+        "observability": {"metricsUrl": None, "alertsUrl": None, "dashboardsUrl": None,
+                          "tracesUrl": "http://observability-otel-collector.shipway-prod.svc.cluster.local:4318"},
+        "target": {
+            "namespace": "shipway-prod",
+            "alertRules": list(ALERT_NAMES),
+            "secretNames": {
+                "endpointApiKey": "secrets-endpoint-api-key",
+                "trackingDbPassword": "secrets-tracking-db-password",
+            },
         },
     }
 
@@ -259,7 +267,7 @@ def test_external_registry_points_endpoints_at_it() -> None:
     assert env_of(container)["MLFLOW_TRACKING_URI"] == "https://mlflow.example.com"
     egress = plain(rec.one("kubernetes:networking.k8s.io/v1:NetworkPolicy", "serve-churn-network").inputs)
     assert egress["spec"]["egress"][0]["ports"] == [{"port": 443, "protocol": "TCP"}]
-    assert resolve(rec.result["registry_uri"]) == "https://mlflow.example.com"
+    assert resolve(rec.result.registry_uri) == "https://mlflow.example.com"
 
 
 @pytest.mark.parametrize(

@@ -159,7 +159,11 @@ def test_env_status_works_with_partial_information(invoke, repo, engine, registr
     with socket.socket() as sock:  # a port nothing listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    engine.outputs["dev"] = {"endpoints": {MODEL: {"url": f"http://127.0.0.1:{port}"}}}
+    url = f"http://127.0.0.1:{port}"
+    engine.outputs["dev"] = {"cloud": "local", "environment": "dev", "trackingUri": "http://127.0.0.1:1",
+                             "registryUri": "http://127.0.0.1:1",
+                             "endpoints": {MODEL: {"url": url, "version": 1, "status": url}}}
+    engine.outputs["local"] = {}  # a stack that exists but was never deployed
     registry.client.set_registered_model_alias(MODEL, "dev", "1")
     (repo / "stacks" / "Pulumi.prod.yaml").unlink()
     invoke("model", "promote", MODEL, "--to", "test", "--version", "1")
@@ -169,9 +173,10 @@ def test_env_status_works_with_partial_information(invoke, repo, engine, registr
     dev = envs["dev"]["models"][0]
     assert (dev["pinned"], dev["alias"], dev["health"], dev["serving_version"]) == (1, 1, "down", None)
     test = envs["test"]["models"][0]
-    assert (test["health"], test["detail"]) == ("down", "no stack outputs (RuntimeError)")
+    assert (test["health"], test["detail"]) == ("unknown", "no stack outputs (RuntimeError)")
     assert test["last_change"]["action"] == "promote" and test["last_change"]["to_version"] == 1
     assert envs["prod"]["error"].endswith("Pulumi.prod.yaml not found; create it (see docs/promotion.md)")
+    assert envs["local"]["deployed"] is False and envs["local"]["models"][0]["health"] == "not deployed"
     table = invoke("env", "status")
     assert table.exit_code == 0 and "down" in table.stdout
 

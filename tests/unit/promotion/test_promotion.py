@@ -62,8 +62,10 @@ def endpoint(engine: FakeEngine, repo: Path, pyfunc_models) -> FakeEndpoint:
     engine.on_up = deploy
     for env in ("dev", "test"):
         engine.outputs[env] = {
-            "trackingUri": "http://127.0.0.1:5000",
-            "endpoints": {MODEL: {"url": "http://127.0.0.1:8101", "apiKeyFile": str(key_file)}},
+            "cloud": "local", "environment": env,
+            "trackingUri": "http://127.0.0.1:5000", "registryUri": "http://127.0.0.1:5000",
+            "endpoints": {MODEL: {"url": "http://127.0.0.1:8101", "version": 1, "status": "http://127.0.0.1:8101",
+                                  "apiKeyRef": str(key_file)}},
         }
     return ep
 

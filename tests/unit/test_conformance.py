@@ -1,0 +1,183 @@
+"""One platform contract on every target, checked by running ``infra`` as the real program.
+
+Each case starts from a committed stack file (``stacks/``), fills the placeholders a user
+fills with the example values in ``tests/support/stacks.py``, hands the config to the program
+the way the engine does (``PULUMI_CONFIG``, secrets included) and runs ``infra.program.run``
+under recording mocks (the cloud providers cannot run here). Every target must export the
+same keys, readable by ``PlatformOutputs.from_exports``, and every common Arg is either
+honoured (visible in the recorded resources) or rejected with an error that names it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pytest
+
+from shipway_core.config import raw_from_stack_file
+from shipway_core.outputs import (
+    STATUS_SCHEMES,
+    EndpointOutputs,
+    ObservabilityOutputs,
+    PlatformOutputs,
+    section_keys,
+    top_level_keys,
+)
+from tests.support.recording import Recording, record, resolve
+from tests.support.stacks import ROOT, SECRETS, with_target_settings
+from tests.unit.aws.support import outputs as aws_outputs
+from tests.unit.azure.provider import azure_outputs
+
+STACKS = ROOT / "stacks"
+# Committed stack per target (the local stack is the embedded default).
+TARGET_STACKS = {"local": "local", "aws": "dev", "azure": "azure-dev", "kubernetes": "k8s-dev"}
+MOCK_OUTPUTS: dict[str, Callable[..., dict[str, Any]] | None] = {
+    "local": None, "aws": aws_outputs, "azure": azure_outputs, "kubernetes": None,
+}
+SELF_HOSTED = {
+    "trackingMode": "self-hosted",
+    "ingressCidrs": ["10.20.0.0/16"],
+    "certificateArn": "arn:aws:acm:eu-west-1:000000000000:certificate/mock",
+    "mlflowImage": "000000000000.dkr.ecr.eu-west-1.amazonaws.com/mlflow@sha256:" + "cd" * 32,
+}
+TWO_MODELS = {"iris-classifier": {"version": 3, "instances": 1}, "churn": {"version": 7, "instances": 1}}
+
+# (target, option set name, changes to the committed stack's shipway: keys)
+OPTION_SETS: list[tuple[str, str, dict[str, Any]]] = [
+    ("local", "committed", {}),
+    ("local", "two-models-protected", {"models": TWO_MODELS, "protectRegistry": True}),
+    ("aws", "committed", {}),
+    ("aws", "self-hosted-tracking", {"aws": SELF_HOSTED}),
+    ("aws", "no-deploy-identity-shared-registry",
+     {"aws": {"githubRepository": None}, "registryUri": "https://mlflow.shared.example.internal"}),
+    ("aws", "two-models", {"models": TWO_MODELS}),
+    ("azure", "committed", {}),
+    ("azure", "existing-group-key-auth", {"azure": {"resourceGroupName": "rg-ml", "endpointAuthMode": "Key"}}),
+    ("azure", "blue-green", {"models": TWO_MODELS, "azure": {"previousVersions": {"churn": 6}}}),
+    ("kubernetes", "committed", {}),
+    ("kubernetes", "s3-artifacts", {"kubernetes": {"artifactStore": "s3", "artifactUri": "s3://ml-artifacts/dev",
+                                                   "artifactIdentity": "arn:aws:iam::000000000000:role/mlflow"}}),
+    ("kubernetes", "external-secrets-kserve", {"kubernetes": {"externalSecrets": True, "kserve": True}}),
+    ("kubernetes", "shared-registry", {"registryUri": "https://mlflow.shared.example.internal",
+                                       "models": TWO_MODELS}),
+]
+STRUCTURED = {"allowedRegions", "aws", "azure", "gates", "kubernetes", "local", "models", "protectRegistry", "slo"}
+
+
+def stack_raw(target: str, changes: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The committed stack's shipway: keys with the example placeholders and ``changes``."""
+    stack = TARGET_STACKS[target]
+    raw = raw_from_stack_file(STACKS / f"Pulumi.{stack}.yaml")
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(raw.get(key), Mapping) and key != "models":
+            merged = {**raw[key], **value}
+            raw[key] = {k: v for k, v in merged.items() if v is not None}
+        else:
+            raw[key] = value
+    raw = with_target_settings(raw)
+    for key in ("endpointApiKey", "trackingDbPassword"):
+        raw.pop(key, None)
+    return stack, raw
+
+
+def engine_config(raw: Mapping[str, Any], secrets: Mapping[str, str]) -> dict[str, str]:
+    """The flat map the engine hands a program: JSON for structured keys, decrypted secrets."""
+    config = {f"shipway:{k}": json.dumps(v) if k in STRUCTURED else str(v) for k, v in raw.items()}
+    config.update({f"shipway:{k}": v for k, v in secrets.items()})
+    return config
+
+
+def run_program(target: str, stack: str, raw: Mapping[str, Any], monkeypatch: pytest.MonkeyPatch,
+                secrets: Mapping[str, str] = SECRETS) -> Recording:
+    from infra import program
+
+    config = engine_config(raw, secrets)
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps(config))
+    monkeypatch.setenv("PULUMI_CONFIG_SECRET_KEYS", json.dumps([f"shipway:{k}" for k in secrets]))
+    return record(program.run, stack=stack, outputs=MOCK_OUTPUTS[target], config=config)
+
+
+@pytest.fixture(scope="module", params=OPTION_SETS, ids=[f"{t}-{n}" for t, n, _ in OPTION_SETS])
+def case(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any], dict[str, Any], Recording]:
+    target, _, changes = request.param
+    stack, raw = stack_raw(target, changes)
+    with pytest.MonkeyPatch.context() as mp:
+        rec = run_program(target, stack, raw, mp)
+    exports = resolve(rec.result)
+    return target, raw, exports, rec
+
+
+def test_every_target_exports_exactly_the_contract_keys(case: tuple[str, dict, dict, Recording]) -> None:
+    target, raw, exports, _ = case
+    assert tuple(exports) == top_level_keys()
+    assert set(exports["observability"]) == set(section_keys(ObservabilityOutputs))
+    assert set(exports["endpoints"]) == set(raw["models"])
+    for model, endpoint in exports["endpoints"].items():
+        assert set(endpoint) == set(section_keys(EndpointOutputs)), model
+
+
+def test_the_cli_reads_every_target_back_with_the_pinned_versions(case: tuple[str, dict, dict, Recording]) -> None:
+    target, raw, exports, _ = case
+    out = PlatformOutputs.from_exports(exports, stack=target)
+    assert (out.cloud, out.environment) == (target, raw["environment"])
+    assert {m: e.version for m, e in out.endpoints.items()} == {m: p["version"] for m, p in raw["models"].items()}
+    for endpoint in out.endpoints.values():
+        assert endpoint.status.startswith(STATUS_SCHEMES[target])
+        assert endpoint.api_key_ref or raw.get("kubernetes", {}).get("externalSecrets")
+    if raw.get("registryUri"):
+        assert out.registry_uri == raw["registryUri"]
+
+
+# --------------------------------------------------------------- common Args, per target
+# Where each target shows that an Arg reached its resources: (resource type, input path).
+def _dig(value: Any, path: str) -> Any:
+    for part in path.split("."):
+        value = value[int(part)] if isinstance(value, list) else value.get(part) if value is not None else None
+    return value
+
+
+def _serving_replicas(target: str, rec: Recording, model: str) -> Any:
+    if target == "aws":
+        config = next(r for r in rec.of_type("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+                      if r.name.startswith(model))
+        return _dig(config.inputs, "productionVariants.0.initialInstanceCount")
+    if target == "azure":
+        deployment = next(r for r in rec.of_type("azure-native:machinelearningservices:OnlineDeployment")
+                          if r.name.startswith(model))
+        return _dig(deployment.inputs, "sku.capacity")
+    deployment = rec.one("kubernetes:apps/v1:Deployment", f"serve-{model}-deployment")
+    return _dig(deployment.inputs, "spec.replicas")
+
+
+@pytest.mark.parametrize("target", ["aws", "azure", "kubernetes"])
+def test_instance_count_is_honoured_by_every_cloud_target(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    models = {"iris-classifier": {"version": 2, "instances": 3}}
+    stack, raw = stack_raw(target, {"models": models})
+    rec = run_program(target, stack, raw, monkeypatch)
+    assert _serving_replicas(target, rec, "iris-classifier") == 3
+
+
+def test_instance_count_the_local_target_cannot_honour_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    stack, raw = stack_raw("local", {"models": {"iris-classifier": {"version": 2, "instances": 2}}})
+    with pytest.raises(Exception, match=r"instance_count: 2 is not valid on the local target"):
+        run_program("local", stack, raw, monkeypatch)
+
+
+@pytest.mark.parametrize("target", ["local", "aws", "azure", "kubernetes"])
+def test_a_missing_secret_stops_the_program_with_the_one_config_error(
+        target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack, raw = stack_raw(target, {})
+    with pytest.raises(Exception) as error:
+        run_program(target, stack, raw, monkeypatch, secrets={})
+    text = str(error.value)
+    assert f"stack '{stack}' has" in text
+    assert f"shipway:endpointApiKey: is required; set it as a secret with `pulumi config set --secret " \
+           f"shipway:endpointApiKey <value> --stack {stack}`" in text
+    assert ("shipway:trackingDbPassword: is required" in text) == (target == "kubernetes")
+
+
+def test_every_target_stack_is_checked() -> None:
+    assert {t for t, _, _ in OPTION_SETS} == set(STATUS_SCHEMES) == set(TARGET_STACKS)
+    assert all((STACKS / f"Pulumi.{s}.yaml").exists() for s in TARGET_STACKS.values())
