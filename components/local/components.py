@@ -22,6 +22,7 @@ from components.common import (
 )
 from components.local.providers import (
     AlertmanagerProvider,
+    AlertSinkProvider,
     EndpointProvider,
     JaegerProvider,
     PrometheusProvider,
@@ -38,6 +39,9 @@ class LocalPlacement:
 
     data_dir: str
     port: int
+    # Where the process's supervisor announces its restart-count metrics to Prometheus
+    # (a file_sd directory); None: the restart count is only in the status file.
+    targets_dir: str | None = None
 
     def validate(self, field: str) -> None:
         if not Path(self.data_dir).is_absolute():
@@ -52,8 +56,10 @@ class _Process(Resource):
     pid: pulumi.Output[int]
     alive: pulumi.Output[bool]
 
-    def __init__(self, provider: Any, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions):
-        super().__init__(provider, name, {**props, "pid": None, "alive": None}, opts)
+    def __init__(self, provider: Any, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions,
+                 placement: LocalPlacement | None = None):
+        extra = {"metricsTargetsDir": placement.targets_dir} if placement and placement.targets_dir else {}
+        super().__init__(provider, name, {**props, **extra, "pid": None, "alive": None}, opts)
 
 
 class _SecretFile(Resource):
@@ -92,7 +98,7 @@ class TrackingServer(pulumi.ComponentResource):
             "artifactRoot": f"file://{data / 'artifacts'}",
             "dataDir": str(data),
             "environment": args.environment,
-        }, pulumi.ResourceOptions(parent=self, retain_on_delete=False))
+        }, pulumi.ResourceOptions(parent=self, retain_on_delete=False), placement)
         # Depend on the process so consumers wait until the server is healthy.
         self.url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
         self.pid = self.process.pid
@@ -164,7 +170,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
             "dataDir": str(data),
             "pinFile": str(data / "pin.json"),
             "requestLog": str(data / "requests.jsonl"),
-        }, pulumi.ResourceOptions(parent=self))
+        }, pulumi.ResourceOptions(parent=self), placement)
         self.url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
         self.model_version = self.process.modelVersion  # type: ignore[attr-defined]
         self.api_key_file = pulumi.Output.from_input(api_key_file)
@@ -174,7 +180,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
 
 
 def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml",
-                      alertmanager: str | None = None) -> str:
+                      alertmanager: str | None = None, supervisor_targets: str | None = None) -> str:
     """A scrape config for every endpoint (model label from the key), as YAML text."""
     import yaml
 
@@ -188,6 +194,10 @@ def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml"
             {"job_name": "prometheus", "static_configs": [{"targets": ["__SELF__"]}]},
         ],
     }
+    if supervisor_targets:
+        # Each supervisor announces its ephemeral metrics port in a file here (restart counts).
+        config["scrape_configs"].append({"job_name": "shipway-supervisors", "file_sd_configs": [
+            {"files": [f"{supervisor_targets}/*.json"], "refresh_interval": "5s"}]})
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     return yaml.safe_dump(config, sort_keys=False)
@@ -201,15 +211,19 @@ class Observability(pulumi.ComponentResource):
     """Prometheus web/API URL."""
     alertmanager_url: pulumi.Output[str]
     """Alertmanager web/API URL."""
+    alerts_file: pulumi.Output[str] | None
+    """JSON-lines file the local alert receiver records every notification to (None: no receiver)."""
     process: Resource
     """Escape hatch: the Prometheus dynamic resource."""
 
     def __init__(self, name: str, args: ObservabilityArgs, placement: LocalPlacement, rules_yaml: str,
                  alertmanager: LocalPlacement, binaries: Mapping[str, str] | None = None,
-                 opts: pulumi.ResourceOptions | None = None):
+                 alert_sink: LocalPlacement | None = None, opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
         placement.validate("placement")
         alertmanager.validate("alertmanager")
+        if alert_sink is not None:
+            alert_sink.validate("alert_sink")
         found = {tool: (binaries or {}).get(tool) or shutil.which(tool) or f"/usr/bin/{tool}"
                  for tool in ("prometheus", "prometheus-alertmanager")}
         for tool, path in found.items():
@@ -217,19 +231,34 @@ class Observability(pulumi.ComponentResource):
                 raise ValueError(f"binaries: {tool} not found at {path!r}; the project setup installs Debian's "
                                  f"`{tool}` package (run `make setup`)")
         super().__init__("shipway:local:Observability", name, None, opts)
+        webhook = None
+        self.alerts_file = None
+        if alert_sink is not None:
+            alerts_file = str(Path(alert_sink.data_dir) / "alerts.jsonl")
+            sink = _Process(AlertSinkProvider(), f"{name}-alert-sink", {
+                "shipwayKind": "AlertSink",
+                "host": LOOPBACK,
+                "port": alert_sink.port,
+                "alertsFile": alerts_file,
+                "dataDir": alert_sink.data_dir,
+                "environment": args.environment,
+            }, pulumi.ResourceOptions(parent=self), alert_sink)
+            webhook = f"http://{LOOPBACK}:{alert_sink.port}/alerts"
+            self.alerts_file = sink.pid.apply(lambda _pid: alerts_file)
         alerts = _Process(AlertmanagerProvider(), f"{name}-alertmanager", {
             "shipwayKind": "Alertmanager",
             "host": LOOPBACK,
             "port": alertmanager.port,
             "binary": found["prometheus-alertmanager"],
-            "configYaml": alertmanager_config(),
+            "configYaml": alertmanager_config(webhook),
             "dataDir": alertmanager.data_dir,
             "environment": args.environment,
-        }, pulumi.ResourceOptions(parent=self))
+        }, pulumi.ResourceOptions(parent=self), alertmanager)
         am_target = f"{LOOPBACK}:{alertmanager.port}"
         endpoints = pulumi.Output.all(**dict(args.endpoints)) if args.endpoints else pulumi.Output.from_input({})
         config = pulumi.Output.all(endpoints, alerts.pid).apply(
-            lambda parts: prometheus_config(parts[0], alertmanager=am_target).replace(
+            lambda parts: prometheus_config(parts[0], alertmanager=am_target,
+                                            supervisor_targets=placement.targets_dir).replace(
                 "__SELF__", f"{LOOPBACK}:{placement.port}"))
         self.process = _Process(PrometheusProvider(), f"{name}-prometheus", {
             "shipwayKind": "Prometheus",
@@ -240,10 +269,11 @@ class Observability(pulumi.ComponentResource):
             "rulesYaml": rules_yaml,
             "dataDir": placement.data_dir,
             "environment": args.environment,
-        }, pulumi.ResourceOptions(parent=self))
+        }, pulumi.ResourceOptions(parent=self), placement)
         self.prometheus_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
         self.alertmanager_url = alerts.pid.apply(lambda _pid: f"http://{am_target}")
-        self.register_outputs({"prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url})
+        self.register_outputs({"prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url,
+                               "alerts_file": self.alerts_file})
 
 
 def jaeger_config(host: str, otlp_port: int, query_port: int) -> str:
@@ -270,14 +300,18 @@ def jaeger_config(host: str, otlp_port: int, query_port: int) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def alertmanager_config() -> str:
-    """Route every alert to one local receiver; read them in Alertmanager's UI/API."""
+def alertmanager_config(webhook_url: str | None = None) -> str:
+    """Route every alert to one local receiver: the stack's alert sink (`shipway alerts`)."""
     import yaml
 
+    receiver: dict[str, Any] = {"name": "local"}
+    if webhook_url:
+        # send_resolved: the sink records when an alert clears, not only when it fires.
+        receiver["webhook_configs"] = [{"url": webhook_url, "send_resolved": True}]
     config = {
         "route": {"receiver": "local", "group_by": ["alertname", "model"], "group_wait": "5s",
                   "group_interval": "30s", "repeat_interval": "4h"},
-        "receivers": [{"name": "local"}],
+        "receivers": [receiver],
     }
     return yaml.safe_dump(config, sort_keys=False)
 
@@ -308,7 +342,7 @@ class Tracing(pulumi.ComponentResource):
             "configYaml": jaeger_config(LOOPBACK, otlp_port, placement.port),
             "dataDir": placement.data_dir,
             "environment": environment,
-        }, pulumi.ResourceOptions(parent=self))
+        }, pulumi.ResourceOptions(parent=self), placement)
         self.otlp_endpoint = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{otlp_port}")
         self.query_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
         self.register_outputs({"otlp_endpoint": self.otlp_endpoint, "query_url": self.query_url})

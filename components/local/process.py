@@ -1,5 +1,8 @@
 """Supervising local processes from dynamic providers: start detached, check, stop by PID.
 
+Each server runs under a small supervisor (supervisor.py) that restarts it after a crash;
+the PID the stack records is the supervisor's, and the two share a process group.
+
 A local resource's physical identity is a process we started. It must outlive the
 short-lived provider process (so it runs in its own session), be recognisable later (its
 PID *and* its command line, so a recycled PID is never mistaken for ours), and be stopped
@@ -9,13 +12,15 @@ only by that PID.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -23,16 +28,89 @@ class ProcessError(RuntimeError):
     """A supervised process did not start, become healthy, or stop."""
 
 
-def start(argv: Sequence[str], log_file: Path, env: dict[str, str] | None = None,
-          cwd: Path | None = None) -> subprocess.Popen[bytes]:
-    """Start ``argv`` detached from the caller; stdout/stderr go to ``log_file``."""
+# The only variables a platform process inherits from whoever runs `pulumi up`. Everything
+# else (PULUMI_CONFIG_PASSPHRASE, cloud credentials, tokens) stays out; what a process
+# needs beyond this is passed explicitly by its provider.
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
+
+
+def child_env(extra: Mapping[str, str] | None = None, source: Mapping[str, str] | None = None) -> dict[str, str]:
+    """An explicit, minimal environment: a few harmless variables + ``extra``; never PULUMI_*."""
+    source = os.environ if source is None else source
+    env = {k: source[k] for k in INHERITED_ENV if k in source}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(extra or {})
+    leaked = sorted(k for k in env if k.startswith("PULUMI_"))
+    if leaked:
+        raise ValueError(f"extra: {', '.join(leaked)} must not reach a platform process; pass what it needs "
+                         "under another name")
+    return env
+
+
+def supervised(argv: Sequence[str], name: str, status_file: Path, metrics_target_file: Path | None = None,
+               python: str = sys.executable) -> list[str]:
+    """``argv`` wrapped in the restart-with-backoff supervisor (see supervisor.py)."""
+    wrapper = [python, str(SUPERVISOR), "--name", name, "--status-file", str(status_file)]
+    if metrics_target_file is not None:
+        wrapper += ["--metrics-target-file", str(metrics_target_file)]
+    return [*wrapper, "--", *argv]
+
+
+def open_private_log(log_file: Path) -> int:
+    """Open ``log_file`` for appending with mode 0600 (logs can carry request data)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_file, "ab") as log:
+    fd = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # an older file may have been created world-readable
+    return fd
+
+
+def start(argv: Sequence[str], log_file: Path, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start ``argv`` detached from the caller; stdout/stderr go to ``log_file`` (0600).
+
+    ``env`` defaults to :func:`child_env` (never the caller's full environment).
+    """
+    fd = open_private_log(log_file)
+    try:
         proc = subprocess.Popen(  # noqa: S603 - argv built by our providers, never a shell
-            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True, env=env, cwd=cwd, close_fds=True,
+            list(argv), stdin=subprocess.DEVNULL, stdout=fd, stderr=subprocess.STDOUT,
+            start_new_session=True, env=dict(env) if env is not None else child_env(), cwd=cwd, close_fds=True,
         )
+    finally:
+        os.close(fd)
     return proc
+
+
+def read_status(status_file: Path) -> dict[str, object] | None:
+    """The supervisor's status (restarts, child pid, state), or None if there is none yet."""
+    try:
+        data = json.loads(status_file.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def stop_leftovers(pgid: int | None, marker: str) -> None:
+    """SIGKILL processes left in group ``pgid`` whose command line carries ``marker``.
+
+    When a supervisor was killed with SIGKILL its child keeps running (and holding the
+    port); only processes that are provably ours (group *and* command line) are stopped.
+    """
+    if not pgid:
+        return
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        try:
+            if os.getpgid(pid) != pgid:
+                continue
+        except ProcessLookupError:
+            continue
+        if is_ours(pid, marker):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def cmdline(pid: int) -> list[str]:

@@ -42,6 +42,15 @@ def _changed(olds: dict[str, Any], news: dict[str, Any]) -> set[str]:
     return {k for k in set(olds) | set(news) if k not in ("pid", "alive") and olds.get(k) != news.get(k)}
 
 
+def _healthy_within(url: str, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.http_ok(url):
+            return True
+        time.sleep(0.5)
+    return False
+
+
 def _python() -> str:
     # The provider runs in the project's virtualenv; its processes use the same interpreter.
     return sys.executable
@@ -67,6 +76,21 @@ class _ProcessProvider(ResourceProvider):
 
     def hot_update(self, olds: dict[str, Any], news: dict[str, Any]) -> None:
         raise NotImplementedError
+
+    def status_file(self, props: dict[str, Any]) -> Path:
+        """Where the supervisor publishes restarts and the child's pid (read by `env status`)."""
+        return Path(props["dataDir"]) / f"{props['shipwayKind']}.status.json"
+
+    def spawn(self, props: dict[str, Any], argv: list[str], env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> subprocess.Popen[bytes]:
+        """Start ``argv`` under the restart-with-backoff supervisor, with a minimal environment."""
+        targets = props.get("metricsTargetsDir")
+        target_file = Path(targets) / f"{Path(props['dataDir']).name}-{props['shipwayKind']}.json" if targets else None
+        wrapped = process.supervised(argv, props["shipwayKind"] if not props.get("modelName")
+                                     else f"{props['shipwayKind']}/{props['modelName']}",
+                                     self.status_file(props), target_file, python=_python())
+        return process.start(wrapped, self.log_file(props), env=env if env is not None else process.child_env(),
+                             cwd=cwd)
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
@@ -99,7 +123,11 @@ class _ProcessProvider(ResourceProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         props = _clean(props)
-        alive = process.is_ours(props.get("pid"), self.marker(props)) and process.http_ok(self.health_url(props))
+        alive = process.is_ours(props.get("pid"), self.marker(props))
+        if alive and not process.http_ok(self.health_url(props)):
+            # The supervisor may be restarting a crashed server right now: give it the time a
+            # restart takes before reporting drift, so refresh after a crash converges.
+            alive = _healthy_within(self.health_url(props), seconds=30.0)
         return ReadResult(id_=id_, outs={**props, "alive": alive})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -116,11 +144,30 @@ class _ProcessProvider(ResourceProvider):
             self.hot_update(olds, news)
             return UpdateResult(outs={**news, "pid": pid, "alive": True})
         process.stop(pid, self.marker(olds))
+        process.stop_leftovers(pid, self.marker(olds))  # a SIGKILLed supervisor's child
         return UpdateResult(outs=self._start(news))
 
     def delete(self, _id: str, props: dict[str, Any]) -> None:
         props = _clean(props)
         process.stop(props.get("pid"), self.marker(props))
+        process.stop_leftovers(props.get("pid"), self.marker(props))
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600, or tighten an existing one (data and logs are private)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+def _private_sqlite(store_uri: str) -> None:
+    # SQLite treats an empty file as a new database and gives its journal files the
+    # database's mode, so creating it 0600 first keeps the registry private.
+    if store_uri.startswith("sqlite:///"):
+        _private_file(Path(store_uri.removeprefix("sqlite://")))
 
 
 class TrackingServerProvider(_ProcessProvider):
@@ -147,9 +194,9 @@ class TrackingServerProvider(_ProcessProvider):
             "--no-serve-artifacts",
             "--workers", "1",
         ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
-        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-        return process.start(argv, self.log_file(props), env=env)
+        _private_sqlite(props["backendStoreUri"])
+        env = process.child_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
+        return self.spawn(props, argv, env=env)
 
 
 class EndpointProvider(_ProcessProvider):
@@ -182,8 +229,8 @@ class EndpointProvider(_ProcessProvider):
         ]
         if props.get("otlpEndpoint"):
             argv += ["--otlp-endpoint", props["otlpEndpoint"]]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PULUMI_")}
-        return process.start(argv, self.log_file(props), env=env)
+        _private_file(Path(props["requestLog"]))
+        return self.spawn(props, argv)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         result = super().create(props)
@@ -244,7 +291,7 @@ class PrometheusProvider(_ProcessProvider):
             f"--web.listen-address={props['host']}:{props['port']}",
             "--web.enable-lifecycle", "--storage.tsdb.retention.time=7d",
         ]
-        return process.start(argv, self.log_file(props), cwd=data)
+        return self.spawn(props, argv, cwd=data)
 
     def hot_update(self, _olds: dict[str, Any], news: dict[str, Any]) -> None:
         self._write_config(news)
@@ -306,7 +353,7 @@ class AlertmanagerProvider(_ProcessProvider):
             # An empty cluster address turns gossip off; its default binds 0.0.0.0:9094.
             "--cluster.listen-address=",
         ]
-        return process.start(argv, self.log_file(props), cwd=data)
+        return self.spawn(props, argv, cwd=data)
 
     def hot_update(self, _olds: dict[str, Any], news: dict[str, Any]) -> None:
         (Path(news["dataDir"]) / "alertmanager.yml").write_text(news["configYaml"])
@@ -332,4 +379,24 @@ class JaegerProvider(_ProcessProvider):
         data = Path(props["dataDir"])
         data.mkdir(parents=True, exist_ok=True)
         (data / "jaeger.yml").write_text(props["configYaml"])
-        return process.start([props["binary"], f"--config=file:{data / 'jaeger.yml'}"], self.log_file(props), cwd=data)
+        return self.spawn(props, [props["binary"], f"--config=file:{data / 'jaeger.yml'}"], cwd=data)
+
+
+class AlertSinkProvider(_ProcessProvider):
+    """The local alert receiver (alert_sink.py): Alertmanager's webhook, recorded to a file."""
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(props["alertsFile"])
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "alert-sink.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/health"
+
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
+        Path(props["dataDir"]).mkdir(parents=True, exist_ok=True)
+        script = Path(__file__).with_name("alert_sink.py")
+        argv = [_python(), str(script), "--host", props["host"], "--port", str(props["port"]),
+                "--out", props["alertsFile"]]
+        return self.spawn(props, argv)

@@ -64,7 +64,8 @@ def test_good_config_parses_into_typed_objects():
      "shipway:models.Iris: 'Iris' is not valid; model names are lowercase letters, digits and '-', 2-63 chars, "
      "starting with a letter"),
     ({"models": {"iris-classifier": {"version": 1, "stage": "prod"}}},
-     "shipway:models.iris-classifier.stage: 'prod' is not valid; unknown key; allowed keys: instances, port, version"),
+     "shipway:models.iris-classifier.stage: 'prod' is not valid; unknown key; allowed keys: instances, port, "
+     "version"),
     ({"models": {"iris-classifier": {"version": 1, "instances": 0}}},
      "shipway:models.iris-classifier.instances: 0 is not valid; use an integer from 1 to 100"),
     ({"models": ["iris"]}, 'shipway:models: ["iris"] is not valid; expected a mapping of model name -> {version: N}'),
@@ -76,8 +77,8 @@ def test_good_config_parses_into_typed_objects():
      "shipway:region: 'eu-west-1' is not valid; the local target has no region; remove the key"),
     ({"local": {"trackingPort": 80}}, "shipway:local.trackingPort: 80 is not valid; use a port number 1024-65535"),
     ({"local": {"tracking_port": 5000}},
-     "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertSinkPort, alertmanagerPort, backendStoreUri, "
-     "dataDir, endpointBasePort, jaegerOtlpPort, jaegerQueryPort, prometheusPort, trackingPort"),
+     "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertSinkPort, alertmanagerPort, "
+     "backendStoreUri, dataDir, endpointBasePort, jaegerOtlpPort, jaegerQueryPort, prometheusPort, trackingPort"),
     ({"local": {"backendStoreUri": "mysql://db"}},
      "shipway:local.backendStoreUri: 'mysql://db' is not valid; use a sqlite:/// or postgresql:// URI"),
     ({"registryUri": "http://10.1.2.3:5000"}, "shipway:registryUri: 'http://10.1.2.3:5000' is not valid; "

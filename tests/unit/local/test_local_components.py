@@ -48,7 +48,7 @@ def test_component_tree_types_and_names(rec):
     assert rec.names(DYNAMIC) == sorted([
         "tracking-server", "secrets-endpoint-api-key", "churn-model-pin-alias", "iris-classifier-pin-alias",
         "churn-model-server", "iris-classifier-server", "observability-prometheus", "observability-alertmanager",
-        "tracing-jaeger",
+        "observability-alert-sink", "tracing-jaeger",
     ])
 
 
@@ -141,3 +141,45 @@ def test_endpoint_validates_before_creating_anything(args, message):
 def test_placement_must_be_absolute():
     with pytest.raises(ValueError, match=r"^placement.data_dir: 'rel/dir' is not valid; use an absolute path$"):
         LocalPlacement("rel/dir", 8100).validate("placement")
+
+
+def test_alertmanager_routes_every_alert_to_the_stacks_alert_sink(rec):
+    sink = rec.named("observability-alert-sink").inputs
+    assert (sink["shipwayKind"], sink["host"], sink["port"]) == ("AlertSink", "127.0.0.1", 9095)
+    assert sink["alertsFile"] == "/tmp/shipway-unit/local/alerts/alerts.jsonl"
+    import yaml
+
+    am = yaml.safe_load(rec.named("observability-alertmanager").inputs["configYaml"])
+    assert am["route"]["receiver"] == "local"
+    assert am["receivers"] == [{"name": "local", "webhook_configs": [
+        {"url": "http://127.0.0.1:9095/alerts", "send_resolved": True}]}]
+
+
+def test_every_process_announces_its_restart_metric_and_prometheus_scrapes_them(rec):
+    targets = "/tmp/shipway-unit/local/prometheus/targets"
+    processes = [r for r in rec.of_type(DYNAMIC) if "port" in r.inputs]
+    assert {r.name for r in processes} == {
+        "tracking-server", "churn-model-server", "iris-classifier-server", "observability-prometheus",
+        "observability-alertmanager", "observability-alert-sink", "tracing-jaeger"}
+    assert all(r.inputs["metricsTargetsDir"] == targets for r in processes)
+    import yaml
+
+    prom = yaml.safe_load(rec.named("observability-prometheus").inputs["configYaml"])
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    assert jobs["shipway-supervisors"]["file_sd_configs"] == [{"files": [f"{targets}/*.json"],
+                                                               "refresh_interval": "5s"}]
+
+
+def test_pinned_ports_keep_each_endpoint_where_it_was_when_a_model_sorting_first_is_added():
+    before = build(local_config(models={"iris-classifier": {"version": 3}}))
+    after = build(local_config(models={"iris-classifier": {"version": 3, "port": 8100},
+                                       "churn-model": {"version": 7, "port": 8101},
+                                       "anomaly-model": {"version": 1, "port": 8102}}))
+    iris_before = before.named("iris-classifier-server").inputs
+    iris_after = after.named("iris-classifier-server").inputs
+    # Same inputs: the engine sees no change, so the endpoint is neither moved nor restarted.
+    assert {k: v for k, v in iris_after.items()} == {k: v for k, v in iris_before.items()}
+    assert after.named("churn-model-server").inputs["port"] == 8101
+    assert after.named("anomaly-model-server").inputs["port"] == 8102
+    prom = after.named("observability-prometheus").inputs["configYaml"]
+    assert all(f"127.0.0.1:{p}" in prom for p in (8100, 8101, 8102))
