@@ -29,6 +29,12 @@ def validate_tags(tags: Mapping[str, str]) -> None:
         )
 
 
+def reject_unsupported(target: str, field: str, value: object, why: str) -> None:
+    """An Arg a target cannot honour is an error naming it, never silently ignored."""
+    if value is not None:
+        raise ValueError(f"{field}: {value!r} is not supported on the {target} target; {why}")
+
+
 def validate_instance_count(environment: str, instance_count: int) -> None:
     """Prod endpoints run at least two instances so one can fail or roll without an outage."""
     if isinstance(instance_count, bool) or not isinstance(instance_count, int) or instance_count < 1:
@@ -88,4 +94,6 @@ class ObservabilityArgs:
     latency_p99_ms: float = 250.0
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
-    log_retention_days: int = 365
+    # Days the environment's logs are kept; None: the target's default. Targets that keep no
+    # logs themselves (kubernetes, local) reject a value instead of ignoring it.
+    log_retention_days: int | None = None

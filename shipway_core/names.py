@@ -40,3 +40,22 @@ def model_artifact_key(model_name: str, model_version: int) -> str:
     validate_model_pin(model_name, model_version)
     return f"models/{model_name}/{model_version}/model.tar.gz"
 
+
+
+# Secrets are named by their stack config key (`shipway:endpointApiKey`) on every target.
+SECRET_KEY = re.compile(r"^[a-z][A-Za-z0-9]{0,62}$")
+
+
+def validate_secret_keys(keys: object) -> None:
+    """Secret names are the stack's camelCase config keys, on every target (one rule)."""
+    for key in keys:  # type: ignore[attr-defined]
+        if not isinstance(key, str) or not SECRET_KEY.match(key):
+            raise ValueError(
+                f"values: secret name {key!r} is not valid; use the camelCase config key it is set with "
+                "(`pulumi config set --secret shipway:<key>`), e.g. endpointApiKey"
+            )
+
+
+def secret_slug(key: str) -> str:
+    """``endpointApiKey`` -> ``endpoint-api-key``: the DNS-safe spelling in ARNs, files and objects."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", key).lower()

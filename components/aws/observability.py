@@ -189,6 +189,10 @@ def dashboard(environment: str, endpoints: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# A year unless the stack says otherwise (aws.logRetentionDays).
+DEFAULT_LOG_RETENTION_DAYS = 365
+
+
 class Observability(pulumi.ComponentResource):
     """AMP workspace + SLO rules + alert routing, optional Managed Grafana, ADOT config."""
 
@@ -257,7 +261,7 @@ class Observability(pulumi.ComponentResource):
                 f"{name}-{part}-logs",
                 name=f"/shipway/{env}/{part}",
                 kms_key_id=kms_key_arn,
-                retention_in_days=args.log_retention_days,
+                retention_in_days=args.log_retention_days or DEFAULT_LOG_RETENTION_DAYS,
                 tags=tags,
                 opts=child,
             )

@@ -18,14 +18,14 @@ from components.aws.endpoint import InferenceEndpoint, endpoint_name
 from components.aws.identity import DeployIdentity, DeployIdentityArgs
 from components.aws.kms import PlatformKey, PlatformKeyArgs
 from components.aws.observability import Observability
-from components.aws.secrets import Secrets, secret_key
+from components.aws.secrets import Secrets
 from components.aws.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
 from components.contract import EndpointExports, ObservabilityExports, PlatformExports
 from shipway_core.config import StackConfig
 
 # Which stack secrets each consumer may read; anything else is stored but readable by no workload.
-ENDPOINT_SECRETS = ("endpoint-api-key",)
+ENDPOINT_SECRETS = ("endpointApiKey",)
 
 
 def _check(cfg: StackConfig) -> None:
@@ -72,7 +72,7 @@ def build_platform(
         kms_key_arn=key.key_arn,
         opts=opts,
     )
-    api_key = next((vault.arn(k) for k in ENDPOINT_SECRETS if k in {secret_key(s) for s in secrets}), None)
+    api_key = next((vault.arn(k) for k in ENDPOINT_SECRETS if k in secrets), None)
     endpoints: dict[str, InferenceEndpoint] = {}
     for model, pin in sorted(cfg.models.items()):
         endpoints[model] = InferenceEndpoint(

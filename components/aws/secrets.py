@@ -10,7 +10,6 @@ The self-hosted tracking database password is not here: RDS generates, stores an
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,18 +19,13 @@ import pulumi_aws as aws
 from components.aws._base import aws_tags, kms_use_statement, statement
 from components.common import SecretsArgs
 from shipway_core.config import AwsSettings
-
-_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
+from shipway_core.names import secret_slug, validate_secret_keys
 
 
 def secret_key(name: str) -> str:
-    """``endpointApiKey`` / ``endpoint_api_key`` -> ``endpoint-api-key`` (one spelling in ARNs)."""
-    if not _KEY.match(name):
-        raise ValueError(
-            f"values: secret name {name!r} is not valid; use letters, digits, '-' or '_', "
-            "starting with a letter, at most 63 chars"
-        )
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "-", name).replace("_", "-").lower()
+    """``endpointApiKey`` -> ``endpoint-api-key`` (one spelling in ARNs)."""
+    validate_secret_keys([name])
+    return secret_slug(name)
 
 
 class Secrets(pulumi.ComponentResource):
@@ -49,6 +43,7 @@ class Secrets(pulumi.ComponentResource):
         kms_key_arn: pulumi.Input[str],
         opts: pulumi.ResourceOptions | None = None,
     ):
+        validate_secret_keys(args.values)
         super().__init__("shipway:aws:Secrets", name, None, opts)
         keys = {secret_key(raw): raw for raw in args.values}
         if len(keys) != len(args.values):

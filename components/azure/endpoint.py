@@ -12,6 +12,7 @@ import pulumi_azure_native as azure_native
 from components.azure._shared import AzureTarget, access, client_config, grant, unique_name
 from components.common import (
     InferenceEndpointArgs,
+    reject_unsupported,
     validate_instance_count,
     validate_model_pin,
     validate_tags,
@@ -140,6 +141,9 @@ class InferenceEndpoint(pulumi.ComponentResource):
         validate_model_pin(args.model_name, args.model_version)
         validate_tags(args.tags)
         validate_instance_count(args.environment, args.instance_count)
+        reject_unsupported("azure", "api_key", "<secret>" if args.api_key is not None else None,
+                           "Azure ML issues endpoint keys itself and the serving app reads the platform key "
+                           "from Key Vault: pass secrets (SecretRefs) instead")
         validate_previous_version(args.model_version, previous_version)
         auth_mode = target.settings.endpoint_auth_mode
         validate_auth_mode(auth_mode)

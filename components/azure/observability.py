@@ -106,6 +106,10 @@ class Observability(pulumi.ComponentResource):
     def __init__(self, name: str, args: ObservabilityArgs, target: AzureTarget, monitored: MonitoredResources,
                  opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
+        if args.log_retention_days not in (None, target.settings.log_retention_days):
+            raise ValueError(
+                f"log_retention_days: {args.log_retention_days!r} is not valid on Azure; logs are kept by the "
+                f"Log Analytics workspace, set azure.logRetentionDays (now {target.settings.log_retention_days})")
         max_error_rate = args.max_error_rate
         if not 0 < max_error_rate < 1:
             raise ValueError(

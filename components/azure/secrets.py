@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 import pulumi
@@ -10,17 +9,7 @@ import pulumi_azure_native as azure_native
 
 from components.azure._shared import AzureTarget, client_config, grant, secure_vault, unique_name
 from components.common import SecretsArgs, validate_tags
-
-_SECRET_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
-
-
-def validate_secret_names(names: list[str]) -> None:
-    """Key Vault secret names are 1-127 letters, digits and '-'; fail before creating anything."""
-    for key in names:
-        if not isinstance(key, str) or not _SECRET_NAME.match(key):
-            raise ValueError(
-                f"values: secret name {key!r} is not valid; use 1-127 letters, digits and '-'"
-            )
+from shipway_core.names import validate_secret_keys
 
 
 class Secrets(pulumi.ComponentResource):
@@ -45,7 +34,8 @@ class Secrets(pulumi.ComponentResource):
                  readers: Mapping[str, pulumi.Input[str]] | None = None,
                  opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
-        validate_secret_names(list(args.values))
+        # One naming rule on every target; Key Vault accepts the camelCase key as the secret name.
+        validate_secret_keys(args.values)
         super().__init__("shipway:azure:Secrets", name, None, opts)
         tags = dict(args.tags)
         config = client_config(self)

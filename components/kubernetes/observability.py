@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.common import ObservabilityArgs, validate_model_pin, validate_tags
+from components.common import ObservabilityArgs, reject_unsupported, validate_model_pin, validate_tags
 from components.kubernetes import network
 from components.kubernetes.podspec import (
     COLLECTOR_COMPONENT,
@@ -165,6 +165,8 @@ class Observability(pulumi.ComponentResource):
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         validate_tags(args.tags)
+        reject_unsupported("kubernetes", "log_retention_days", args.log_retention_days,
+                           "container logs are kept by the cluster's log pipeline; leave it unset")
         validate_object_name(name, MAX_OBSERVABILITY_NAME)
         for model in args.endpoints:
             validate_model_pin(model, 1)

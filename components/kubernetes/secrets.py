@@ -9,7 +9,6 @@ configured ClusterSecretStore under ``shipway/<environment>/<key>``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,22 +18,21 @@ import pulumi_kubernetes as k8s
 from components.common import SecretsArgs, validate_tags
 from components.kubernetes.podspec import SECRET_KEY, metadata, namespace_name, validate_object_name
 from shipway_core.config import KubernetesSettings
+from shipway_core.names import secret_slug
+from shipway_core.names import validate_secret_keys as validate_core_secret_keys
 
 EXTERNAL_SECRET_API = "external-secrets.io/v1"  # noqa: S105 - an API group
 COMPONENT = "secrets"
-_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 
 
 def secret_suffix(key: str) -> str:
     """``endpointApiKey`` -> ``endpoint-api-key``: config keys become DNS-safe object names."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "-", key).lower()
+    return secret_slug(key)
 
 
 def validate_secret_keys(values: Mapping[str, Any]) -> None:
-    """Keys become object names; reject anything that would not round-trip."""
-    for key in values:
-        if not isinstance(key, str) or not _KEY.match(key):
-            raise ValueError(f"values: key {key!r} is not valid; use a camelCase config key such as endpointApiKey")
+    """Keys become object names; the one secret-naming rule of every target."""
+    validate_core_secret_keys(values)
 
 
 def remote_key(environment: str, key: str) -> str:

@@ -16,6 +16,7 @@ from components.common import (
     ObservabilityArgs,
     SecretsArgs,
     TrackingServerArgs,
+    reject_unsupported,
     validate_instance_count,
     validate_model_pin,
     validate_tags,
@@ -29,6 +30,7 @@ from components.local.providers import (
     SecretFileProvider,
     TrackingServerProvider,
 )
+from shipway_core.names import secret_slug, validate_secret_keys
 
 LOOPBACK = "127.0.0.1"
 
@@ -115,15 +117,13 @@ class Secrets(pulumi.ComponentResource):
         validate_tags(args.tags)
         if not Path(directory).is_absolute():
             raise ValueError(f"directory: {directory!r} is not valid; use an absolute path")
-        for key in args.values:
-            if not key.replace("-", "").isalnum():
-                raise ValueError(f"values: secret name {key!r} is not valid; use letters, digits and '-'")
+        validate_secret_keys(args.values)
         super().__init__("shipway:local:Secrets", name, None, opts)
         files: dict[str, pulumi.Output[str]] = {}
         for key, value in sorted(args.values.items()):
-            res = _SecretFile(f"{name}-{key}", {
+            res = _SecretFile(f"{name}-{secret_slug(key)}", {
                 "shipwayKind": "SecretFile",
-                "path": str(Path(directory) / key),
+                "path": str(Path(directory) / secret_slug(key)),
                 "mode": "0600",
                 "value": pulumi.Output.secret(value),
             }, pulumi.ResourceOptions(parent=self, additional_secret_outputs=["value"]))
@@ -151,6 +151,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
         validate_model_pin(args.model_name, args.model_version)
         validate_tags(args.tags)
         validate_instance_count(args.environment, args.instance_count)
+        reject_unsupported("local", "api_key", "<secret>" if args.api_key is not None else None,
+                           "the key reaches the process as a 0600 file: pass api_key_file from Secrets.files")
         if args.instance_count != 1:
             raise ValueError(f"instance_count: {args.instance_count} is not valid on the local target; use 1 "
                              "(one process per model; zero-downtime comes from in-process hot swap)")
@@ -220,6 +222,8 @@ class Observability(pulumi.ComponentResource):
                  alertmanager: LocalPlacement, binaries: Mapping[str, str] | None = None,
                  alert_sink: LocalPlacement | None = None, opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
+        reject_unsupported("local", "log_retention_days", args.log_retention_days,
+                           "local logs live in the stack's data directory until `make down`; leave it unset")
         placement.validate("placement")
         alertmanager.validate("alertmanager")
         if alert_sink is not None:

@@ -46,7 +46,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
     registry_uri = cfg.registry_uri or tracking.url
 
     vault = Secrets("secrets", SecretsArgs(environment=cfg.environment, tags=tags,
-                                           values={"endpoint-api-key": secrets["endpointApiKey"]}),
+                                           values={"endpointApiKey": secrets["endpointApiKey"]}),
                     directory=str(data / "secrets"))
 
     jaeger = str(root / ".shipway" / "tools" / "bin" / "jaeger")
@@ -70,7 +70,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
                                   latency_p99_ms=cfg.slo.latency_p99_ms, max_error_rate=cfg.slo.max_error_rate,
                                   drift_psi=cfg.slo.drift_psi),
             LocalPlacement(str(data / "endpoints" / model), ports[model], targets),
-            api_key_file=vault.files["endpoint-api-key"],
+            api_key_file=vault.files["endpointApiKey"],
             opts=pulumi.ResourceOptions(depends_on=[alias, vault]),
         )
 

@@ -181,3 +181,95 @@ def test_a_missing_secret_stops_the_program_with_the_one_config_error(
 def test_every_target_stack_is_checked() -> None:
     assert {t for t, _, _ in OPTION_SETS} == set(STATUS_SCHEMES) == set(TARGET_STACKS)
     assert all((STACKS / f"Pulumi.{s}.yaml").exists() for s in TARGET_STACKS.values())
+
+
+# log_retention_days: honoured where the target keeps logs, rejected where it keeps none.
+@pytest.mark.parametrize(("target", "key", "resource_type", "field"), [
+    ("aws", "aws", "aws:cloudwatch/logGroup:LogGroup", "retentionInDays"),
+    ("azure", "azure", "azure-native:operationalinsights:Workspace", "retentionInDays"),
+])
+def test_log_retention_is_honoured_where_the_target_keeps_logs(
+        target: str, key: str, resource_type: str, field: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack, raw = stack_raw(target, {key: {"logRetentionDays": 30}})
+    rec = run_program(target, stack, raw, monkeypatch)
+    kept = {r.name: r.inputs.get(field) for r in rec.of_type(resource_type)}
+    assert kept and set(kept.values()) == {30}, kept
+
+
+def _observability_args(**changes: Any) -> Any:
+    from components.common import ObservabilityArgs
+
+    return ObservabilityArgs("dev", {"owner": "o", "cost-center": "c", "environment": "dev",
+                                     "data-classification": "internal"}, **changes)
+
+
+def test_log_retention_the_kubernetes_target_cannot_keep_is_rejected() -> None:
+    from components.kubernetes.observability import Observability
+    from shipway_core.config import KubernetesSettings
+
+    with pytest.raises(ValueError) as error:
+        record(lambda: Observability("obs", _observability_args(log_retention_days=30), KubernetesSettings(),
+                                     namespace="ns"))
+    assert str(error.value) == ("log_retention_days: 30 is not supported on the kubernetes target; container "
+                                "logs are kept by the cluster's log pipeline; leave it unset")
+
+
+def test_log_retention_the_local_target_cannot_keep_is_rejected(tmp_path: Any) -> None:
+    from components.local.components import LocalPlacement, Observability
+
+    with pytest.raises(ValueError) as error:
+        record(lambda: Observability("obs", _observability_args(log_retention_days=30),
+                                     LocalPlacement(str(tmp_path), 9090), rules_yaml="groups: []\n",
+                                     alertmanager=LocalPlacement(str(tmp_path / "am"), 9093)))
+    assert str(error.value) == ("log_retention_days: 30 is not supported on the local target; local logs live in "
+                                "the stack's data directory until `make down`; leave it unset")
+
+
+def test_a_plain_api_key_is_rejected_where_the_target_reads_it_from_its_secret_store(tmp_path: Any) -> None:
+    """The key reaches AWS, Azure and local endpoints only by reference (ARN, Key Vault, 0600 file);
+    Kubernetes honours a value by writing it to a Secret (tests/unit/kubernetes/test_k8s_endpoint.py)."""
+    from components.aws.endpoint import validate_endpoint
+    from components.azure import AzureTarget, WorkspaceRef
+    from components.azure.endpoint import InferenceEndpoint as AzureEndpoint
+    from components.common import InferenceEndpointArgs
+    from components.local.components import InferenceEndpoint as LocalEndpoint
+    from components.local.components import LocalPlacement
+    from tests.unit.aws.support import SETTINGS
+
+    tags = {"owner": "o", "cost-center": "c", "environment": "dev", "data-classification": "internal"}
+    args = InferenceEndpointArgs("dev", "iris-classifier", 2, "http://127.0.0.1:5000", tags, api_key="k")
+    with pytest.raises(ValueError, match=r"^api_key: a secret value is not accepted on AWS"):
+        validate_endpoint(args, SETTINGS)
+    with pytest.raises(ValueError, match=r"^api_key: '<secret>' is not supported on the azure target; Azure ML"):
+        record(lambda: AzureEndpoint("iris", args, AzureTarget("rg", "westeurope"),
+                                     WorkspaceRef("ws", "ws-id", "st-id", "acr-id")))
+    with pytest.raises(ValueError, match=r"^api_key: '<secret>' is not supported on the local target; the key"):
+        record(lambda: LocalEndpoint("iris", args, LocalPlacement(str(tmp_path), 8100), api_key_file="/k"))
+
+
+@pytest.mark.parametrize("target", ["aws", "azure", "kubernetes", "local"])
+def test_secret_names_follow_one_rule_on_every_target(target: str, tmp_path: Any) -> None:
+    from components.common import SecretsArgs
+
+    tags = {"owner": "o", "cost-center": "c", "environment": "dev", "data-classification": "internal"}
+    args = SecretsArgs("dev", tags, values={"endpointApiKey": "a", "db_password": "b"})
+    from components.aws.secrets import Secrets as AwsSecrets
+    from components.azure import AzureTarget
+    from components.azure.secrets import Secrets as AzureSecrets
+    from components.kubernetes.secrets import Secrets as KubernetesSecrets
+    from components.local.components import Secrets as LocalSecrets
+    from shipway_core.config import KubernetesSettings
+    from tests.unit.aws.support import SETTINGS
+
+    build: dict[str, Callable[[], Any]] = {
+        "aws": lambda: AwsSecrets("s", args, SETTINGS, kms_key_arn="k"),
+        "azure": lambda: AzureSecrets("s", args, AzureTarget("rg", "westeurope")),
+        "kubernetes": lambda: KubernetesSecrets("s", args, KubernetesSettings()),
+        "local": lambda: LocalSecrets("s", args, directory=str(tmp_path)),
+    }
+    with pytest.raises(ValueError) as error:
+        record(build[target])
+    assert str(error.value) == (
+        "values: secret name 'db_password' is not valid; use the camelCase config key it is set with "
+        "(`pulumi config set --secret shipway:<key>`), e.g. endpointApiKey"
+    )

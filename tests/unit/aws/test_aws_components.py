@@ -83,7 +83,6 @@ def test_key_deletion_window_is_validated():
     ("raw", "key"),
     [
         ("endpointApiKey", "endpoint-api-key"),
-        ("endpoint_api_key", "endpoint-api-key"),
         ("trackingDbPassword", "tracking-db-password"),
     ],
 )
@@ -143,16 +142,16 @@ def test_consumers_read_exactly_their_secrets():
 
 def test_unknown_and_colliding_secret_names_are_rejected():
     with pytest.raises(ValueError) as error:
-        _secrets(values={"endpointApiKey": "a", "endpoint_api_key": "b"})
+        _secrets(values={"endpointAPIKey": "a", "endpointApikey": "b"})
     assert str(error.value) == (
-        "values: ['endpointApiKey', 'endpoint_api_key'] name the same secret twice after "
+        "values: ['endpointAPIKey', 'endpointApikey'] name the same secret twice after "
         "normalising to kebab-case; rename one"
     )
     with pytest.raises(ValueError) as error:
-        secret_key("9lives")
+        secret_key("endpoint_api_key")
     assert str(error.value) == (
-        "values: secret name '9lives' is not valid; use letters, digits, '-' or '_', "
-        "starting with a letter, at most 63 chars"
+        "values: secret name 'endpoint_api_key' is not valid; use the camelCase config key it is set with "
+        "(`pulumi config set --secret shipway:<key>`), e.g. endpointApiKey"
     )
 
 

@@ -16,7 +16,7 @@ SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 
 @pytest.fixture(scope="module")
 def rec() -> Recording:
-    values = {"endpointApiKey": pulumi.Output.secret("s3cr3t"), "tracking-db-password": "pw"}
+    values = {"endpointApiKey": pulumi.Output.secret("s3cr3t"), "trackingDbPassword": "pw"}
     return record_azure(lambda: Secrets("secrets", SecretsArgs("prod", TAGS, values), TARGET,
                                         readers={"ci": "ci-principal"}))
 
@@ -24,9 +24,9 @@ def rec() -> Recording:
 def test_children(rec: Recording) -> None:
     assert sorted((r.type, r.name) for r in rec.resources) == [
         ("azure-native:authorization:RoleAssignment", "secrets-endpointApiKey-ci"),
-        ("azure-native:authorization:RoleAssignment", "secrets-tracking-db-password-ci"),
+        ("azure-native:authorization:RoleAssignment", "secrets-trackingDbPassword-ci"),
         ("azure-native:keyvault:Secret", "secrets-endpointApiKey"),
-        ("azure-native:keyvault:Secret", "secrets-tracking-db-password"),
+        ("azure-native:keyvault:Secret", "secrets-trackingDbPassword"),
         ("azure-native:keyvault:Vault", "secrets-vault"),
         ("shipway:azure:Secrets", "secrets"),
     ]
@@ -44,7 +44,7 @@ def test_vault_is_private_rbac_mode_with_purge_protection(rec: Recording) -> Non
 
 
 def test_secret_values_are_recorded_as_secrets(rec: Recording) -> None:
-    for key, value in (("endpointApiKey", "s3cr3t"), ("tracking-db-password", "pw")):
+    for key, value in (("endpointApiKey", "s3cr3t"), ("trackingDbPassword", "pw")):
         secret = rec.one("azure-native:keyvault:Secret", f"secrets-{key}").inputs
         assert secret["secretName"] == key
         assert secret["vaultName"] == "kv-secrets-8623f01d"
@@ -57,7 +57,7 @@ def test_readers_get_secrets_user_on_each_secret_not_the_vault(rec: Recording) -
     grants = rec.of_type("azure-native:authorization:RoleAssignment")
     assert {(g.inputs["scope"], g.inputs["roleDefinitionId"], g.inputs["principalId"]) for g in grants} == {
         ("secrets-endpointApiKey-id", role_id(SECRETS_USER), "ci-principal"),
-        ("secrets-tracking-db-password-id", role_id(SECRETS_USER), "ci-principal"),
+        ("secrets-trackingDbPassword-id", role_id(SECRETS_USER), "ci-principal"),
     }
 
 
@@ -65,7 +65,7 @@ def test_outputs(rec: Recording) -> None:
     secrets = rec.result
     assert resolve(secrets.vault_uri) == "https://mock-kv-secrets-8623f01d.vault.azure.net/"
     assert resolve(secrets.secret_ids) == {"endpointApiKey": "secrets-endpointApiKey-id",
-                                           "tracking-db-password": "secrets-tracking-db-password-id"}
+                                           "trackingDbPassword": "secrets-trackingDbPassword-id"}
     assert resolve(secrets.secret_uris)["endpointApiKey"] == (
         "https://mock-vault.vault.azure.net/secrets/endpointApiKey")
 
@@ -74,4 +74,5 @@ def test_invalid_secret_name_fails_before_anything_is_created() -> None:
     with pytest.raises(ValueError) as err:
         Secrets("secrets", SecretsArgs("prod", TAGS, {"db_password": "x"}), TARGET)
     assert str(err.value) == (
-        "values: secret name 'db_password' is not valid; use 1-127 letters, digits and '-'")
+        "values: secret name 'db_password' is not valid; use the camelCase config key it is set with "
+        "(`pulumi config set --secret shipway:<key>`), e.g. endpointApiKey")

@@ -169,7 +169,8 @@ def test_secret_suffix(key: str, suffix: str) -> None:
     [
         (
             {"bad_key": "x"},
-            "values: key 'bad_key' is not valid; use a camelCase config key such as endpointApiKey",
+            "values: secret name 'bad_key' is not valid; use the camelCase config key it is set with "
+            "(`pulumi config set --secret shipway:<key>`), e.g. endpointApiKey",
         ),
         (
             {"apiKey": None},
