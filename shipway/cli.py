@@ -23,6 +23,7 @@ _NOUNS = {
     "model": ("shipway.commands.model", "Promote, roll back and inspect pinned model versions."),
     "env": ("shipway.commands.env", "Environment status: pins, aliases, serving versions, health."),
     "audit": ("shipway.commands.audit", "Read and verify the hash-chained audit trail."),
+    "alerts": ("shipway.commands.alerts", "Alerts delivered to the local stack's receiver."),
     "monitor": ("shipway.commands.monitor", "Drift reports and ML reliability signals."),
     "new": ("shipway.commands.new", "Generate new projects from Shipway's paved-path templates."),
 }

@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shipway_core.config import ENVIRONMENTS, StackConfig, StackConfigError, parse_stack_config
+from shipway_core.config import (
+    ENVIRONMENTS,
+    StackConfig,
+    StackConfigError,
+    endpoint_ports,
+    parse_stack_config,
+    platform_ports,
+)
 
 MODELS_KEY = "shipway:models"
 _CONFLICT = re.compile(r"^(<{7}|={7}|>{7})( |$)", re.MULTILINE)
@@ -165,8 +172,8 @@ def _replace_version(lines: list[str], spec: Any, path: Path, model: str, versio
     lines[line_no] = line[: match.start()] + str(version) + line[match.end() :]
 
 
-def _insert_model(lines: list[str], config: Any, path: Path, model: str, version: int) -> None:
-    """Add ``model: {version: N}`` as a block, in the indentation the file already uses."""
+def _check_models_block(lines: list[str], config: Any, path: Path) -> None:
+    """``shipway:models`` must be a block mapping (or absent) for a line-by-line edit."""
     models = config.get(MODELS_KEY)
     if MODELS_KEY in config and models is not None and not hasattr(models, "lc"):
         raise StackFileError(
@@ -177,9 +184,17 @@ def _insert_model(lines: list[str], config: Any, path: Path, model: str, version
             f"stack file {path}: '{MODELS_KEY}' is written in flow style ({{...}}); "
             "write it as a block mapping so pins can be edited line by line"
         )
+
+
+def _insert_model(lines: list[str], config: Any, path: Path, model: str, version: int,
+                  port: int | None = None) -> None:
+    """Add ``model: {version: N[, port: P]}`` as a block, in the indentation the file already uses."""
+    _check_models_block(lines, config, path)
+    models = config.get(MODELS_KEY)
     step = _indent_step(lines, config)
     if MODELS_KEY not in config:
         end, block = _new_models_key(lines, config, model, version, step)
+        inner = len(block[-1]) - len(block[-1].lstrip(" "))
     else:
         key_line, key_col = config.lc.key(MODELS_KEY)
         if models:
@@ -190,7 +205,10 @@ def _insert_model(lines: list[str], config: Any, path: Path, model: str, version
             block = [f"{' ' * name_col}{model}:", f"{' ' * inner}version: {version}"]
         else:  # `shipway:models:` with nothing under it yet
             end = key_line
-            block = [f"{' ' * (key_col + step)}{model}:", f"{' ' * (key_col + 2 * step)}version: {version}"]
+            inner = key_col + 2 * step
+            block = [f"{' ' * (key_col + step)}{model}:", f"{' ' * inner}version: {version}"]
+    if port is not None:
+        block.append(f"{' ' * inner}port: {port}")
     lines[end + 1 : end + 1] = block
 
 
@@ -237,6 +255,51 @@ def _find_config_line(lines: list[str], first_key_line: int) -> int:
     return 0
 
 
+def _is_local(config: Any) -> bool:
+    return _plain(config.get("shipway:cloud")) == "local"
+
+
+def _local_ports(path: Path, text: str) -> tuple[dict[str, int], set[int], int]:
+    """(each model's current endpoint port, ports taken by the platform, base port) of a local stack."""
+    doc = _round_trip(text, path)
+    raw = {str(k).partition(":")[2]: _plain(v) for k, v in _config_node(doc, path).items()
+           if str(k).startswith("shipway:")}
+    # Only what decides ports is validated here (load_config checks the whole file).
+    ports_only = {"cloud": "local", "environment": "local", "owner": "-", "costCenter": "-",
+                  "dataClassification": "internal", **{k: raw[k] for k in ("models", "local") if k in raw}}
+    try:
+        cfg = parse_stack_config("local", ports_only)
+    except StackConfigError as exc:
+        raise StackFileError(f"stack file {path}: {exc}") from exc
+    return (endpoint_ports(cfg.models, cfg.local), set(platform_ports(cfg.local).values()),
+            cfg.local.endpoint_base_port)
+
+
+def new_model_port(current: dict[str, int], platform: set[int], base: int) -> int:
+    """A port no model has held and no platform process uses: after the highest one in use.
+
+    Never the lowest free one: a port a removed model held may still be in a client's config.
+    """
+    port = max([base - 1, *current.values()]) + 1
+    while port in platform or port in current.values():
+        port += 1
+    if port > 65535:
+        raise StackFileError(f"no free endpoint port above {base}; set models.<name>.port by hand")
+    return port
+
+
+def _freeze_ports(lines: list[str], models: Any, current: dict[str, int]) -> None:
+    """Write ``port: P`` under every model that has none, so adding a model never moves it."""
+    inserts = []
+    for name, spec in models.items():
+        if hasattr(spec, "lc") and "version" in spec and "port" not in spec and str(name) in current:
+            line_no = spec.lc.value("version")[0]
+            col = spec.lc.key("version")[1]
+            inserts.append((line_no, f"{' ' * col}port: {current[str(name)]}"))
+    for line_no, text in sorted(inserts, reverse=True):  # bottom-up keeps earlier line numbers valid
+        lines.insert(line_no + 1, text)
+
+
 def plan_pin(path: Path, model: str, version: int) -> PinEdit:
     """Compute the edit that pins ``model`` to ``version`` (nothing is written)."""
     text = _read_text(path)
@@ -254,10 +317,22 @@ def plan_pin(path: Path, model: str, version: int) -> PinEdit:
         _replace_version(lines, spec, path, model, version)
     elif spec is not None:
         raise StackFileError(f"stack file {path}: '{model}' has no 'version' key to edit; fix it by hand")
+    elif _is_local(config):
+        # A new model on the local target gets its own port for good, and every model already
+        # there gets its current port written down: nobody's address depends on name order.
+        _check_models_block(lines, config, path)
+        held, platform, base = _local_ports(path, text)
+        _insert_model(lines, config, path, model, version, new_model_port(held, platform, base))
+        _freeze_ports(lines, models, held)
     else:
         _insert_model(lines, config, path, model, version)
     new_text = newline.join(lines)
     _check_result(path, new_text, old_pins, model, version)
+    if spec is None and _is_local(config):
+        after, _, _ = _local_ports(path, new_text)
+        moved = {m: (p, after.get(m)) for m, p in held.items() if after.get(m) != p}
+        if moved:
+            raise StackFileError(f"stack file {path}: adding '{model}' would move {moved}; edit the file by hand")
     return PinEdit(
         path=path, old_text=text, new_text=new_text, model=model, from_version=current, to_version=version
     )

@@ -26,7 +26,8 @@ def _echo(line: str) -> None:
         console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def _stack_config(root: Path, stack: str) -> StackConfig:
+def stack_config(root: Path, stack: str) -> StackConfig:
+    """The validated stack file (bad input: a usage error naming the stack, or exit 2 listing every key)."""
     path = root / "stacks" / f"Pulumi.{stack}.yaml"
     if not path.exists():
         have = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml")
@@ -98,7 +99,7 @@ def up(
     from shipway.example import MODEL_NAME, train_and_register
 
     root = engine.repo_root()
-    cfg = _stack_config(root, stack)
+    cfg = stack_config(root, stack)
     if cfg.cloud != "local":
         raise typer.BadParameter(f"stack '{stack}' targets {cfg.cloud}; `platform up` runs local stacks only — "
                                  "deploy cloud stacks through CI (docs/gitops.md)", param_hint="--stack")
@@ -128,6 +129,45 @@ def up(
     if MODEL_NAME in outputs["endpoints"]:
         url, prediction = _sample_prediction(outputs)
         out.print(f"sample prediction from {url}: {json.dumps(prediction)}")
+    for line in record_first_deploys(cfg, outputs, root):
+        out.print(line)
+
+
+def _first_check(cfg: StackConfig, model: str, version: int, endpoint: dict[str, Any]) -> Any:
+    """The deployment check for a first up: the endpoint serves exactly the pinned version."""
+    from shipway.audit import FirstVerification
+    from shipway.verify import verify_deployment
+
+    key_file = endpoint.get("apiKeyRef")
+    api_key = Path(key_file).read_text().strip() if key_file and Path(key_file).is_file() else None
+    result = verify_deployment(model=model, version=version, url=str(endpoint["url"]), api_key=api_key,
+                               features=None, offline=None, slo=cfg.slo)
+    return FirstVerification(result.ok, result.as_dict())
+
+
+def record_first_deploys(cfg: StackConfig, outputs: dict[str, Any], root: Path,
+                         audit_path: Path | None = None) -> list[str]:
+    """Known-good from day one: verify and record each model whose env has no known-good version
+    yet, so `shipway model rollback NAME --env <stack>` has a target after a fresh start."""
+    from shipway import audit
+
+    log = audit.AuditLog(audit_path or root / audit.DEFAULT_RELATIVE_PATH)
+    try:
+        actor = audit.resolve_actor(root, None)
+    except audit.AuditError:
+        actor = "shipway-platform-up"  # a fresh clone may have no git identity; say it was the automation
+    lines = []
+    for model, pin in sorted(cfg.models.items()):
+        endpoint = (outputs.get("endpoints") or {}).get(model)
+        if not endpoint:
+            continue
+        record = audit.record_first_known_good(
+            log, env=cfg.environment, model=model, version=pin.version, actor=actor,
+            commit=audit.git_commit(root), verify=lambda m=model, v=pin.version, e=endpoint: _first_check(cfg, m, v, e),
+            reason="first deploy (shipway platform up)")
+        if record is not None:
+            lines.append(f"known-good      : {model} v{pin.version} {record['outcome']} (audit seq {record['seq']})")
+    return lines
 
 
 @app.command()
@@ -139,7 +179,7 @@ def down(stack: str = typer.Option("local", help="Stack to destroy.")) -> None:
     from shipway import engine
 
     root = engine.repo_root()
-    _stack_config(root, stack)
+    stack_config(root, stack)
     summary = engine.destroy(stack, on_output=_echo)
     console.print(f"destroyed: {summary['resourceChanges']}")
 
@@ -160,7 +200,7 @@ def train(
         raise typer.BadParameter(f"{variant!r} is not a variant; allowed: {', '.join(VARIANTS)}",
                                  param_hint="--variant")
     root = engine.repo_root()
-    cfg = _stack_config(root, stack)
+    cfg = stack_config(root, stack)
     reg = train_and_register(registry_uri(cfg, root), variant=variant, artifact_root=direct_store(cfg, root)[1])
     print(json.dumps({"name": reg.name, "version": reg.version, "variant": reg.variant, "created": reg.created,
                       "accuracy": round(reg.accuracy, 4)}))

@@ -58,3 +58,25 @@ def test_unknown_stack_is_a_bad_parameter():
     assert "no stack file stacks/Pulumi.staging.yaml; stacks: " in text
     listed = [name.strip() for name in text.split("stacks: ", 1)[1].split(",")]
     assert {"dev", "local", "prod", "test"} <= set(listed)
+
+
+def test_first_up_records_each_served_model_as_known_good_once(tmp_path, monkeypatch):
+    from shipway import audit
+    from shipway.commands import platform
+
+    checked = []
+
+    def fake_check(cfg, model, version, endpoint):
+        checked.append((model, version, endpoint["url"]))
+        return audit.FirstVerification(True, {"checks": [{"name": "version", "ok": True}]})
+
+    monkeypatch.setattr(platform, "_first_check", fake_check)
+    outputs = {"endpoints": {"iris-classifier": {"url": "http://127.0.0.1:8100", "apiKeyRef": None}}}
+    log_path = tmp_path / "audit" / "audit.jsonl"
+    lines = platform.record_first_deploys(config(1), outputs, tmp_path, audit_path=log_path)
+    assert lines == ["known-good      : iris-classifier v1 ok (audit seq 1)"]
+    assert checked == [("iris-classifier", 1, "http://127.0.0.1:8100")]
+    assert audit.AuditLog(log_path).known_good_versions("local", "iris-classifier") == [1]
+    # A second `platform up` (or one after promotions) neither re-verifies nor records again.
+    assert platform.record_first_deploys(config(1), outputs, tmp_path, audit_path=log_path) == []
+    assert len(checked) == 1

@@ -43,19 +43,23 @@ def test_apply_edit_writes_atomically_and_keeps_the_mode(repo: Path):
     assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_adding_a_model_to_an_existing_models_block_adds_a_minimal_block(repo: Path):
+def test_adding_a_model_to_a_local_stack_pins_its_port_and_freezes_the_existing_ones(repo: Path):
     path = stackfile.stack_path(repo, "dev")
     edit = stackfile.plan_pin(path, "wine-classifier", 2)
-    assert diff(edit.old_text, edit.new_text) == ["+    wine-classifier:", "+      version: 2"]
+    # The model already there keeps the port it has today (8100), now written down; the new
+    # model gets the next one, for good.
+    assert diff(edit.old_text, edit.new_text) == [
+        "+      port: 8100", "+    wine-classifier:", "+      version: 2", "+      port: 8101"]
     lines = edit.new_text.splitlines()
-    assert lines[lines.index("    wine-classifier:") + 2] == "  shipway:gates:"
+    assert lines[lines.index("    wine-classifier:") + 3] == "  shipway:gates:"
     assert edit.from_version is None
 
 
 def test_adding_the_first_model_creates_the_models_key_inside_config(repo: Path):
     path = stackfile.stack_path(repo, "test")
     edit = stackfile.plan_pin(path, MODEL, 3)
-    assert diff(edit.old_text, edit.new_text) == ["+  shipway:models:", f"+    {MODEL}:", "+      version: 3"]
+    assert diff(edit.old_text, edit.new_text) == [
+        "+  shipway:models:", f"+    {MODEL}:", "+      version: 3", "+      port: 8100"]
     assert stackfile.load_config(_write(path, edit.new_text)).models[MODEL].version == 3
 
 
@@ -74,7 +78,8 @@ def test_four_space_files_keep_four_space_indentation(tmp_path: Path):
     )
     path = _write(tmp_path / "Pulumi.dev.yaml", text)
     new = stackfile.plan_pin(path, MODEL, 5).new_text
-    assert new.endswith(f"            version: 2\n        {MODEL}:\n            version: 5\n")
+    assert new.endswith(f"            version: 2\n            port: 8100\n        {MODEL}:\n            version: 5\n"
+                        "            port: 8101\n")
 
 
 def test_crlf_files_stay_crlf(tmp_path: Path):
@@ -167,3 +172,33 @@ def _write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
     return path
+
+
+@pytest.mark.parametrize("added", [["fraud-scorer", "anomaly-model"], ["fraud-scorer", "churn-model", "anomaly-model"]])
+def test_models_added_in_an_order_that_sorts_first_never_move_the_existing_endpoints(repo: Path, added):
+    from shipway_core.config import endpoint_ports
+
+    path = stackfile.stack_path(repo, "dev")
+    seen: dict[str, int] = dict(endpoint_ports(stackfile.load_config(path).models,
+                                               stackfile.load_config(path).local))
+    for version, model in enumerate(added, start=1):
+        stackfile.apply_edit(stackfile.plan_pin(path, model, version))
+        cfg = stackfile.load_config(path)
+        ports = endpoint_ports(cfg.models, cfg.local)
+        assert {m: ports[m] for m in seen} == seen  # nobody moved
+        assert all(pin.port is not None for pin in cfg.models.values())  # nobody relies on name order
+        seen[model] = ports[model]
+    assert sorted(seen.values()) == list(range(8100, 8100 + len(added) + 1))
+    assert seen[MODEL] == 8100
+
+
+def test_a_removed_models_port_is_not_handed_to_the_next_new_model():
+    assert stackfile.new_model_port({"a-model": 8100, "c-model": 8102}, {9090}, 8100) == 8103
+    assert stackfile.new_model_port({}, {8100}, 8100) == 8101  # never a platform port
+
+
+def test_cloud_stacks_get_no_port(tmp_path: Path):
+    text = stack_text("dev", {MODEL: 1}).replace("shipway:cloud: local", "shipway:cloud: aws")
+    path = _write(tmp_path / "Pulumi.dev.yaml", text)
+    edit = stackfile.plan_pin(path, "wine-classifier", 2)
+    assert diff(edit.old_text, edit.new_text) == ["+    wine-classifier:", "+      version: 2"]
