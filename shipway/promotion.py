@@ -26,12 +26,9 @@ are injected through :class:`Services` so tests run the whole flow against fakes
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import json
-import os
-import socket
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,13 +39,14 @@ from shipway import audit as audit_mod
 from shipway import gates as gates_mod
 from shipway import stackfile
 from shipway.audit import AuditLog
+from shipway.lazymodel import LazyModel
+from shipway.locks import LockBusy as LockBusy
+from shipway.locks import env_lock
 from shipway.registry import Registry, RegistryError, VersionInfo
 from shipway.verify import Check, VerificationResult, verify_deployment
 from shipway_core.config import StackConfig
 from shipway_core.outputs import OutputsError, PlatformOutputs
 
-# An empty lock file older than this was left by a process that died while taking it.
-EMPTY_LOCK_GRACE_S = 60.0
 # Golden rows sent as the smoke set (enough to catch a wrong artifact, few enough to be quick).
 SMOKE_ROWS = 20
 
@@ -73,10 +71,6 @@ class PromotionError(RuntimeError):
 
 class GateFailure(PromotionError):
     """At least one quality gate failed; nothing was changed."""
-
-
-class LockBusy(PromotionError):
-    """Another promotion or rollback holds the env's lock."""
 
 
 class UnknownInput(PromotionError):
@@ -113,69 +107,6 @@ class Services:
         return AuditLog(self.audit_path or self.repo_root() / audit_mod.DEFAULT_RELATIVE_PATH)
 
 
-# ------------------------------------------------------------------------- locking
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-@contextlib.contextmanager
-def env_lock(root: Path, env: str) -> Iterator[Path]:
-    """Exclusive per-env lock file (O_EXCL + pid); a dead owner's lock is taken over."""
-    path = Path(root) / ".shipway" / "locks" / f"{env}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": audit_mod.utc_now()})
-    for attempt in (1, 2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
-        except FileExistsError:
-            holder = _read_lock(path)
-            if attempt == 1 and _is_stale(holder, path):
-                path.unlink(missing_ok=True)
-                continue
-            raise LockBusy(
-                f"another promotion or rollback of '{env}' is in progress (pid {holder.get('pid')} "
-                f"on {holder.get('host')} since {holder.get('since')}); wait for it, or remove "
-                f"{path} if that process is gone"
-            ) from None
-        with os.fdopen(fd, "w") as fh:
-            fh.write(body)
-        break
-    try:
-        yield path
-    finally:
-        path.unlink(missing_ok=True)
-
-
-def _read_lock(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _is_stale(holder: Mapping[str, Any], path: Path) -> bool:
-    """Stale only when we can prove it: same host and the pid no longer exists, or an owner
-    died between creating the file and writing its pid (empty file older than a minute)."""
-    if not holder:
-        try:
-            return time.time() - path.stat().st_mtime > EMPTY_LOCK_GRACE_S
-        except OSError:
-            return True
-    pid = holder.get("pid")
-    if not isinstance(pid, int) or holder.get("host") != socket.gethostname():
-        return False
-    return not _pid_alive(pid)
-
-
 # ----------------------------------------------------------------------- requests
 
 
@@ -199,6 +130,29 @@ class RollbackRequest:
     reason: str = ""
     golden: Path | None = None
     allow_dirty: bool = False
+
+
+@dataclass
+class Outcome:
+    """What a promotion or rollback did; ``as_dict`` is the JSON the CLI prints and CI reads."""
+
+    model: str
+    env: str
+    from_version: int | None
+    to_version: int | None
+    stack_file: str
+    # unchanged | pinned | rejected | verified | rolled-back | rollback-failed | unverified
+    status: str = "planned"
+    message: str | None = None
+    audit_seq: list[int] = field(default_factory=list)
+    gates: dict[str, Any] | None = None
+    apply: dict[str, Any] | None = None
+    verification: dict[str, Any] | None = None
+    rollback: dict[str, Any] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """Only what happened: steps that did not run are absent, not null."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and v != []}
 
 
 # ------------------------------------------------------------------------ helpers
@@ -268,46 +222,6 @@ def load_golden(registry: Registry, info: VersionInfo, path: Path | None) -> tup
     return pd.read_csv(found), source
 
 
-class _LazyModel:
-    """Loads a version with mlflow.pyfunc on first use and keeps it (gates and verify share it)."""
-
-    def __init__(self, registry: Registry, info: VersionInfo):
-        self.registry, self.info = registry, info
-        self._path: Path | None = None
-        self._model: Any = None
-
-    def path(self) -> Path:
-        if self._path is None:
-            self._path = self.registry.model_path(self.info)
-        return self._path
-
-    def signature(self) -> Any:
-        from mlflow.models import Model
-
-        return Model.load(str(self.path() / "MLmodel")).signature
-
-    def predict(self, frame: pd.DataFrame) -> Any:
-        from shipway.registry import mlflow_uris
-
-        # MLflow 3 looks the logged model up in the process-wide registry while loading.
-        with mlflow_uris(self.registry.tracking_uri):
-            if self._model is None:
-                import mlflow.pyfunc
-
-                self._model = mlflow.pyfunc.load_model(str(self.path()))
-            return self._model.predict(frame)
-
-    def under_test(self) -> gates_mod.ModelUnderTest:
-        return gates_mod.ModelUnderTest(
-            name=self.info.name,
-            version=self.info.version,
-            run_id=self.info.run_id,
-            metrics=self.registry.run_metrics(self.info.run_id),
-            signature=self.signature(),
-            predict=self.predict,
-        )
-
-
 def _relative(root: Path, path: Path) -> str:
     try:
         return str(path.relative_to(root))
@@ -343,20 +257,14 @@ class Promoter:
             **fields,
         )
 
-    def _outcome(self, model: str, env: str, path: Path, current: int | None, target: int) -> dict[str, Any]:
+    def _outcome(self, model: str, env: str, path: Path, current: int | None, target: int) -> Outcome:
         """The result promote and rollback both report; its status is "unchanged" (and final) when
         ``target`` is pinned already, so there is nothing to do."""
-        outcome: dict[str, Any] = {
-            "model": model,
-            "env": env,
-            "from_version": current,
-            "to_version": target,
-            "stack_file": _relative(self.root, path),
-        }
+        outcome = Outcome(model=model, env=env, from_version=current, to_version=target,
+                          stack_file=_relative(self.root, path))
         if current == target:
-            outcome.update(
-                status="unchanged", message=f"'{model}' is already pinned to version {target} in '{env}'"
-            )
+            outcome.status = "unchanged"
+            outcome.message = f"'{model}' is already pinned to version {target} in '{env}'"
         return outcome
 
     def _pin(
@@ -364,7 +272,7 @@ class Promoter:
         action: str,
         registry: Registry,
         path: Path,
-        outcome: dict[str, Any],
+        outcome: Outcome,
         *,
         apply: bool,
         reason: str,
@@ -375,26 +283,27 @@ class Promoter:
         With ``apply`` every pin the stack will have is pre-flighted first, so a missing version
         stops the run before the file changes.
         """
-        model, version = outcome["model"], outcome["to_version"]
+        model, version = outcome.model, outcome.to_version
+        assert version is not None  # noqa: S101 - a pin always names a version
         edit = stackfile.plan_pin(path, model, version)
         if apply:
             self._preflight(registry, {**stackfile.read_pins(path), model: version})
         stackfile.apply_edit(edit)
         rec = self._record(
             action,
-            outcome["env"],
+            outcome.env,
             model,
-            from_version=outcome["from_version"],
+            from_version=outcome.from_version,
             to_version=version,
             outcome="pinned",
             reason=reason,
             **fields,
         )
-        outcome.update(status="pinned", audit_seq=[rec["seq"]])
+        outcome.status, outcome.audit_seq = "pinned", [rec["seq"]]
         return edit
 
     # ---------------------------------------------------------------- promote
-    def promote(self, req: PromoteRequest) -> dict[str, Any]:
+    def promote(self, req: PromoteRequest) -> Outcome:
         """Gate, pin, record; with ``apply`` also deploy, verify and (on failure) roll back."""
         env = stackfile.check_env(req.to_env)
         path = stackfile.stack_path(self.root, env)
@@ -409,13 +318,13 @@ class Promoter:
             cand_info = _require(registry, req.model, version, "--version")
             current = cfg.models[req.model].version if req.model in cfg.models else None
             outcome = self._outcome(req.model, env, path, current, version)
-            if outcome.get("status") == "unchanged":
+            if outcome.status == "unchanged":
                 return outcome
-            cand = _LazyModel(registry, cand_info)
-            cur = _LazyModel(registry, registry.version(req.model, current)) if current is not None else None
+            cand = LazyModel(registry, cand_info)
+            cur = LazyModel(registry, registry.version(req.model, current)) if current is not None else None
             golden, golden_source = load_golden(registry, cand_info, req.golden)
             report = self._run_gates(registry, cfg, env, cand, cur, golden, golden_source)
-            outcome["gates"] = report.evidence()
+            outcome.gates = report.evidence()
             if not report.passed:
                 rec = self._record(
                     "promote",
@@ -429,7 +338,8 @@ class Promoter:
                 )
                 failed = report.failures
                 msg = "\n".join(r.message for r in failed)
-                raise GateFailure(msg, {**outcome, "status": "rejected", "audit_seq": [rec["seq"]]})
+                outcome.status, outcome.audit_seq = "rejected", [rec["seq"]]
+                raise GateFailure(msg, outcome.as_dict())
             edit = self._pin(
                 "promote",
                 registry,
@@ -438,7 +348,7 @@ class Promoter:
                 apply=req.apply,
                 reason=req.reason,
                 gates=report.evidence(),
-                details={"stack_file": outcome["stack_file"], "apply": req.apply},
+                details={"stack_file": outcome.stack_file, "apply": req.apply},
             )
             if req.apply:
                 self._apply_verify_or_rollback(outcome, cfg, registry, edit, cand, golden, req.reason)
@@ -449,8 +359,8 @@ class Promoter:
         registry: Registry,
         cfg: StackConfig,
         env: str,
-        cand: _LazyModel,
-        cur: _LazyModel | None,
+        cand: LazyModel,
+        cur: LazyModel | None,
         golden: pd.DataFrame | None,
         golden_source: str,
     ) -> gates_mod.GateReport:
@@ -508,7 +418,7 @@ class Promoter:
         env: str,
         model: str,
         version: int,
-        lazy: _LazyModel | None,
+        lazy: LazyModel | None,
         golden: pd.DataFrame | None,
         reason: str,
     ) -> VerificationResult:
@@ -558,20 +468,20 @@ class Promoter:
 
     def _apply_verify_or_rollback(
         self,
-        outcome: dict[str, Any],
+        outcome: Outcome,
         cfg: StackConfig,
         registry: Registry,
         edit: stackfile.PinEdit,
-        cand: _LazyModel,
+        cand: LazyModel,
         golden: pd.DataFrame | None,
         reason: str,
     ) -> None:
         env, model, version = cfg.environment, edit.model, edit.to_version
-        outcome["apply"] = self._up(env, model, version, f"promote {model} to v{version}", reason)
+        outcome.apply = self._up(env, model, version, f"promote {model} to v{version}", reason)
         result = self._verify(cfg, env, model, version, cand, golden, reason)
-        outcome["verification"] = result.as_dict()
+        outcome.verification = result.as_dict()
         if result.ok:
-            outcome["status"] = "verified"
+            outcome.status = "verified"
             return
         target = self.audit.last_known_good(env, model, exclude=version) or edit.from_version
         failed = f"deployment verification of '{model}' version {version} in '{env}' failed: {result.reason}"
@@ -579,12 +489,12 @@ class Promoter:
         try:
             rolled = self._auto_rollback(cfg, registry, edit, target, result.reason)
         except PromotionError as exc:
+            outcome.status = "rollback-failed"
             raise PromotionError(
-                f"{failed}; the rollback to {where} was pinned but did not complete: {exc}",
-                {**outcome, "status": "rollback-failed"},
+                f"{failed}; the rollback to {where} was pinned but did not complete: {exc}", outcome.as_dict()
             ) from exc
-        outcome.update(status="rolled-back", rollback=rolled)
-        raise PromotionError(f"{failed}; rolled back to {where}", outcome)
+        outcome.status, outcome.rollback = "rolled-back", rolled
+        raise PromotionError(f"{failed}; rolled back to {where}", outcome.as_dict())
 
     def _preflight(self, registry: Registry, pins: Mapping[str, int]) -> None:
         """Every pin the stack will have must exist and be READY before `up`; checked before the
@@ -619,12 +529,12 @@ class Promoter:
             info = registry.version(model, target)
             golden, _src = load_golden(registry, info, None)
             out["verification"] = self._verify(
-                cfg, env, model, target, _LazyModel(registry, info), golden, reason
+                cfg, env, model, target, LazyModel(registry, info), golden, reason
             ).as_dict()
         return out
 
     # --------------------------------------------------------------- rollback
-    def rollback(self, req: RollbackRequest) -> dict[str, Any]:
+    def rollback(self, req: RollbackRequest) -> Outcome:
         """Re-pin the last known-good (or ``--to``) version; with ``apply`` deploy and verify it."""
         env = stackfile.check_env(req.env)
         path = stackfile.stack_path(self.root, env)
@@ -649,7 +559,7 @@ class Promoter:
                     "--to",
                 )
             outcome = self._outcome(req.model, env, path, current, target)
-            if outcome.get("status") == "unchanged":
+            if outcome.status == "unchanged":
                 return outcome
             registry = self.s.registry_factory(tracking_uri_for(self.s, cfg, env))
             info = _require(registry, req.model, target, "--to")
@@ -663,19 +573,20 @@ class Promoter:
                 details={"automatic": False, "apply": req.apply},
             )
             if req.apply:
-                outcome["apply"] = self._up(
+                outcome.apply = self._up(
                     env, req.model, target, f"rollback {req.model} to v{target}", req.reason
                 )
                 golden, _src = load_golden(registry, info, req.golden)
                 result = self._verify(
-                    cfg, env, req.model, target, _LazyModel(registry, info), golden, req.reason
+                    cfg, env, req.model, target, LazyModel(registry, info), golden, req.reason
                 )
-                outcome["verification"] = result.as_dict()
+                outcome.verification = result.as_dict()
                 if not result.ok:
+                    outcome.status = "unverified"
                     raise PromotionError(
                         f"rollback of '{req.model}' to version {target} in '{env}' was applied "
                         f"but verification failed: {result.reason}",
-                        {**outcome, "status": "unverified"},
+                        outcome.as_dict(),
                     )
-                outcome["status"] = "verified"
+                outcome.status = "verified"
             return outcome

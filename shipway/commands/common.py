@@ -17,6 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from shipway.audit import AuditError
+from shipway.locks import LockBusy
 from shipway.promotion import PromotionError, Services, UnknownInput
 from shipway.registry import RegistryError
 from shipway.stackfile import StackFileError
@@ -108,7 +109,7 @@ def cli_errors(output: Output) -> Iterator[None]:
         raise typer.BadParameter(str(exc), param_hint=exc.param) from exc
     except PromotionError as exc:
         raise fail(str(exc), exc.outcome, output) from exc
-    except (StackFileError, RegistryError, AuditError, VerificationError) as exc:
+    except (StackFileError, RegistryError, AuditError, VerificationError, LockBusy) as exc:
         raise fail(str(exc), None, output) from exc
 
 

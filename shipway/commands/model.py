@@ -28,7 +28,7 @@ from shipway.commands.common import (
     services_from,
     table_console,
 )
-from shipway.promotion import Promoter, PromoteRequest, RollbackRequest
+from shipway.promotion import Outcome, Promoter, PromoteRequest, RollbackRequest
 from shipway_core.config import ENVIRONMENTS
 
 app = typer.Typer(no_args_is_help=True)
@@ -70,7 +70,7 @@ def _run(
     ctx: typer.Context,
     output: Output,
     first: str,
-    act: Callable[[Promoter], dict[str, Any]],
+    act: Callable[[Promoter], Outcome],
     *,
     actor: str | None,
     tracking_uri: str | None,
@@ -83,7 +83,7 @@ def _run(
             ctx, actor=actor, tracking_uri=tracking_uri, audit_path=audit_log, progress=step
         )
         outcome = act(Promoter(services))
-    render_outcome(outcome, output)
+    render_outcome(outcome.as_dict(), output)
 
 
 @app.command("promote")

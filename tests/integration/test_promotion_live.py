@@ -112,7 +112,7 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
         out = promoter.promote(PromoteRequest(MODEL, "local", version=v["forest"], apply=True,
                                               reason="better model", allow_dirty=True))
     traffic["promote"] = load.result
-    assert out["status"] == "verified", out
+    assert out.status == "verified", out
     assert pinned(project) == served(project) == v["forest"]
 
     # 2. A worse v3 is refused by the gates: the stack file is byte-for-byte unchanged.

@@ -18,7 +18,8 @@ from mlflow.types.schema import ColSpec, Schema
 
 from shipway import gates
 from shipway.gates import GateInputs, ModelUnderTest
-from shipway.promotion import _LazyModel, load_golden
+from shipway.lazymodel import LazyModel as _LazyModel
+from shipway.promotion import load_golden
 from shipway.registry import MAX_TAG_VALUE, truncate_tag
 from shipway_core.config import GateSettings
 

@@ -92,7 +92,7 @@ def test_promotion_pins_one_line_and_records_evidence(services, repo, registry, 
     before = stackfile.stack_path(repo, "dev").read_text()
     outcome = Promoter(services).promote(PromoteRequest(MODEL, "dev", version=4, reason="retrain"))
     after = stackfile.stack_path(repo, "dev").read_text()
-    assert outcome["status"] == "pinned" and (outcome["from_version"], outcome["to_version"]) == (1, 4)
+    assert outcome.status == "pinned" and (outcome.from_version, outcome.to_version) == (1, 4)
     assert after == before.replace("version: 1 ", "version: 4 ")
     [rec] = trail(repo)
     assert (rec["action"], rec["outcome"], rec["actor"], rec["reason"], rec["env"]) == (
@@ -138,7 +138,7 @@ def test_signature_change_is_rejected(services, repo):
 
 def test_default_version_is_the_previous_envs_pin_and_a_new_model_gets_a_block(services, repo):
     outcome = Promoter(services).promote(PromoteRequest(MODEL, "test"))
-    assert (outcome["from_version"], outcome["to_version"]) == (None, 1)
+    assert (outcome.from_version, outcome.to_version) == (None, 1)
     assert stackfile.read_pins(stackfile.stack_path(repo, "test")) == {MODEL: 1}
 
 
@@ -179,7 +179,7 @@ def test_unregistered_model_is_named(services, repo, iris_registry):
 
 def test_same_version_is_a_no_op(services, repo):
     outcome = Promoter(services).promote(PromoteRequest(MODEL, "dev", version=1))
-    assert outcome["status"] == "unchanged"
+    assert outcome.status == "unchanged"
     assert trail(repo) == []
 
 
@@ -204,7 +204,7 @@ def test_unreachable_registry_is_one_clear_error(services, repo):
 
 def test_apply_deploys_and_verifies(live, repo, engine, endpoint):
     outcome = Promoter(live).promote(PromoteRequest(MODEL, "dev", version=4, apply=True))
-    assert outcome["status"] == "verified"
+    assert outcome.status == "verified"
     assert engine.up_calls == [("dev", "promote iris-classifier to v4")]
     assert endpoint.version == 4
     assert summary(trail(repo)) == [
@@ -295,7 +295,7 @@ def test_rollback_goes_to_the_last_known_good_version(live, repo, engine, endpoi
     Promoter(live).promote(PromoteRequest(MODEL, "dev", version=4, apply=True))  # v4 verified
     stackfile.stack_path(repo, "dev").write_text(stack_text("dev", {MODEL: 1}))  # someone re-pinned v1
     outcome = Promoter(live).rollback(RollbackRequest(MODEL, "dev", reason="p99 alert"))
-    assert (outcome["status"], outcome["from_version"], outcome["to_version"]) == ("verified", 1, 4)
+    assert (outcome.status, outcome.from_version, outcome.to_version) == ("verified", 1, 4)
     assert summary(trail(repo))[-3:] == [
         ("rollback", "pinned", 1, 4),
         ("apply", "succeeded", None, 4),
@@ -306,7 +306,7 @@ def test_rollback_goes_to_the_last_known_good_version(live, repo, engine, endpoi
 
 def test_rollback_without_apply_only_edits_the_pin(live, repo, engine):
     outcome = Promoter(live).rollback(RollbackRequest(MODEL, "dev", to_version=4, apply=False))
-    assert outcome["status"] == "pinned"
+    assert outcome.status == "pinned"
     assert stackfile.read_pins(stackfile.stack_path(repo, "dev")) == {MODEL: 4}
     assert engine.up_calls == []
 
