@@ -35,6 +35,7 @@ from components.aws._base import (
     validate_sagemaker_name,
 )
 from components.common import InferenceEndpointArgs, validate_instance_count, validate_model_pin
+from shipway_core import contract
 from shipway_core.config import AwsSettings
 from shipway_core.names import model_artifact_key
 
@@ -46,11 +47,12 @@ TRAFFIC_STEP_WAIT_SECONDS = 300
 TERMINATION_WAIT_SECONDS = 600
 MAX_SCALE_FACTOR = 4
 DRIFT_NAMESPACE_PREFIX = "Shipway/"
-# Contract with the serving app on SageMaker: once per drift window it logs one JSON line
-# {"event": "drift_window", "max_feature_psi": <float>, ...}; a metric filter turns it into the
-# metric the drift rollback alarm watches (no cloudwatch:PutMetricData, which cannot be scoped).
-DRIFT_LOG_PATTERN = '{ $.event = "drift_window" }'
-DRIFT_LOG_VALUE = "$.max_feature_psi"
+# Contract with the serving app on SageMaker (shipway_core.contract): on every drift refresh it
+# logs one JSON line {"event": "drift_window", "max_feature_psi": <float>, ...}; a metric filter
+# turns it into the metric the drift rollback alarm watches (no cloudwatch:PutMetricData, which
+# cannot be scoped).
+DRIFT_LOG_PATTERN = f'{{ $.event = "{contract.DRIFT_LOG_EVENT}" }}'
+DRIFT_LOG_VALUE = f"$.{contract.DRIFT_LOG_VALUE_FIELD}"
 
 
 def endpoint_name(environment: str, model_name: str) -> str:
@@ -179,18 +181,22 @@ class InferenceEndpoint(pulumi.ComponentResource):
         self.role_arn = role.arn
 
         environment: dict[str, pulumi.Input[str]] = {
+            contract.PLATFORM: contract.SAGEMAKER,
             # The registry identity of the bytes in model_data_url (the promotion step packaged exactly
-            # this version there); the serving app reports it and the policy pack checks it.
-            "SHIPWAY_MODEL_URI": f"models:/{args.model_name}/{args.model_version}",
-            "SHIPWAY_MODEL_NAME": args.model_name,
-            "SHIPWAY_MODEL_VERSION": str(args.model_version),
-            "SHIPWAY_ENVIRONMENT": args.environment,
-            "MLFLOW_TRACKING_URI": args.tracking_uri,
+            # this version there); the serving app reports it and the policy pack checks it. The app
+            # reads the model from /opt/ml/model and never calls the registry on SageMaker, so an
+            # ARN tracking URI (which would need the sagemaker-mlflow plugin) is provenance only.
+            contract.MODEL_URI: f"models:/{args.model_name}/{args.model_version}",
+            contract.MODEL_NAME: args.model_name,
+            contract.MODEL_VERSION: str(args.model_version),
+            contract.ENVIRONMENT: args.environment,
+            contract.TRACKING_URI: args.tracking_uri,
         }
         if args.otlp_endpoint is not None:
-            environment["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otlp_endpoint
+            environment[contract.OTLP_ENDPOINT] = args.otlp_endpoint
         if api_key_secret_arn is not None:
-            environment["SHIPWAY_API_KEY_SECRET_ARN"] = api_key_secret_arn
+            # Fetched by the app at start with the role's secretsmanager:GetSecretValue (below).
+            environment[contract.API_KEY_SECRET_ARN] = api_key_secret_arn
         self.model = aws.sagemaker.Model(
             f"{name}-model",
             name=versioned,

@@ -45,29 +45,18 @@ from components.kubernetes.podspec import (
     validate_object_name,
 )
 from components.kubernetes.secrets import named_after, require_secret_value, secret_object
+from shipway_core import contract
 from shipway_core.config import KubernetesSettings
 from shipway_core.observability.rules import JOB as ENDPOINT_JOB
 
-SERVING_PORT = 8080
+SERVING_PORT = contract.SERVING_PORT
 API_KEY_FILE = f"{SECRET_MOUNT_DIR}/api-key"
 PIN_FILE = f"{SCRATCH_DIR}/pin.json"
-# The serving app (``python -m shipway.serving``) takes a pin file and flags; the pod's contract is
-# env vars, which `kubectl get -o yaml` shows and a pin change diffs cleanly. This bootstrap turns
-# one into the other inside the container. It is a constant, so a pin change never touches it.
-SERVING_BOOTSTRAP = """\
-import json, os, sys
-env = os.environ
-pin = {"model_name": env["SHIPWAY_MODEL_NAME"], "model_version": int(env["SHIPWAY_MODEL_VERSION"]),
-       "tracking_uri": env["MLFLOW_TRACKING_URI"]}
-with open(env["SHIPWAY_PIN_FILE"], "w") as f:
-    json.dump(pin, f)
-argv = ["--pin-file", env["SHIPWAY_PIN_FILE"], "--host", "0.0.0.0", "--port", env["SHIPWAY_PORT"],
-        "--api-key-file", env["SHIPWAY_API_KEY_FILE"], "--environment", env["SHIPWAY_ENVIRONMENT"]]
-if env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-    argv += ["--otlp-endpoint", env["OTEL_EXPORTER_OTLP_ENDPOINT"]]
-from shipway.serving.cli import main
-sys.exit(main(argv))
-"""
+_CONTRACT = contract.CONTRACTS[contract.KUBERNETES]
+# The image's entrypoint (``python -m shipway.serving.platform``) reads this pod's env as the
+# Kubernetes contract in shipway_core.contract defines it; env vars are what `kubectl get -o yaml`
+# shows and what a pin change diffs cleanly. No command override: the image is the same on
+# every platform.
 KSERVE_API = "serving.kserve.io/v1beta1"
 KNATIVE_NAMESPACE = "knative-serving"  # the activator proxies requests to KServe pods
 MODEL_NAME_ANNOTATION = "shipway.dev/model-name"
@@ -88,19 +77,19 @@ def model_annotations(model: str, version: int) -> dict[str, str]:
 def serving_env(args: InferenceEndpointArgs, name: str) -> list[dict[str, Any]]:
     """The container's whole contract: which model, which registry, where the key file is."""
     env: list[dict[str, Any]] = [
-        {"name": "SHIPWAY_MODEL_NAME", "value": args.model_name},
-        {"name": "SHIPWAY_MODEL_VERSION", "value": str(args.model_version)},
+        {"name": contract.MODEL_NAME, "value": args.model_name},
+        {"name": contract.MODEL_VERSION, "value": str(args.model_version)},
         # The same pin as a registry URI: what the policy pack's pinning and gate-evidence rules read.
-        {"name": "SHIPWAY_MODEL_URI", "value": f"models:/{args.model_name}/{args.model_version}"},
-        {"name": "MLFLOW_TRACKING_URI", "value": args.tracking_uri},
-        {"name": "SHIPWAY_API_KEY_FILE", "value": API_KEY_FILE},
-        {"name": "SHIPWAY_ENVIRONMENT", "value": args.environment},
-        {"name": "SHIPWAY_PORT", "value": str(SERVING_PORT)},
-        {"name": "SHIPWAY_PIN_FILE", "value": PIN_FILE},
-        {"name": "OTEL_SERVICE_NAME", "value": name},
+        {"name": contract.MODEL_URI, "value": f"models:/{args.model_name}/{args.model_version}"},
+        {"name": contract.TRACKING_URI, "value": args.tracking_uri},
+        {"name": contract.API_KEY_FILE, "value": API_KEY_FILE},
+        {"name": contract.ENVIRONMENT, "value": args.environment},
+        {"name": contract.PORT, "value": str(SERVING_PORT)},
+        {"name": contract.PIN_FILE, "value": PIN_FILE},
+        {"name": contract.PLATFORM, "value": contract.KUBERNETES},
     ]
     if args.otlp_endpoint is not None:
-        env.append({"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": args.otlp_endpoint})
+        env.append({"name": contract.OTLP_ENDPOINT, "value": args.otlp_endpoint})
     return env
 
 
@@ -109,14 +98,13 @@ def serving_container(args: InferenceEndpointArgs, settings: KubernetesSettings,
     return {
         "name": "serving",
         "image": settings.serving_image,
-        "command": ["python", "-c", SERVING_BOOTSTRAP],
         "env": serving_env(args, name),
         "ports": [{"name": "http", "container_port": SERVING_PORT, "protocol": "TCP"}],
         # Ready only once the pinned version is loaded and warm: the rollout gate.
-        "readiness_probe": http_probe("/ready", "http", period=5),
-        "liveness_probe": http_probe("/health", "http", period=10, failures=3),
+        "readiness_probe": http_probe(_CONTRACT.readiness.path, "http", period=5),
+        "liveness_probe": http_probe(_CONTRACT.liveness.path, "http", period=10, failures=3),
         # Loading a model can take a while; liveness must not kill a pod that is still loading.
-        "startup_probe": http_probe("/health", "http", period=5, failures=60),
+        "startup_probe": http_probe(_CONTRACT.liveness.path, "http", period=5, failures=60),
         "resources": resources("250m", "512Mi", "2", "2Gi"),
         "security_context": container_security_context(),
         # Give load balancers time to stop sending traffic before the process gets SIGTERM.

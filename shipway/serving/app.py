@@ -36,6 +36,7 @@ from shipway.serving.drift import DriftMonitor
 from shipway.serving.logsink import EventLog, LineSink, utc_now_iso
 from shipway.serving.metrics import ModelSeries, ServingMetrics
 from shipway.serving.model import LoadedModel, load_pinned_model
+from shipway.serving.platform import emit_drift_window
 from shipway.serving.schema import BadRequest, parse_payload
 from shipway.serving.telemetry import RequestTracer, SpanIds
 
@@ -484,7 +485,11 @@ class ServingApp:
     def _publish_drift(self, active: _Active) -> None:
         """Recompute PSI and set the gauges, unless this version was swapped out meanwhile."""
         if active.drift is not None and active is self._active:
-            active.series.set_drift(active.drift.compute(), active.drift.samples)
+            psi = active.drift.compute()
+            active.series.set_drift(psi, active.drift.samples)
+            # Platform contract hook (shipway_core.contract.DRIFT_LOG_*): the AWS drift alarm's
+            # metric filter reads this log line; without it the alarm's metric never exists.
+            emit_drift_window(self.events.emit, psi, active.drift.samples, active.model)
 
     def _reset_drift(self, active: _Active | None) -> Response:
         if active is None or active.drift is None:

@@ -14,7 +14,7 @@ import logging
 import signal
 from typing import Any
 
-from shipway.serving.app import ServingApp
+from shipway.serving.app import Loader, ServingApp
 from shipway.serving.config import ServingConfig
 from shipway.serving.logsink import JsonLogHandler
 
@@ -38,13 +38,18 @@ def uvicorn_config(app: ServingApp, config: ServingConfig) -> Any:
     )
 
 
-def run(config: ServingConfig) -> int:
-    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+def run(config: ServingConfig, *, loader: Loader | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code.
+
+    ``loader`` replaces the registry loader (the container start-up passes one for a model
+    directory the platform mounted, see :mod:`shipway.serving.platform`).
+    """
     import uvicorn
     from prometheus_client import disable_created_metrics
 
     disable_created_metrics()  # *_created series double the scrape size and no rule uses them
-    app = ServingApp(config, install_signal_handlers=True)
+    app = ServingApp(config, install_signal_handlers=True) if loader is None else ServingApp(
+        config, install_signal_handlers=True, loader=loader)
     handler = JsonLogHandler(app.events)
     for name in ("uvicorn", "uvicorn.error"):
         logger = logging.getLogger(name)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-import types
 from pathlib import Path
 
 import pulumi
@@ -12,7 +10,7 @@ import pytest
 from k8s_support import env_of, is_secret, plain, pod_spec
 
 from components.common import InferenceEndpointArgs
-from components.kubernetes.endpoint import SERVING_BOOTSTRAP, InferenceEndpoint
+from components.kubernetes.endpoint import InferenceEndpoint
 from shipway_core.config import KubernetesSettings
 from tests.support.recording import Recording, record
 
@@ -322,36 +320,27 @@ def test_missing_api_key_is_an_error_naming_the_config_key() -> None:
     )
 
 
-def test_container_runs_the_serving_app_through_the_env_bootstrap(rec: Recording) -> None:
+def test_container_runs_the_images_own_entrypoint_as_the_kubernetes_platform(rec: Recording) -> None:
     (container,) = pod_spec(rec.one(DEPLOYMENT))["containers"]
-    assert container["command"] == ["python", "-c", SERVING_BOOTSTRAP]
+    assert "command" not in container and "args" not in container
+    assert env_of(container)["SHIPWAY_PLATFORM"] == "kubernetes"
     assert env_of(container)["SHIPWAY_PIN_FILE"] == "/tmp/pin.json"  # noqa: S108 - the tmp emptyDir
 
 
-def test_bootstrap_turns_env_into_the_serving_cli_contract(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rec: Recording
-) -> None:
-    """Run the bootstrap for real against the serving app's own parser and pin reader."""
+def test_pod_env_is_what_the_image_start_up_reads(tmp_path: Path, rec: Recording) -> None:
+    """Run the image's start-up for real on the pod's env: the pin, port, key file and collector."""
+    from shipway.serving.config import read_pin
+    from shipway.serving.platform import startup
+
     (container,) = pod_spec(rec.one(DEPLOYMENT))["containers"]
     env = {k: v for k, v in env_of(container).items() if isinstance(v, str)}
     env["SHIPWAY_PIN_FILE"] = str(tmp_path / "pin.json")
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    seen: list[list[str]] = []
-    fake_cli = types.ModuleType("shipway.serving.cli")
-    fake_cli.main = lambda argv: seen.append(list(argv)) or 0  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "shipway.serving.cli", fake_cli)
-    with pytest.raises(SystemExit) as done:
-        exec(compile(SERVING_BOOTSTRAP, "bootstrap", "exec"), {})  # noqa: S102 - the container's own script
-    assert done.value.code == 0
-    monkeypatch.delitem(sys.modules, "shipway.serving.cli")
-    from shipway.serving.cli import config_from_args
-    from shipway.serving.config import read_pin
-
-    config = config_from_args(seen[0])
+    start = startup(env, tmp_path)
+    config = start.config
     assert (config.host, config.port, config.environment) == ("0.0.0.0", 8080, "prod")  # noqa: S104
     assert config.api_key_file == "/var/run/secrets/shipway/api-key"
     assert config.otlp_endpoint == "http://collector.shipway-prod.svc.cluster.local:4318"
+    assert start.model_dir is None  # from the registry
     pin = read_pin(config.pin_file)
     assert (pin.model_name, pin.model_version, pin.tracking_uri) == (
         "churn",
