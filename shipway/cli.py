@@ -7,6 +7,8 @@ the root stays a table of contents.
 from __future__ import annotations
 
 import importlib
+import os
+from pathlib import Path
 
 import typer
 
@@ -36,6 +38,19 @@ for _noun, (_module, _help) in _NOUNS.items():
             raise
         continue
     app.add_typer(_mod.app, name=_noun, help=_help)
+
+
+ROOT_OPTION = typer.Option(
+    None, "--root", envvar="SHIPWAY_ROOT", file_okay=False, exists=True,
+    help="Project checkout to act on (default: the one this CLI is installed from).",
+)
+
+
+@app.callback()
+def _root(root: Path | None = ROOT_OPTION) -> None:
+    """Shipway: one paved path from experiment to production, on Pulumi."""
+    if root is not None:
+        os.environ["SHIPWAY_ROOT"] = str(root.resolve())
 
 
 def main() -> None:

@@ -22,8 +22,21 @@ LOCAL_DEV_PASSPHRASE = "shipway-local-dev"  # noqa: S105 - documented dev-only d
 PULUMI_VERSION = "3.274.1"
 
 
+ROOT_VARIABLE = "SHIPWAY_ROOT"
+
+
 def repo_root() -> Path:
-    """The project root: the directory holding Pulumi.yaml."""
+    """The project root: the directory holding Pulumi.yaml.
+
+    ``shipway --root DIR`` (or ``SHIPWAY_ROOT=DIR``) points the CLI at another checkout of the
+    project, e.g. a throwaway copy the benchmarks drive; by default it is this package's checkout.
+    """
+    chosen = os.environ.get(ROOT_VARIABLE)
+    if chosen:
+        root = Path(chosen).resolve()
+        if not (root / "Pulumi.yaml").exists():
+            raise RuntimeError(f"{ROOT_VARIABLE}={chosen!r} holds no Pulumi.yaml; point it at a Shipway checkout")
+        return root
     here = Path(__file__).resolve().parent.parent
     if (here / "Pulumi.yaml").exists():
         return here
