@@ -17,8 +17,11 @@ from components.common import (
     validate_model_pin,
     validate_tags,
 )
+from shipway_core import contract
 
 AUTH_MODES = ("AADToken", "Key")
+# The one secret the serving app reads on Azure ML (by Key Vault URI, see shipway_core.contract).
+API_KEY_SECRET = "endpointApiKey"  # noqa: S105 - a secret's key, not its value
 _DEPLOYMENT_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints/deployments"
 # ARM API version of the template that sets the traffic map (GA, supports AADToken auth).
 _ENDPOINT_API_VERSION = "2024-10-01"
@@ -67,6 +70,14 @@ def validate_previous_version(model_version: int, previous_version: int | None) 
             f"previous_version: {previous_version} is not valid; it must differ from "
             f"model_version {model_version}"
         )
+
+
+def validate_secret_refs(secrets: SecretRefs) -> None:
+    """Only secrets the serving app reads: anything else would be granted and never used."""
+    unknown = sorted(set(secrets.uris) - {API_KEY_SECRET})
+    if unknown:
+        raise ValueError(f"secrets: {unknown!r} are not read by the serving app on Azure ML; "
+                         f"pass only {API_KEY_SECRET!r} (the endpoint API key)")
 
 
 def validate_auth_mode(auth_mode: str) -> None:
@@ -145,6 +156,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
                            "Azure ML issues endpoint keys itself and the serving app reads the platform key "
                            "from Key Vault: pass secrets (SecretRefs) instead")
         validate_previous_version(args.model_version, previous_version)
+        validate_secret_refs(secrets or SecretRefs())
         auth_mode = target.settings.endpoint_auth_mode
         validate_auth_mode(auth_mode)
         super().__init__("shipway:azure:InferenceEndpoint", name, None, opts)
@@ -241,27 +253,22 @@ class InferenceEndpoint(pulumi.ComponentResource):
         return grants
 
     def _environment(self, version: int) -> dict[str, pulumi.Input[str]]:
-        """Runtime config as plain env vars: URIs of secrets, never secret values."""
+        """Runtime config as plain env vars (shipway_core.contract, Azure ML): URIs of secrets, never values."""
         args = self._args
         env: dict[str, pulumi.Input[str]] = {
-            "MLFLOW_TRACKING_URI": args.tracking_uri,
-            "SHIPWAY_MODEL_NAME": args.model_name,
-            "SHIPWAY_MODEL_VERSION": str(version),
-            "SHIPWAY_ENVIRONMENT": args.environment,
-            "SHIPWAY_LATENCY_P99_MS": str(args.latency_p99_ms),
-            "SHIPWAY_DRIFT_PSI": str(args.drift_psi),
-            "OTEL_SERVICE_NAME": f"shipway-{args.model_name}",
-            "OTEL_RESOURCE_ATTRIBUTES": (
-                f"deployment.environment={args.environment},service.version={version},"
-                f"shipway.model={args.model_name}"
-            ),
-            "OTEL_TRACES_EXPORTER": "otlp" if args.otlp_endpoint is not None else "none",
+            contract.PLATFORM: contract.AZUREML,
+            contract.TRACKING_URI: args.tracking_uri,
+            contract.MODEL_NAME: args.model_name,
+            contract.MODEL_VERSION: str(version),
+            contract.MODEL_URI: f"models:/{args.model_name}/{version}",
+            contract.ENVIRONMENT: args.environment,
         }
         if args.otlp_endpoint is not None:
-            env["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otlp_endpoint
-            env["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf"
-        for key, uri in sorted(self._secrets.uris.items()):
-            env[f"SHIPWAY_SECRET_{key.upper().replace('-', '_')}_URI"] = uri
+            env[contract.OTLP_ENDPOINT] = args.otlp_endpoint
+        if API_KEY_SECRET in self._secrets.uris:
+            # Read at start from Key Vault with this identity (Key Vault Secrets User on that secret).
+            env[contract.API_KEY_SECRET_URI] = self._secrets.uris[API_KEY_SECRET]
+            env[contract.IDENTITY_CLIENT_ID] = self.identity.client_id
         return env
 
     def _deployment(self, name: str, version: int, sub: pulumi.Output[str],

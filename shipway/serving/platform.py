@@ -233,7 +233,10 @@ def check_model_uri(env: Mapping[str, str], name: str, version: int) -> None:
 
 def startup(env: Mapping[str, str], workdir: Path) -> Startup:
     """Validate the environment against the platform's contract; writes the pin (and key) files."""
-    platform = c.contract(require(env, c.PLATFORM, f"one of {', '.join(c.PLATFORMS)}"))
+    try:
+        platform = c.contract(require(env, c.PLATFORM, f"one of {', '.join(c.PLATFORMS)}"))
+    except ValueError as exc:
+        raise PlatformError(str(exc)) from None
     name = require(env, c.MODEL_NAME, "the registered model name")
     version = model_version(env)
     check_model_uri(env, name, version)

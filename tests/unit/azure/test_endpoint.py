@@ -184,22 +184,33 @@ def test_each_deployment_autoscales_from_its_pinned_floor(v3: Recording) -> None
         "LessThan", "Decrease")
 
 
-def test_deployment_env_carries_secret_uris_never_values(v3: Recording) -> None:
+def test_deployment_env_is_the_azureml_contract_with_secret_uris_never_values(v3: Recording) -> None:
     env = v3.one(DEPLOYMENT).inputs["properties"]["environmentVariables"]
+    assert env["SHIPWAY_PLATFORM"] == "azureml"
     assert env["SHIPWAY_MODEL_NAME"] == "iris"
     assert env["SHIPWAY_MODEL_VERSION"] == "3"
+    assert env["SHIPWAY_MODEL_URI"] == "models:/iris/3"
     assert env["MLFLOW_TRACKING_URI"] == "azureml://tracking"
-    uri = env["SHIPWAY_SECRET_ENDPOINTAPIKEY_URI"]
-    assert uri == "https://mock-kv.vault.azure.net/secrets/endpointApiKey"
-    assert env["OTEL_SERVICE_NAME"] == "shipway-iris"
-    assert env["OTEL_TRACES_EXPORTER"] == "none"
+    assert env["SHIPWAY_API_KEY_SECRET_URI"] == "https://mock-kv.vault.azure.net/secrets/endpointApiKey"
+    # The identity that may read it (the app asks Azure ML's token endpoint for this client id).
+    assert "SHIPWAY_IDENTITY_CLIENT_ID" in env
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT" not in env
 
 
-def test_otlp_endpoint_turns_trace_export_on() -> None:
+def test_otlp_endpoint_reaches_the_app() -> None:
     rec = _record(3, otlp_endpoint="http://collector:4318")
     env = rec.one(DEPLOYMENT).inputs["properties"]["environmentVariables"]
-    assert env["OTEL_TRACES_EXPORTER"] == "otlp"
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://collector:4318"
+
+
+def test_a_secret_the_app_does_not_read_is_rejected() -> None:
+    refs = SecretRefs(ids={"trackingDbPassword": "id"}, uris={"trackingDbPassword": "https://kv/secrets/x"})
+    with pytest.raises(ValueError) as err:
+        record_azure(lambda: InferenceEndpoint("iris", _args(3), TARGET, WORKSPACE, refs))
+    assert str(err.value) == (
+        "secrets: ['trackingDbPassword'] are not read by the serving app on Azure ML; "
+        "pass only 'endpointApiKey' (the endpoint API key)"
+    )
 
 
 def test_endpoint_identity_gets_narrow_resource_scoped_roles(v3: Recording) -> None:
