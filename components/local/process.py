@@ -91,7 +91,7 @@ def read_status(status_file: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def stop_leftovers(pgid: int | None, marker: str) -> None:
+def stop_leftovers(pgid: int | None, marker: str, timeout: float = 10.0) -> None:
     """SIGKILL processes left in group ``pgid`` whose command line carries ``marker``.
 
     When a supervisor was killed with SIGKILL its child keeps running (and holding the
@@ -99,6 +99,7 @@ def stop_leftovers(pgid: int | None, marker: str) -> None:
     """
     if not pgid:
         return
+    killed: list[int] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -111,6 +112,13 @@ def stop_leftovers(pgid: int | None, marker: str) -> None:
         if is_ours(pid, marker):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+    # SIGKILL is asynchronous: wait until they are gone, or the port is still taken for the
+    # process about to replace them.
+    deadline = time.monotonic() + timeout
+    while killed and time.monotonic() < deadline:
+        killed = [pid for pid in killed if is_ours(pid, marker)]
+        time.sleep(0.05)
 
 
 def cmdline(pid: int) -> list[str]:
@@ -225,6 +233,37 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def port_holders(port: int) -> list[str]:
+    """Who listens on ``port`` ("pid N pgid G: cmdline"), for an error a person can act on."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    holders = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or not inodes:
+            continue
+        try:
+            fds = list((entry / "fd").iterdir())
+        except OSError:
+            continue
+        links = set()
+        for fd in fds:
+            with contextlib.suppress(OSError):  # an fd may close while we look
+                links.add(os.readlink(fd))
+        if any(f"socket:[{inode}]" in links for inode in inodes):
+            with contextlib.suppress(OSError):
+                holders.append(f"pid {entry.name} pgid {os.getpgid(int(entry.name))}: "
+                               f"{' '.join(cmdline(int(entry.name)))[:200]}")
+    return holders
 
 
 def write_private(path: Path, text: str) -> None:

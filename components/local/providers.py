@@ -105,9 +105,10 @@ class _ProcessProvider(ResourceProvider):
         props = _clean(props)
         host, port = props.get("host", "127.0.0.1"), props.get("port")
         if port and not process.port_free(host, int(port)):
+            held = "; ".join(process.port_holders(int(port))) or "a process this user cannot see"
             raise process.ProcessError(
-                f"{host}:{port} is already in use; stop what listens there or set another port in "
-                f"the stack config (shipway:local)")
+                f"{host}:{port} is already in use (by {held}); stop what listens there or set another port "
+                f"in the stack config (shipway:local)")
         proc = self.launch(props)
         try:
             process.wait_healthy(self.health_url(props), proc, self.log_file(props),

@@ -60,6 +60,24 @@ def next_backoff(current: float, ran_for: float, *, initial: float, maximum: flo
     return min(maximum, max(initial, current * 2))
 
 
+def reap_group_except_self() -> list[int]:
+    """SIGKILL every other process in this supervisor's process group (a dead child's leftovers)."""
+    me, group = os.getpid(), os.getpgid(0)
+    killed: list[int] = []
+    if group != me:
+        return killed  # not started in our own session: the group is someone else's, never touch it
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == group:
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+        except (ProcessLookupError, PermissionError):
+            continue
+    return killed
+
+
 def _log(event: str, **fields: Any) -> None:
     print(json.dumps({"ts": _now(), "logger": "shipway.supervisor", "event": event, **fields}),
           file=sys.stderr, flush=True)
@@ -115,6 +133,9 @@ class Supervisor:
             if self.stopping.is_set():
                 break
             self.last_exit = code
+            # Servers that fork workers (mlflow -> uvicorn) leave them holding the port when
+            # the parent dies; they are in our process group, so clear it before restarting.
+            reap_group_except_self()
             backoff = next_backoff(backoff, time.monotonic() - started, initial=self.initial_backoff,
                                    maximum=self.max_backoff, stable_after=self.stable_after)
             self._publish("restarting")

@@ -95,8 +95,10 @@ def verify(
     audit_log: Path | None = AUDIT_LOG_OPTION,
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """Check the hash chain; exit 1 naming the first bad seq if a record was edited, deleted,
-    reordered or the chain was truncated.
+    """Check the keyed hash chain and its git anchors; exit 1 naming the first bad seq if a record
+    was edited (even with every hash recomputed), deleted, reordered, or the chain was truncated.
+
+    Needs the audit key: SHIPWAY_AUDIT_KEY, or .shipway/audit/audit.key beside the log.
 
     Example:
 
@@ -107,7 +109,7 @@ def verify(
     if output is Output.json:
         print_json({"path": str(log.path), **result.as_dict()})
     elif result.ok:
-        typer.echo(f"audit trail {log.path}: {result.records} records, hash chain intact")
+        typer.echo(f"audit trail {log.path}: {result.records} records, keyed hash chain and git anchors intact")
     if not result.ok:
         err_console().print(
             f"[bold red]tampered:[/] {escape(str(log.path))}: {escape(result.reason)} "

@@ -81,3 +81,25 @@ def test_alert_lines_keep_resolved_status_per_alert():
     lines = alert_lines({"status": "resolved", "alerts": [{"status": "resolved", "labels": {"alertname": "X"}}]},
                         "t")
     assert [(x["alertname"], x["status"], x["received_at"]) for x in lines] == [("X", "resolved", "t")]
+
+
+def test_shipway_alerts_lists_newest_first_filters_and_prints_json(tmp_path):
+    from typer.testing import CliRunner
+
+    from shipway.cli import app
+
+    out = tmp_path / "alerts.jsonl"
+    lines = alert_lines(PAYLOAD, "2026-12-04T11:00:05+00:00") + alert_lines(
+        {**PAYLOAD, "status": "resolved", "alerts": [{**PAYLOAD["alerts"][0], "status": "resolved"}]},
+        "2026-12-04T11:09:00+00:00")
+    out.write_text("".join(json.dumps(x) + "\n" for x in lines) + "{half a line\n")
+    result = CliRunner().invoke(app, ["alerts", "--file", str(out), "-o", "json"])
+    assert result.exit_code == 0, result.output
+    assert [(a["status"], a["received_at"]) for a in json.loads(result.stdout)] == [
+        ("resolved", "2026-12-04T11:09:00+00:00"), ("firing", "2026-12-04T11:00:05+00:00")]
+    firing = CliRunner().invoke(app, ["alerts", "--file", str(out), "--status", "firing", "-o", "json"])
+    assert [a["status"] for a in json.loads(firing.stdout)] == ["firing"]
+    table = CliRunner().invoke(app, ["alerts", "--file", str(out)])
+    assert "ShipwayFeatureDrift" in table.stdout and "iris-classifier" in table.stdout
+    empty = CliRunner().invoke(app, ["alerts", "--file", str(tmp_path / "none.jsonl")])
+    assert empty.stdout.strip() == f"no alerts recorded in {tmp_path / 'none.jsonl'}"

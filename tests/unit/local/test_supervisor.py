@@ -136,3 +136,38 @@ def test_started_process_sees_only_the_minimal_environment(tmp_path, monkeypatch
         assert b"hunter2" not in b"".join(environ)
     finally:
         process.stop_started(proc, timeout=5)
+
+
+def test_workers_a_crashed_child_forked_are_cleared_before_the_restart(tmp_path):
+    # The child forks a worker (as mlflow forks uvicorn) and is then killed; the worker must
+    # not survive to hold the port against the restarted child.
+    script = tmp_path / "forker.py"
+    script.write_text(
+        "import os, sys, time, pathlib\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    pathlib.Path(sys.argv[1]).open('a').write(f'worker {os.getpid()}\\n')\n"
+        "    time.sleep(600)\n"
+        "pathlib.Path(sys.argv[1]).open('a').write(f'parent {os.getpid()}\\n')\n"
+        "time.sleep(600)\n")
+    out = tmp_path / "pids"
+    argv = process.supervised([sys.executable, str(script), str(out)], "forker", tmp_path / "s.json")
+    proc = process.start(argv, tmp_path / "log")
+    try:
+        first = _wait(lambda: out.exists() and len(out.read_text().split("\n")) >= 3 and out.read_text())
+        roles = dict(line.split() for line in first.splitlines())
+        os.kill(int(roles["parent"]), signal.SIGKILL)
+        _wait(lambda: len(out.read_text().splitlines()) >= 4)
+        _wait(lambda: not process.is_ours(int(roles["worker"]), "forker.py"))
+    finally:
+        process.stop_started(proc, timeout=5)
+
+
+def test_port_holders_name_the_process_that_listens():
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        holders = process.port_holders(sock.getsockname()[1])
+    assert len(holders) == 1 and holders[0].startswith(f"pid {os.getpid()} pgid {os.getpgid(0)}: ")
