@@ -57,7 +57,7 @@ def all_jobs() -> list[tuple[str, str, dict[str, Any]]]:
 def test_the_expected_workflows_exist():
     assert {f.name for f in FILES} == {
         "pull-request.yml", "merge-to-main.yml", "deploy-env.yml", "rollback-pr.yml", "promote.yml",
-        "drift-watch.yml",
+        "drift-watch.yml", "release-image.yml",
     }
 
 
