@@ -18,13 +18,15 @@ from typing import Any
 
 import httpx
 
+from shipway_core import registry_rest
+
 # MLflow's own registry accepts 100k-character tag values, but other MLflow-API registries
 # (Databricks, Azure ML) cap at 5000; evidence must fit everywhere.
 MAX_TAG_VALUE = 5000
 
 
-class RegistryError(RuntimeError):
-    """The registry is unreachable, or a model/version is unknown or not ready."""
+# One registry error for every client (the stdlib REST client the providers use and this one).
+RegistryError = registry_rest.RegistryError
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,12 @@ def mlflow_uris(uri: str) -> Iterator[None]:
     client's, so downloads need them set; restoring the module state exactly (including
     "unset") keeps other code in the process unaffected.
     """
-    from mlflow.tracking._model_registry import utils as registry_utils
-    from mlflow.tracking._tracking_service import utils as tracking_utils
+    from mlflow.tracking._model_registry import utils as registry_module
+    from mlflow.tracking._tracking_service import utils as tracking_module
 
+    # Private, untyped MLflow globals (declared ``= None``, so mypy would pin them to None).
+    tracking_utils: Any = tracking_module
+    registry_utils: Any = registry_module
     saved = (tracking_utils._tracking_uri, registry_utils._registry_uri)
     tracking_utils._tracking_uri, registry_utils._registry_uri = uri, uri
     try:
@@ -80,12 +85,23 @@ class Registry:
     """Thin, typed wrapper over one registry (one tracking URI)."""
 
     def __init__(self, tracking_uri: str, *, probe: bool = True):
-        from mlflow import MlflowClient
-
         if probe:
             check_reachable(tracking_uri)
         self.tracking_uri = tracking_uri
-        self.client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        self._client: Any = None
+
+    @property
+    def client(self) -> Any:
+        """MLflow's client, imported on first use: importing MLflow costs seconds, and the
+        rollback path (version lookups over REST) never needs it."""
+        if self._client is None:
+            from mlflow import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+        return self._client
+
+    def _rest(self) -> bool:
+        return self.tracking_uri.startswith(("http://", "https://"))
 
 
     def _exc(self, exc: Exception) -> RegistryError:
@@ -106,6 +122,16 @@ class Registry:
 
     def version(self, name: str, version: int) -> VersionInfo:
         """One version; unknown model or version -> :class:`RegistryError` naming both."""
+        if self._rest():
+            record = registry_rest.get_version(self.tracking_uri, name, version)
+            if record is None:
+                have = registry_rest.latest_versions(self.tracking_uri, name)
+                if not have:
+                    raise RegistryError(f"model '{name}' is not registered in the registry at {self.tracking_uri}")
+                raise RegistryError(f"version {version} of model '{name}' does not exist (latest is {have[-1]})")
+            return VersionInfo(name=name, version=int(record["version"]), status=str(record.get("status")),
+                               run_id=record.get("run_id"), source=str(record.get("source")),
+                               tags={t["key"]: t["value"] for t in record.get("tags", [])})
         from mlflow.exceptions import MlflowException
 
         self.require_model(name)

@@ -265,7 +265,7 @@ def _local_ports(path: Path, text: str) -> tuple[dict[str, int], set[int], int]:
     raw = {str(k).partition(":")[2]: _plain(v) for k, v in _config_node(doc, path).items()
            if str(k).startswith("shipway:")}
     # Only what decides ports is validated here (load_config checks the whole file).
-    ports_only = {"cloud": "local", "environment": "local", "owner": "-", "costCenter": "-",
+    ports_only: dict[str, Any] = {"cloud": "local", "environment": "local", "owner": "-", "costCenter": "-",
                   "dataClassification": "internal", **{k: raw[k] for k in ("models", "local") if k in raw}}
     try:
         cfg = parse_stack_config("local", ports_only)

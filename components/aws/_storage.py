@@ -12,11 +12,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pulumi
-import pulumi_aws as aws
+from pulumi_aws import s3 as S3  # short alias: the S3 type names are long
 
 from components.aws._base import AccountFacts, policy_json, statement
-
-S3 = aws.s3
 
 
 def tls_only_statements(bucket_arn: pulumi.Input[str]) -> list[dict[str, Any]]:
