@@ -54,6 +54,8 @@ class ModelPin:
     # local only: the endpoint's port, fixed for the model's life in the stack (promotion
     # writes it when it adds a model), so adding or removing another model never moves it.
     port: int | None = None
+    # Opt-in explainability: the endpoint serves POST /explain (per-feature attributions).
+    explain: bool = False
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,9 @@ class GateSettings:
     max_regression: float = 0.01  # golden-set accuracy may drop at most this much
     max_null_rate_delta: float = 0.05
     max_psi: float = 0.25  # data consistency: golden data vs training baseline
+    # Non-functional checks (`shipway test load|resilience|security`) whose passing evidence a
+    # version must carry (registry tags shipway.nft.<kind>) before it is pinned here.
+    require_nonfunctional: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -469,8 +474,9 @@ def _parse_models(raw: Mapping[str, Any], problems: _Problems) -> dict[str, Mode
             problems.add(key, spec, "expected a mapping such as {version: 3}")
             continue
         for sub in spec:
-            if sub not in ("version", "instances", "port"):
-                problems.add(f"{key}.{sub}", spec[sub], "unknown key; allowed keys: instances, port, version")
+            if sub not in ("version", "instances", "port", "explain"):
+                problems.add(f"{key}.{sub}", spec[sub],
+                             "unknown key; allowed keys: explain, instances, port, version")
         version = spec.get("version")
         ok = True
         if version is None:
@@ -489,8 +495,13 @@ def _parse_models(raw: Mapping[str, Any], problems: _Problems) -> dict[str, Mode
         if port is not None and not _port(port):
             problems.add(f"{key}.port", port, "use a port number 1024-65535 (local target only)")
             ok = False
+        explain = spec.get("explain", False)
+        if not isinstance(explain, bool):
+            problems.add(f"{key}.explain", explain, "use true or false (serve POST /explain for this model)")
+            ok = False
         if ok and isinstance(version, int):
-            pins[name] = ModelPin(name=name, version=version, instances=int(instances), port=port)
+            pins[name] = ModelPin(name=name, version=version, instances=int(instances), port=port,
+                                  explain=explain)
     return pins
 
 
@@ -541,10 +552,13 @@ def _check_model_ports(cloud: str | None, models: Mapping[str, ModelPin], local:
             owners[port] = f"models.{name}.port"
 
 
+NONFUNCTIONAL_KINDS = ("load", "resilience", "security")
+
+
 def _parse_gates(raw: Mapping[str, Any], problems: _Problems) -> GateSettings:
     section = _section(raw, "gates", problems)
     kwargs: dict[str, Any] = {}
-    allowed = ("maxNullRateDelta", "maxPsi", "maxRegression", "minMetrics")
+    allowed = ("maxNullRateDelta", "maxPsi", "maxRegression", "minMetrics", "requireNonFunctional")
     for sub, value in section.items():
         key = f"gates.{sub}"
         if sub == "minMetrics":
@@ -564,6 +578,11 @@ def _parse_gates(raw: Mapping[str, Any], problems: _Problems) -> GateSettings:
                 problems.add(key, value, "use a positive PSI threshold")
             else:
                 kwargs["max_psi"] = float(value)
+        elif sub == "requireNonFunctional":
+            if not isinstance(value, list) or not all(v in NONFUNCTIONAL_KINDS for v in value):
+                problems.add(key, value, f"use a list drawn from {', '.join(NONFUNCTIONAL_KINDS)}")
+            else:
+                kwargs["require_nonfunctional"] = tuple(dict.fromkeys(value))
         else:
             problems.add(key, value, f"unknown key; allowed keys: {', '.join(allowed)}")
     return GateSettings(**kwargs)

@@ -31,6 +31,7 @@ import orjson
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from shipway.serving import explain as explain_hook
 from shipway.serving.config import Pin, PinError, ServingConfig, read_api_key, read_pin
 from shipway.serving.drift import DriftMonitor
 from shipway.serving.logsink import EventLog, LineSink, utc_now_iso
@@ -46,7 +47,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 Loader = Callable[..., LoadedModel]
 
 INVOCATIONS = "/invocations"
-ROUTES = frozenset({INVOCATIONS, "/health", "/ping", "/ready", "/version", "/metrics", "/drift/reset"})
+ROUTES = frozenset({INVOCATIONS, "/health", "/ping", "/ready", "/version", "/metrics", "/drift/reset",
+                    explain_hook.EXPLAIN})
 _JSON = b"application/json"
 _AUTH_HINT = "missing or invalid API key; send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 
@@ -121,6 +123,8 @@ class ServingApp:
         self._closing = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipway-predict")
         self._server_attrs = {"server.address": config.host, "server.port": config.port}
+        # Explainability hook (logic in shipway/serving/explain.py); None = /explain answers 404.
+        self.explainer = explain_hook.Explainer(config.explain_max_evaluations) if config.explain else None
         if loose_key:
             self.events.emit("warning", "api_key_file_permissions",
                              path=config.api_key_file, message="API key file is readable by group/other; use 0600")
@@ -318,7 +322,13 @@ class ServingApp:
             series.inflight.inc()
         sent = True
         try:
-            response = await self._dispatch(route, method, receive, active, creds, request_id)
+            if route == explain_hook.EXPLAIN:  # explainability hook, see shipway/serving/explain.py
+                status, body, kind = await explain_hook.handle(
+                    self, self.explainer, method, receive, active.model if active else None, creds,
+                    request_id, ids.trace_hex)
+                response = Response(status, body, error_kind=kind)
+            else:
+                response = await self._dispatch(route, method, receive, active, creds, request_id)
         except _ClientGone:
             response, sent = Response(499, b""), False
         except Exception as exc:  # noqa: BLE001 - turned into a 500 and logged, never a dropped connection

@@ -41,6 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="no Prometheus metrics (/metrics answers 404); for measuring their cost")
     p.add_argument("--no-access-log", action="store_true",
                    help="no per-request JSON log line (lifecycle events are still logged)")
+    p.add_argument("--explain", action="store_true",
+                   help="serve POST /explain (per-feature attributions); off by default")
+    p.add_argument("--explain-max-evaluations", type=int, default=4096,
+                   help="cost bound: model rows one /explain request may evaluate (default 4096)")
     return p
 
 
@@ -54,6 +58,7 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServingConfig:
         drift_refresh_requests=a.drift_refresh_requests, drift_refresh_seconds=a.drift_refresh_seconds,
         drift_window=a.drift_window, drain_seconds=a.drain_seconds,
         metrics=not a.no_metrics, access_log=not a.no_access_log,
+        explain=a.explain, explain_max_evaluations=a.explain_max_evaluations,
     )
 
 

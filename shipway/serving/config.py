@@ -98,6 +98,10 @@ class ServingConfig:
     # line is written (lifecycle events still are).
     metrics: bool = True
     access_log: bool = True
+    # Explainability hook (shipway/serving/explain.py): off by default; when on, /explain pays
+    # at most explain_max_evaluations model rows per request.
+    explain: bool = False
+    explain_max_evaluations: int = 4096
 
     def __post_init__(self) -> None:
         for name in ("max_rows", "max_body_bytes", "threadpool_rows", "drift_refresh_requests", "drift_window"):

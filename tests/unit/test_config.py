@@ -64,7 +64,7 @@ def test_good_config_parses_into_typed_objects():
      "shipway:models.Iris: 'Iris' is not valid; model names are lowercase letters, digits and '-', 2-63 chars, "
      "starting with a letter"),
     ({"models": {"iris-classifier": {"version": 1, "stage": "prod"}}},
-     "shipway:models.iris-classifier.stage: 'prod' is not valid; unknown key; allowed keys: instances, port, "
+     "shipway:models.iris-classifier.stage: 'prod' is not valid; unknown key; allowed keys: explain, instances, port, "
      "version"),
     ({"models": {"iris-classifier": {"version": 1, "instances": 0}}},
      "shipway:models.iris-classifier.instances: 0 is not valid; use an integer from 1 to 100"),

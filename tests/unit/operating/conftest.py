@@ -1,0 +1,91 @@
+"""Shared pieces for the operating-ML tests: a real sklearn model served in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from shipway.serving.app import ServingApp
+from shipway.serving.config import Pin, ServingConfig
+from shipway.serving.model import LoadedModel, sklearn_loaded_model
+from shipway.serving.schema import ColumnSpec, InputSchema, batch_from_columns
+
+KEY = "operating-test-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+IRIS_COLUMNS = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@dataclass
+class Served:
+    """An in-process serving app with its log stream."""
+
+    app: ServingApp
+    out: io.BytesIO
+    x: Any
+    estimator: Any
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        async def send() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
+                return await client.request(method, url, **kwargs)
+
+        return asyncio.run(send())
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        self.app.log_sink.flush()
+        lines = [json.loads(line) for line in self.out.getvalue().splitlines()]
+        return [line for line in lines if line.get("event") == name]
+
+
+@pytest.fixture(scope="session")
+def iris() -> tuple[Any, Any, Any]:
+    """Iris features (named columns), labels and a fitted logistic regression."""
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    x, y = load_iris(return_X_y=True, as_frame=True)
+    x.columns = IRIS_COLUMNS
+    return x, y, LogisticRegression(max_iter=300).fit(x, y)
+
+
+def iris_loader(estimator: Any, x: Any) -> Callable[..., LoadedModel]:
+    schema = InputSchema(columns=tuple(ColumnSpec(c, "double") for c in IRIS_COLUMNS))
+    warm = batch_from_columns({c: [float(x[c].iloc[0])] for c in IRIS_COLUMNS}, schema)
+
+    def load(pin: Pin, log: Any = None) -> LoadedModel:
+        return sklearn_loaded_model(pin, estimator, schema, warm)
+
+    return load
+
+
+@pytest.fixture
+def serve(tmp_path: Path, iris: tuple[Any, Any, Any]) -> Iterator[Callable[..., Served]]:
+    """Build a loaded serving app around the iris model; settings go to ServingConfig."""
+    made: list[ServingApp] = []
+
+    def make(**settings: Any) -> Served:
+        x, _, est = iris
+        pin = tmp_path / "pin.json"
+        pin.write_text(json.dumps({"model_name": "iris", "model_version": 3, "tracking_uri": "sqlite:///none"}))
+        key = tmp_path / "api-key"
+        key.write_text(KEY + "\n")
+        key.chmod(0o600)
+        config = ServingConfig(pin_file=str(pin), api_key_file=str(key), environment="test", **settings)
+        out = io.BytesIO()
+        app = ServingApp(config, log_stream=out, loader=iris_loader(est, x), process_metrics=False)
+        made.append(app)
+        assert app.reload() is True
+        return Served(app=app, out=out, x=x, estimator=est)
+
+    yield make
+    for app in made:
+        app.close()
