@@ -28,6 +28,9 @@ _NOUNS = {
     "alerts": ("shipway.commands.alerts", "Alerts delivered to the local stack's receiver."),
     "monitor": ("shipway.commands.monitor", "Drift reports and ML reliability signals."),
     "new": ("shipway.commands.new", "Generate new projects from Shipway's paved-path templates."),
+    "report": ("shipway.commands.report", "Delivery and reliability figures from the audit trail."),
+    "incident": ("shipway.commands.incident", "Open, snapshot and close incidents (evidence for the review)."),
+    "test": ("shipway.commands.test_cmd", "Non-functional tests of a candidate: load, resilience, security."),
 }
 
 for _noun, (_module, _help) in _NOUNS.items():

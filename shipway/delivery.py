@@ -1,0 +1,189 @@
+"""Delivery and reliability figures (the four DORA keys) computed from the audit trail.
+
+The audit trail records every promotion, ``up``, verification and rollback, so the figures a
+platform lead reports need no other source:
+
+* **deployment frequency**: promotions that changed a pin (``promote``/``pinned``) per day;
+* **lead time**: from a version's registration to its deployment in the environment
+  (registration times come from the registry; without them, from the version's first record
+  in the trail, and the report says which basis it used);
+* **change failure rate**: deployments followed, before the next one, by a failed ``up``, a
+  failed verification or a rollback;
+* **time to restore**: from that failure to the next passing verification of the model in the
+  environment (what ``rollback`` -> ``up`` -> ``verify ok`` takes).
+
+Pure functions over records (dicts as :class:`shipway.audit.AuditLog` returns them), so they
+are table-tested without a registry or an engine.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+RegisteredAt = Callable[[str, int], datetime | None]
+"""(model, version) -> when the version was registered, None when unknown."""
+
+
+def parse_ts(value: Any) -> datetime:
+    """An audit timestamp (ISO 8601 with offset)."""
+    ts = datetime.fromisoformat(str(value))
+    if ts.tzinfo is None:
+        raise ValueError(f"ts: {value!r} has no UTC offset; audit timestamps carry one")
+    return ts
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """One pin change in one environment and what followed it."""
+
+    model: str
+    env: str
+    version: int | None
+    at: datetime
+    seq: int
+    failed_at: datetime | None = None
+    failure: str | None = None
+    restored_at: datetime | None = None
+    lead_time: timedelta | None = None
+
+
+@dataclass
+class DeliveryRow:
+    """The figures for one model in one environment."""
+
+    model: str
+    env: str
+    deployments: int = 0
+    deployments_per_day: float = 0.0
+    lead_time_hours_median: float | None = None
+    lead_time_basis: str = "registry"
+    change_failures: int = 0
+    change_failure_rate: float | None = None
+    time_to_restore_minutes_median: float | None = None
+    unrestored_failures: int = 0
+    versions: list[int] = field(default_factory=list)
+
+
+
+def _failure_of(r: Mapping[str, Any]) -> str | None:
+    """Why a record marks the deployment before it as failed, or None."""
+    action, outcome = r.get("action"), r.get("outcome")
+    if action == "apply" and outcome not in ("succeeded", "pinned"):
+        return f"up {outcome}"
+    if action == "verify" and outcome == "failed":
+        return "verification failed"
+    if action == "rollback" and outcome == "pinned":
+        return "rolled back"
+    return None
+
+
+def deployments(records: Iterable[Mapping[str, Any]], registered_at: RegisteredAt | None = None
+                ) -> tuple[list[Deployment], bool]:
+    """Every promotion that changed a pin, with its failure and restore times.
+
+    Returns the deployments and whether any lead time had to fall back to the trail's first
+    record of the version (no registration time known).
+    """
+    ordered = sorted(records, key=lambda r: int(r.get("seq", 0)))
+    first_seen: dict[tuple[str, int], datetime] = {}
+    for r in ordered:
+        for key in ("to_version", "from_version"):
+            v = r.get(key)
+            if isinstance(v, int) and r.get("model"):
+                first_seen.setdefault((str(r["model"]), v), parse_ts(r["ts"]))
+    out: list[Deployment] = []
+    fallback = False
+    for i, r in enumerate(ordered):
+        if r.get("action") != "promote" or r.get("outcome") != "pinned":
+            continue
+        model, env, version = str(r["model"]), str(r["env"]), r.get("to_version")
+        at = parse_ts(r["ts"])
+        later = [x for x in ordered[i + 1:] if x.get("model") == model and x.get("env") == env]
+        failed_at = failure = restored_at = None
+        for x in later:
+            if x.get("action") == "promote" and x.get("outcome") == "pinned":
+                break  # the next deployment owns what follows
+            why = _failure_of(x)
+            if why is not None and failed_at is None:
+                failed_at, failure = parse_ts(x["ts"]), why
+            elif failed_at is not None and x.get("action") == "verify" and x.get("outcome") == "ok":
+                restored_at = parse_ts(x["ts"])
+                break
+        registered = registered_at(model, version) if registered_at and isinstance(version, int) else None
+        if registered is None and isinstance(version, int):
+            registered, fallback = first_seen.get((model, version)), True
+        lead = at - registered if registered is not None and at >= registered else None
+        out.append(Deployment(model, env, version if isinstance(version, int) else None, at, int(r["seq"]),
+                              failed_at, failure, restored_at, lead))
+    return out, fallback
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def delivery_report(records: Iterable[Mapping[str, Any]], *, now: datetime, since: datetime | None = None,
+                    env: str | None = None, registered_at: RegisteredAt | None = None) -> list[DeliveryRow]:
+    """One row per (model, env) with deployments in the window ``[since, now]``."""
+    deps, fallback = deployments(records, registered_at)
+    window_start = since or min((d.at for d in deps), default=now)
+    days = max((now - window_start).total_seconds() / 86400.0, 1.0)
+    rows: dict[tuple[str, str], DeliveryRow] = {}
+    groups: dict[tuple[str, str], list[Deployment]] = {}
+    for d in deps:
+        if (env is not None and d.env != env) or d.at < window_start or d.at > now:
+            continue
+        groups.setdefault((d.model, d.env), []).append(d)
+    for (model, e), items in sorted(groups.items()):
+        failures = [d for d in items if d.failed_at is not None]
+        restores = [(d.restored_at - d.failed_at).total_seconds() / 60.0 for d in failures
+                    if d.restored_at is not None and d.failed_at is not None]
+        leads = [d.lead_time.total_seconds() / 3600.0 for d in items if d.lead_time is not None]
+        rows[(model, e)] = DeliveryRow(
+            model=model, env=e, deployments=len(items), deployments_per_day=round(len(items) / days, 4),
+            lead_time_hours_median=_median(leads), lead_time_basis="first_audit_record" if fallback else "registry",
+            change_failures=len(failures), change_failure_rate=round(len(failures) / len(items), 4),
+            time_to_restore_minutes_median=_median(restores), unrestored_failures=len(failures) - len(restores),
+            versions=[d.version for d in items if d.version is not None])
+    return list(rows.values())
+
+
+def as_json(rows: Iterable[DeliveryRow]) -> list[dict[str, Any]]:
+    return [asdict(r) for r in rows]
+
+
+_METRICS = (
+    ("shipway_delivery_deployments", "gauge", "Deployments (pin changes) in the report window", "deployments"),
+    ("shipway_delivery_deployments_per_day", "gauge", "Deployment frequency over the window", "deployments_per_day"),
+    ("shipway_delivery_lead_time_hours", "gauge", "Median lead time from registration to deployment",
+     "lead_time_hours_median"),
+    ("shipway_delivery_change_failure_ratio", "gauge", "Deployments followed by a failed up, failed "
+     "verification or rollback", "change_failure_rate"),
+    ("shipway_delivery_time_to_restore_minutes", "gauge", "Median time from a failed change to the next "
+     "passing verification", "time_to_restore_minutes_median"),
+)
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(rows: Iterable[DeliveryRow]) -> str:
+    """Prometheus exposition text (for a textfile collector or a push), one series per model/env.
+
+    Figures that do not exist (no failure, so no time to restore) are left out rather than
+    written as 0, which a dashboard would read as "restored instantly".
+    """
+    materialised = list(rows)
+    lines: list[str] = []
+    for name, kind, help_text, attr in _METRICS:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for r in materialised:
+            value = getattr(r, attr)
+            if value is not None:
+                lines.append(f'{name}{{model="{_label(r.model)}",env="{_label(r.env)}"}} {float(value):g}')
+    return "\n".join(lines) + "\n"
