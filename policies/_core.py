@@ -10,6 +10,7 @@ aborting the whole rule.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Final
@@ -89,6 +90,21 @@ def get(props: Any, path: str, default: Any = None) -> Any:
     return current
 
 
+def decoded(value: Any) -> Any:
+    """A JSON-encoded object/array string parsed to its value; anything else unchanged.
+
+    Why: the engine presents some inputs as JSON *strings*, not objects (an ECS task
+    definition's ``containerDefinitions``, the AWS provider's ``defaultTags``). A rule that
+    only reads objects would never look inside them.
+    """
+    if isinstance(value, str) and value.lstrip()[:1] in ("{", "["):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
+
+
 def is_list(value: Any) -> bool:
     """A JSON array (proxies are Sequences, not lists; strings are not arrays here)."""
     return isinstance(value, Sequence) and not isinstance(value, str | bytes)
@@ -164,6 +180,12 @@ SETTINGS: Final[Mapping[str, dict[str, Any]]] = {
         "type": "string",
         "default": "",
         "description": "MLflow tracking URI holding the model registry; empty skips registry lookups.",
+    },
+    "artifactRoot": {
+        "type": "string",
+        "default": "",
+        "description": "URL prefix of this environment's registry artifact store (e.g. "
+        "'s3://shipway-prod-models/'); a raw model artifact URL elsewhere is a violation. Empty skips it.",
     },
     "requireReachableRegistry": {
         "type": "boolean",

@@ -30,6 +30,9 @@ class EnvPolicySettings:
     allowed_regions: tuple[str, ...]
     tracking_uri: str
     require_reachable_registry: bool
+    # The registry's artifact store differs per deployment, so it is set in the policy config a
+    # stack is checked with (empty here = not checked; the pinned-path check still applies).
+    artifact_root: str = ""
 
     def values(self, environment: str) -> dict[str, Any]:
         """Setting name (as in ``policies._core.SETTINGS``) -> value."""
@@ -39,6 +42,7 @@ class EnvPolicySettings:
             "allowedRegions": list(self.allowed_regions),
             "trackingUri": self.tracking_uri,
             "requireReachableRegistry": self.require_reachable_registry,
+            "artifactRoot": self.artifact_root,
         }
 
 

@@ -69,11 +69,16 @@ def _log_target_sse_problem(rules: list[Any]) -> str | None:
 
 def _sse_rules(args: StackValidationArgs, bucket: Any) -> list[Any] | None:
     """The bucket's SSE rules (inline and companions); None when it has no SSE configuration."""
+    # Bucket (v6 shape) holds one inline rule; BucketV2 holds a list of configurations, each
+    # with a list of rules: both are real encryption and must not be reported as missing.
     inline = get(bucket.props, "serverSideEncryptionConfiguration.rule")
+    inline_rules = [inline] if inline is not None else []
+    for config in items(get(bucket.props, "serverSideEncryptionConfigurations")):
+        inline_rules += items(get(config, "rules"))
     configs = _companions(args, bucket, SSE_CONFIGS)
-    if not configs and inline is None:
+    if not configs and not inline_rules:
         return None
-    rules = [inline] if inline is not None else []
+    rules = list(inline_rules)
     for config in configs:
         rules += items(get(config.props, "rules"))
     return rules

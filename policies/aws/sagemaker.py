@@ -22,6 +22,8 @@ from policies._core import (
     items,
     prod_only,
     scalers_of,
+    schema,
+    setting,
     show,
 )
 from policies.ml.pinning import describe, sagemaker_model_refs
@@ -39,7 +41,7 @@ def _pin_registry_version(args: ResourceValidationArgs, report_violation: Report
     """What runs must be exactly the version that passed the gates, not whatever an alias says today."""
     if args.resource_type != MODEL:
         return
-    for ref in sagemaker_model_refs(args.props):
+    for ref in sagemaker_model_refs(args.props, str(setting(args, "artifactRoot"))):
         if ref.problem:
             report_violation(describe(ref), None)
 
@@ -51,6 +53,7 @@ model_pin_registry_version = ResourceValidationPolicy(
     validate=_pin_registry_version,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
+    config_schema=schema("artifactRoot"),
     remediation_steps=(
         "Reference the model as a versioned model package ARN (model_package_name='arn:...:model-package/"
         "<group>/<N>') or set SHIPWAY_MODEL_URI='models:/<name>/<N>' in the container environment; pin N in "

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, entries, environment, get, schema
+from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, decoded, entries, environment, get, schema
 
 REQUIRED_TAGS: Final = ("owner", "cost-center", "environment", "data-classification")
 
@@ -74,7 +74,9 @@ def _tags(args: ResourceValidationArgs) -> Any:
         return UNKNOWN
     merged: dict[str, Any] = {}
     if args.provider is not None:
-        merged.update(entries(get(args.provider.props, "defaultTags.tags", {})))
+        # The AWS provider resource sends `defaultTags` as a JSON string, explicit config as an object.
+        defaults = decoded(get(args.provider.props, "defaultTags", {}))
+        merged.update(entries(get(defaults, "tags", {})))
     merged.update(entries(own if own is not None else {}))
     return merged
 

@@ -28,6 +28,7 @@ from policies._core import (
 from policies.ml.pinning import describe, kubernetes_model_refs
 
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+INFERENCE_SERVICE = "kubernetes:serving.kserve.io/v1beta1:InferenceService"
 WORKLOADS = (
     DEPLOYMENT,
     "kubernetes:apps/v1:StatefulSet",
@@ -35,6 +36,8 @@ WORKLOADS = (
     "kubernetes:batch/v1:Job",
     "kubernetes:batch/v1:CronJob",
     "kubernetes:core/v1:Pod",
+    # What components/kubernetes/endpoint.py creates instead of a Deployment when KServe is on.
+    INFERENCE_SERVICE,
 )
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 
@@ -45,6 +48,8 @@ def pod_spec(resource_type: str, props: Any) -> Any:
         return get(props, "spec")
     if resource_type == "kubernetes:batch/v1:CronJob":
         return get(props, "spec.jobTemplate.spec.template.spec")
+    if resource_type == INFERENCE_SERVICE:
+        return get(props, "spec.predictor")  # a KServe predictor is a pod spec plus scaling fields
     return get(props, "spec.template.spec")
 
 
@@ -161,24 +166,24 @@ def is_serving(resource_type: str, props: Any) -> bool:
     return resource_type in WORKLOADS and bool(kubernetes_model_refs(props))
 
 
+# Where each serving kind says how many pods it keeps at least (unset = 1 for both).
+_REPLICA_FLOOR = {DEPLOYMENT: "spec.replicas", INFERENCE_SERVICE: "spec.predictor.minReplicas"}
+
+
 def _require_min_replicas(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """A single serving pod means downtime on every rollout and node drain."""
-    if (
-        args.resource_type != DEPLOYMENT
-        or not is_prod(args)
-        or not is_serving(args.resource_type, args.props)
-    ):
+    path = _REPLICA_FLOOR.get(args.resource_type)
+    if path is None or not is_prod(args) or not is_serving(args.resource_type, args.props):
         return
-    replicas = get(args.props, "spec.replicas", 1)
+    replicas = get(args.props, path, 1)
     if replicas is not UNKNOWN and replicas < MIN_PROD_INSTANCES:
-        report_violation(
-            f"spec.replicas is {show(replicas)}; prod serving runs at least {MIN_PROD_INSTANCES}", None
-        )
+        report_violation(f"{path} is {show(replicas)}; prod serving runs at least {MIN_PROD_INSTANCES}", None)
 
 
 deployment_require_min_replicas = ResourceValidationPolicy(
     name="kubernetes-apps-deployment-require-min-replicas",
-    description="Prod serving Deployments run at least two replicas.",
+    description="Prod serving Deployments (spec.replicas) and KServe InferenceServices "
+    "(spec.predictor.minReplicas) run at least two replicas.",
     validate=_require_min_replicas,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,

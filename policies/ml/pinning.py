@@ -19,6 +19,11 @@ from policies._core import UNKNOWN, entries, get, items
 
 # Environment variables through which our serving app receives its model (all targets).
 MODEL_URI_ENV: Final = ("SHIPWAY_MODEL_URI", "MLFLOW_MODEL_URI")
+# Any other spelling of the same thing: `<PREFIX>_MODEL_URI`, `modelUri`, `MODEL_REF`... carries a
+# reference; `SHIPWAY_MODEL_VERSION`, `modelVersion`, `MODEL_VERSION` carries a bare version number.
+# Matched on the name in snake_case so every casing and separator counts.
+_URI_ENV: Final = re.compile(r"(^|_)model_?(uri|ref|reference)$")
+_VERSION_ENV: Final = re.compile(r"(^|_)model_?version$")
 
 _PINNED: Final = (
     re.compile(r"^models:/(?P<name>[A-Za-z0-9][A-Za-z0-9_.-]*)/(?P<version>[0-9]+)$"),
@@ -104,13 +109,33 @@ def env_refs(env: Any, prefix: str) -> list[ModelRef]:
         ]
     refs = []
     for key, value in pairs:
-        if key not in MODEL_URI_ENV:
+        if not isinstance(key, str):
             continue
-        # A computed URI is judged at `pulumi up`, when it is known.
-        refs.append(
-            ModelRef(f"{prefix}.{key}", UNKNOWN) if value is UNKNOWN else classify(f"{prefix}.{key}", value)
-        )
+        field = f"{prefix}.{key}"
+        snake = _snake(key)
+        if value is UNKNOWN and (key in MODEL_URI_ENV or _URI_ENV.search(snake) or _VERSION_ENV.search(snake)):
+            refs.append(ModelRef(field, UNKNOWN))  # a computed value is judged at `pulumi up`
+        elif key in MODEL_URI_ENV or _URI_ENV.search(snake):
+            refs.append(classify(field, value))
+        elif _VERSION_ENV.search(snake):
+            refs.append(classify_version(field, value))
     return refs
+
+
+def _snake(key: str) -> str:
+    """``SHIPWAY_MODEL_VERSION``/``modelVersion``/``model-version`` -> ``..._model_version``."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)
+    return re.sub(r"[^A-Za-z0-9]+", "_", spaced).lower()
+
+
+def classify_version(field: str, raw: Any) -> ModelRef:
+    """A bare version variable: a positive integer (as text) is exact; ``latest`` and friends move."""
+    text = str(int(raw)) if isinstance(raw, int | float) and float(raw).is_integer() else raw
+    if isinstance(text, str) and text.isdigit() and int(text) >= 1:
+        return ModelRef(field, raw, version=int(text))
+    if isinstance(text, str) and re.fullmatch(r"[A-Za-z][A-Za-z_-]*", text):
+        return ModelRef(field, raw, problem=f"a moving reference '{text}', not an exact version")
+    return ModelRef(field, raw, problem="not an exact registry version number")
 
 
 # The serving image's own pin; a raw artifact URL is accepted only when it carries the same pin.
@@ -136,9 +161,18 @@ def _env_pin(refs: list[ModelRef], where: str) -> ModelRef | None:
     return None
 
 
-def _raw_artifact_ref(field: str, raw: Any, pin: ModelRef | None) -> ModelRef | None:
-    """A ``modelDataUrl``/``modelDataSource`` as a finding (None when it is the pinned version)."""
+def _raw_artifact_ref(field: str, raw: Any, pin: ModelRef | None, artifact_root: str = "") -> ModelRef | None:
+    """A ``modelDataUrl``/``modelDataSource`` as a finding (None when it is the pinned version).
+
+    The path alone proves nothing when the bucket is someone else's: anyone can write
+    ``models/<name>/<N>/`` into their own bucket. With ``artifact_root`` set, the URL must also
+    live under the environment's registry artifact store.
+    """
     if isinstance(raw, str) and pin is not None:
+        if artifact_root and not raw.startswith(artifact_root):
+            return ModelRef(
+                field, raw, problem=f"an artifact outside this environment's registry location {artifact_root!r}"
+            )
         if _pinned_artifact_path(raw, pin):
             return None
         return ModelRef(
@@ -153,7 +187,7 @@ def _raw_artifact_ref(field: str, raw: Any, pin: ModelRef | None) -> ModelRef | 
     )
 
 
-def sagemaker_model_refs(props: Any) -> list[ModelRef]:
+def sagemaker_model_refs(props: Any, artifact_root: str = "") -> list[ModelRef]:
     """Every container of an ``aws:sagemaker/model:Model`` and how it names its model."""
     containers = [("primaryContainer", get(props, "primaryContainer"))]
     containers += [(f"containers[{i}]", c) for i, c in enumerate(items(get(props, "containers")))]
@@ -167,7 +201,7 @@ def sagemaker_model_refs(props: Any) -> list[ModelRef]:
         for raw_key in ("modelDataUrl", "modelDataSource"):
             raw = get(container, raw_key)
             if raw is not None and raw is not UNKNOWN:
-                ref = _raw_artifact_ref(f"{where}.{raw_key}", raw, pin)
+                ref = _raw_artifact_ref(f"{where}.{raw_key}", raw, pin, artifact_root)
                 found += [ref] if ref else []
         package = get(container, "modelPackageName")
         if isinstance(package, str):
@@ -181,8 +215,11 @@ def sagemaker_model_refs(props: Any) -> list[ModelRef]:
 
 def kubernetes_pod_spec(props: Any) -> Any:
     """The pod spec of a workload (Deployment/StatefulSet/DaemonSet/Job) or a bare Pod."""
-    template = get(props, "spec.template.spec")
-    return template if template is not None else get(props, "spec")
+    for path in ("spec.template.spec", "spec.jobTemplate.spec.template.spec", "spec.predictor"):
+        found = get(props, path)
+        if found is not None:
+            return found
+    return get(props, "spec")
 
 
 def kubernetes_model_refs(props: Any) -> list[ModelRef]:

@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, entries, get, items
+from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, decoded, entries, get, items
 
 # Resources whose purpose is to hold a secret value (their value inputs are exempt).
 SECRET_STORES: Final = {
@@ -67,6 +67,11 @@ def _walk(value: Any, path: str) -> Iterator[tuple[str, str, Any]]:
 
 def _walk_child(child: Any, path: str, key: str) -> Iterator[tuple[str, str, Any]]:
     if child is UNKNOWN:
+        return
+    inner = decoded(child)
+    if inner is not child and (isinstance(inner, Mapping) or items(inner)):
+        # A JSON-encoded document (ECS containerDefinitions, IAM policies): judge what is inside.
+        yield from _walk(inner, path)
         return
     if isinstance(child, Mapping) or (not isinstance(child, str) and items(child)):
         yield from _walk(child, path)
