@@ -86,12 +86,24 @@ class GateSettings:
     require_nonfunctional: tuple[str, ...] = ()
 
 
+# Request-duration histogram boundaries (ms) the serving app exports. The latency SLI counts requests
+# under the threshold from the bucket whose ``le`` is the threshold, so a threshold must be one of these.
+LATENCY_BUCKETS_MS = (0.5, 1, 2.5, 5, 10, 25, 50, 75, 100, 120, 150, 180, 200, 250, 300, 400, 500, 750,
+                      1000, 1500, 2000, 2500, 5000, 10000)
+
+
 @dataclass(frozen=True)
 class SloSettings:
-    """Service level objectives; alert rules and verification limits derive from them."""
+    """Service level objectives; alert rules and verification limits derive from them.
+
+    Latency is an SLO with its own error budget: ``latency_objective`` of requests on the prediction
+    route must finish within ``latency_p99_ms`` (the threshold; with the default 0.99 objective it is
+    the p99 bound, hence the name).
+    """
 
     availability: float = 0.995
     latency_p99_ms: float = 250.0
+    latency_objective: float = 0.99
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
     freshness_hours: float = 24.0
@@ -335,7 +347,11 @@ _LOCAL_FIELDS = {
 _SLO_FIELDS = {
     "availability": ("availability", lambda v: _fraction(v) and 0.9 <= v < 1,
                      "use a fraction between 0.9 and 1 (e.g. 0.995)"),
-    "latencyP99Ms": ("latency_p99_ms", _pos_num, "use a positive number of milliseconds"),
+    "latencyP99Ms": ("latency_p99_ms", lambda v: _pos_num(v) and float(v) in LATENCY_BUCKETS_MS,
+                     "use one of the latency histogram boundaries (ms): "
+                     + ", ".join(f"{b:g}" for b in LATENCY_BUCKETS_MS)),
+    "latencyObjective": ("latency_objective", lambda v: _fraction(v) and 0.9 <= v < 1,
+                         "use a fraction between 0.9 and 1 (e.g. 0.99 of requests under latencyP99Ms)"),
     "maxErrorRate": ("max_error_rate", _fraction, "use a fraction between 0 and 1"),
     "driftPsi": ("drift_psi", _pos_num, "use a positive PSI threshold (0.1 moderate, 0.25 major)"),
     "freshnessHours": ("freshness_hours", _pos_num, "use a positive number of hours"),
@@ -624,15 +640,16 @@ def _by_digest_where_required(environment: str | None, image: str) -> bool:
 
 def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Mapping[str, Any],
                  aws: AwsSettings, azure: AzureSettings, kubernetes: KubernetesSettings, problems: _Problems,
-                 source: str) -> None:
+                 source: str, require_secrets: bool) -> None:
     """Per-target requirements that single keys cannot express, all reported at once."""
     if cloud is None:
         return
-    for key in required_secrets(cloud, kubernetes) if source != "settings" else ():
+    for key in SECRET_KEYS:
         value = raw.get(key)
         if value in (None, ""):
-            problems.missing(key, f"set it as a secret with `pulumi config set --secret shipway:{key} <value> "
-                                  f"--stack {stack}` (never in plain text)")
+            if require_secrets and key in required_secrets(cloud, kubernetes):
+                problems.missing(key, f"set it as a secret with `pulumi config set --secret shipway:{key} <value> "
+                                      f"--stack {stack}` (never in plain text)")
         elif source == "file" and not (isinstance(value, Mapping) and "secure" in value):
             problems.add(key, "<plain text>", f"secrets are never stored in plain text; remove it and run "
                                               f"`pulumi config set --secret shipway:{key} <value> --stack {stack}`")
@@ -684,13 +701,17 @@ def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Ma
                              + _SET.format(key="kubernetes.artifactUri", stack=stack))
 
 
-def parse_stack_config(stack: str, raw: Mapping[str, Any], *, source: str = "settings") -> StackConfig:
+def parse_stack_config(stack: str, raw: Mapping[str, Any], *, source: str = "settings",
+                       require_secrets: bool | None = None) -> StackConfig:
     """Validate ``raw`` (keys without the ``shipway:`` prefix, values already decoded).
 
-    ``source`` says where ``raw`` came from: ``"engine"`` (the running program: every secret the
-    target needs must be set), ``"file"`` (a stack file: the same, and each must be ``secure:``)
-    or ``"settings"`` (settings alone, as tools and tests build them: secrets are not checked).
+    ``source`` says where ``raw`` came from: ``"engine"`` (the running program), ``"file"`` (a
+    stack file: a secret written there must be ``secure:``) or ``"settings"`` (settings alone, as
+    tools and tests build them). ``require_secrets`` (default: true for the engine) reports every
+    secret the target needs and lacks, in the same single error.
     """
+    if require_secrets is None:
+        require_secrets = source == "engine"
     if source not in ("engine", "file", "settings"):
         raise ValueError(f"source: {source!r} is not valid; allowed: engine, file, settings")
     problems = _Problems()
@@ -746,7 +767,7 @@ def parse_stack_config(stack: str, raw: Mapping[str, Any], *, source: str = "set
     azure = _typed_section(raw, "azure", problems, AzureSettings, _AZURE_FIELDS)
     kubernetes = _typed_section(raw, "kubernetes", problems, KubernetesSettings, _K8S_FIELDS)
 
-    _cross_check(stack, cloud, environment, raw, aws, azure, kubernetes, problems, source)
+    _cross_check(stack, cloud, environment, raw, aws, azure, kubernetes, problems, source, require_secrets)
 
     if environment is not None and stack in ENVIRONMENTS and stack != environment:
         problems.add("environment", environment, f"stack '{stack}' must declare environment '{stack}'")
@@ -783,10 +804,11 @@ def raw_from_stack_file(path: Path) -> dict[str, Any]:
     return raw
 
 
-def load_stack_file(path: Path) -> StackConfig:
-    """Parse and validate ``stacks/Pulumi.<stack>.yaml``."""
+def load_stack_file(path: Path, *, require_secrets: bool = False) -> StackConfig:
+    """Parse and validate ``stacks/Pulumi.<stack>.yaml``; ``require_secrets`` when it is about to
+    be deployed (every secret its target needs must be set, ``secure:``)."""
     stack = path.name.removeprefix("Pulumi.").removesuffix(".yaml")
-    return parse_stack_config(stack, raw_from_stack_file(path), source="file")
+    return parse_stack_config(stack, raw_from_stack_file(path), source="file", require_secrets=require_secrets)
 
 
 def raw_from_pulumi_config(config: Mapping[str, str]) -> dict[str, Any]:

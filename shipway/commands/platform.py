@@ -35,7 +35,7 @@ def stack_config(root: Path, stack: str) -> StackConfig:
         raise typer.BadParameter(f"no stack file {path.relative_to(root)}; stacks: {', '.join(have)}",
                                  param_hint="--stack")
     try:
-        return load_stack_file(path)
+        return load_stack_file(path, require_secrets=True)
     except StackConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from exc

@@ -33,7 +33,7 @@ def test_the_table_lists_every_committed_stack() -> None:
 
 
 def test_the_local_stack_runs_as_committed() -> None:
-    cfg = load_stack_file(STACKS / "Pulumi.local.yaml")
+    cfg = load_stack_file(STACKS / "Pulumi.local.yaml", require_secrets=True)
     assert (cfg.cloud, cfg.environment) == ("local", "local")
     assert all(isinstance(pin.version, int) and pin.version >= 1 for pin in cfg.models.values())
 
@@ -42,7 +42,7 @@ def test_the_local_stack_runs_as_committed() -> None:
 def test_placeholders_stop_with_one_error_naming_each_and_how_to_set_it(stack: str) -> None:
     cloud, environment, keys = COMMITTED[stack]
     with pytest.raises(StackConfigError) as error:
-        load_stack_file(STACKS / f"Pulumi.{stack}.yaml")
+        load_stack_file(STACKS / f"Pulumi.{stack}.yaml", require_secrets=True)
     named = [re.match(r"^shipway:([\w.]+): ", p).group(1) for p in error.value.problems]  # type: ignore[union-attr]
     assert sorted(named) == sorted(keys)
     for problem in error.value.problems:
