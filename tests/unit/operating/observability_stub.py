@@ -1,0 +1,86 @@
+"""A local HTTP server answering the read APIs an incident snapshot queries (Prometheus,
+Alertmanager, Jaeger query, the serving /version), with recorded requests.
+
+It stands in for the real services in unit tests (the integration test uses the real ones); the
+payloads follow each API's documented response shape.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from shipway_core.observability.rules import error_ratio_record, latency_record
+
+ALERT_STARTED = "2026-03-02T08:55:00Z"
+
+
+def vector(model: str, value: float, **labels: str) -> dict[str, Any]:
+    return {"metric": {"model": model, **labels}, "value": [1772440000, str(value)]}
+
+
+def answer(path: str, query: dict[str, list[str]]) -> Any:
+    q = query.get("query", [""])[0]
+    if path == "/api/v1/query":
+        result = {
+            error_ratio_record("5m"): [vector("iris", 0.02)],
+            error_ratio_record("1h"): [vector("iris", 0.005)],
+            latency_record("p99"): [vector("iris", 0.31)],
+            "shipway_feature_psi": [vector("iris", 0.41, feature="petal_width"),
+                                    vector("iris", 0.01, feature="sepal_width")],
+        }.get(q, [])
+        return {"status": "success", "data": {"resultType": "vector", "result": result}}
+    if path == "/api/v1/query_range":
+        values = [[1772440000 + 60 * i, "0.01"] for i in range(3)]
+        return {"status": "success", "data": {"resultType": "matrix",
+                                              "result": [{"metric": {"model": "iris"}, "values": values}]}}
+    if path == "/api/v1/alerts":
+        return {"status": "success", "data": {"alerts": [
+            {"labels": {"alertname": "ShipwayAvailabilityBudgetBurn", "model": "iris"}, "state": "firing"}]}}
+    if path == "/api/v2/alerts":
+        return [{"labels": {"alertname": "ShipwayAvailabilityBudgetBurn", "model": "iris", "severity": "page"},
+                 "startsAt": ALERT_STARTED, "status": {"state": "active"}},
+                {"labels": {"alertname": "ShipwayFeatureDrift", "model": "other", "severity": "ticket"},
+                 "startsAt": ALERT_STARTED, "status": {"state": "active"}}]
+    if path == "/api/traces":
+        tags = json.loads(query.get("tags", ["{}"])[0])
+        kind = "error" if tags.get("error") == "true" else "ok"
+        return {"data": [{"traceID": f"{kind}-trace-1", "spans": []}]}
+    if path == "/version":
+        return {"model_name": "iris", "model_version": 3}
+    return None
+
+
+@contextmanager
+def observability_stub() -> Iterator[tuple[str, list[str]]]:
+    """Serve on a free 127.0.0.1 port; yields (base URL, request paths seen)."""
+    seen: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the http.server API
+            url = urlparse(self.path)
+            seen.append(url.path)
+            body = answer(url.path, parse_qs(url.query))
+            data = json.dumps(body).encode()
+            self.send_response(200 if body is not None else 404)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
