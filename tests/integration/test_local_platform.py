@@ -38,6 +38,8 @@ def auth(project) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def up(project):
     """v1 registered and pinned, stack up."""
+    # The alert sink's port comes from this test's free block too (never the default 9095).
+    project.write_config(local={**project.config["local"], "alertSinkPort": project.ports["tracking"] + 11})
     project.pin(MODEL, register(project, "baseline"))
     project.pulumi("up", "--yes")
     return project.outputs()
@@ -236,7 +238,103 @@ def test_missing_version_stops_the_run_and_nothing_changes(up, project):
         project.pin(MODEL, 2)
 
 
-def test_refresh_notices_a_killed_process_and_up_restarts_it(up, project):
+def _status(project, kind: str, model: str | None = None) -> dict:
+    data = project.data_dir / project.stack
+    path = (data / "endpoints" / model / "InferenceEndpoint.status.json") if model else next(
+        data.rglob(f"{kind}.status.json"))
+    return json.loads(path.read_text())
+
+
+def _group(pgid: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    pids.append(int(entry.name))
+            except ProcessLookupError:
+                pass
+    return pids
+
+
+def test_every_process_the_stack_starts_has_a_minimal_environment(up, project):
+    allowed = set(process.INHERITED_ENV) | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}
+    assert any(k.startswith("PULUMI_") for k in project.env)  # the engine itself has them
+    kinds = set()
+    for res in _resources(project):
+        outputs = res.get("outputs") or {}
+        if not res.get("custom") or not outputs.get("pid"):
+            continue  # components re-export their process's pid; look at each process once
+        kinds.add(outputs["shipwayKind"])
+        pid = outputs["pid"]
+        server = json.loads((Path(outputs["dataDir"]) / f"{outputs['shipwayKind']}.status.json").read_text())["pid"]
+        members = _group(int(pid))  # the supervisor, the server, and any workers it forked
+        assert {int(pid), server} <= set(members), res["urn"]
+        for member in members:
+            raw = Path(f"/proc/{member}/environ").read_bytes()
+            names = {item.split(b"=", 1)[0].decode() for item in raw.split(b"\0") if item}
+            assert not {n for n in names if n.startswith("PULUMI_")}, (res["urn"], member)
+            assert project.env["PULUMI_CONFIG_PASSPHRASE"].encode() not in raw
+            if member in (int(pid), server):
+                # What we start gets exactly the explicit environment; workers a server forks
+                # may add their own settings (mlflow does), never ours.
+                assert names <= allowed, (res["urn"], member, names - allowed)
+    assert kinds == {"TrackingServer", "InferenceEndpoint", "Prometheus", "Alertmanager", "AlertSink", "Jaeger"}
+
+
+def test_registry_db_logs_and_request_log_are_private(up, project):
+    data = project.data_dir / project.stack
+    for path in (data / "mlflow" / "mlflow.db", data / "endpoints" / MODEL / "serving.log",
+                 data / "endpoints" / MODEL / "requests.jsonl", data / "mlflow" / "mlflow-server.log"):
+        assert oct(path.stat().st_mode & 0o777) == "0o600", path
+
+
+def test_fired_alerts_reach_the_local_receiver_and_shipway_alerts_lists_them(up, project):
+    from typer.testing import CliRunner
+
+    from shipway.cli import app
+
+    sink = project.data_dir / project.stack / "alerts" / "alerts.jsonl"
+    deadline = time.monotonic() + 120
+    lines: list = []
+    while time.monotonic() < deadline and not lines:
+        lines = [json.loads(x) for x in sink.read_text().splitlines()] if sink.exists() else []
+        lines = [x for x in lines if x["alertname"] == "ShipwayFeatureDrift" and x["status"] == "firing"]
+        time.sleep(2)
+    assert lines and lines[0]["labels"]["model"] == MODEL
+    out = CliRunner().invoke(app, ["alerts", "--file", str(sink), "--output", "json"])
+    assert out.exit_code == 0, out.output
+    assert "ShipwayFeatureDrift" in {a["alertname"] for a in json.loads(out.stdout)}
+
+
+def test_a_crashed_server_is_restarted_by_its_supervisor_and_refresh_converges(up, project):
+    base = up["endpoints"][MODEL]["url"]
+    before = _status(project, "InferenceEndpoint", MODEL)
+    os.kill(int(before["pid"]), 9)
+    started = time.monotonic()
+    deadline = started + 60
+    while time.monotonic() < deadline and not process.http_ok(base + "/ready"):
+        time.sleep(0.1)
+    assert process.http_ok(base + "/ready"), "not restarted within 60 s"
+    after = _status(project, "InferenceEndpoint", MODEL)
+    assert after["restarts"] == before["restarts"] + 1 and after["pid"] != before["pid"]
+    assert httpx.get(base + "/version").json()["model_version"] == 2
+    prom = up["observability"]["metricsUrl"]
+    deadline = time.monotonic() + 60
+    value = None
+    while time.monotonic() < deadline and value != "1":
+        result = httpx.get(prom + "/api/v1/query", params={
+            "query": f'shipway_process_restarts_total{{process="InferenceEndpoint/{MODEL}"}}'}).json()
+        value = result["data"]["result"][0]["value"][1] if result["data"]["result"] else None
+        time.sleep(2)
+    assert value == str(after["restarts"])
+    project.pulumi("refresh", "--yes")
+    assert next(r for r in _resources(project) if _is_endpoint(r))["outputs"]["alive"] is True
+    out = project.pulumi("preview", "--expect-no-changes", "--json")
+    assert {s["op"] for s in json.loads(out.stdout)["steps"]} == {"same"}
+
+
+def test_refresh_notices_a_killed_supervisor_and_up_restarts_it(up, project):
     base = up["endpoints"][MODEL]["url"]
     pid = next(int(r["outputs"]["pid"]) for r in _resources(project) if _is_endpoint(r))
     os.kill(pid, 9)

@@ -3,8 +3,10 @@
 The issue's session, end to end against real MLflow, the real engine and the serving app,
 with `wrk` (Debian) loading the endpoint from another process the whole time:
 promote v2 (gates pass, applied), a worse v3 (refused, nothing changes), a slow v4 (passes
-gates, fails verification, rolled back automatically), a manual rollback, and the audit
-chain verified, then tampered with.
+gates, fails verification, rolled back automatically), a manual rollback to the version the
+first `up` recorded as known-good, and the audit chain verified, then tampered with. Then
+models whose names sort before the existing one are added through promotion, each on its
+first `promote --apply`, without moving or restarting any endpoint already there.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from shipway.audit import AuditLog
 from shipway.example import train_and_register
@@ -75,11 +78,19 @@ class Load:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory):
     project = make_project(tmp_path_factory.mktemp("promo"), stack="local")
+    project.write_config(local={**project.config["local"], "alertSinkPort": project.ports["tracking"] + 11})
     store, artifacts = project.tracking_store
     versions = {v: train_and_register(store, variant=v, artifact_root=artifacts).version
                 for v in ("baseline", "forest", "worse", "slow")}
     project.pin(MODEL, versions["baseline"])
     project.pulumi("up", "--yes")
+    # What `shipway platform up` does after its first up: verify and record v1 as known-good.
+    from shipway.commands.platform import record_first_deploys
+    from shipway_core.config import load_stack_file
+
+    lines = record_first_deploys(load_stack_file(project.stack_file), project.outputs(), project.dir,
+                                 audit_path=project.dir / ".shipway" / "audit" / "audit.jsonl")
+    assert lines == [f"known-good      : {MODEL} v{versions['baseline']} ok (audit seq 1)"], lines
     try:
         yield project, versions
     finally:
@@ -129,13 +140,10 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
     assert "rolled back" in str(rolled.value)
     assert pinned(project) == served(project) == v["forest"]
 
-    # 4. Manual rollback. v1 was deployed before any promotion, so it is not in the audit trail
-    #    as known-good: the default refuses and says so; naming the version works, under load.
-    with pytest.raises(PromotionError, match="no known-good version of 'iris-classifier' in 'local'"):
-        promoter.rollback(RollbackRequest(MODEL, "local", reason="drill", allow_dirty=True))
+    # 4. Manual rollback without --to, under load: v1 was recorded as known-good by the first
+    #    up (known-good from day one), so it is the target.
     with Load(url, key_file, tmp_path) as load:
-        promoter.rollback(RollbackRequest(MODEL, "local", to_version=v["baseline"], reason="drill",
-                                          allow_dirty=True))
+        promoter.rollback(RollbackRequest(MODEL, "local", reason="drill", allow_dirty=True))
     traffic["rollback"] = load.result
     assert pinned(project) == served(project) == v["baseline"]
 
@@ -155,3 +163,47 @@ def test_promotion_session_on_the_local_stack(stack, tmp_path):
     check = log.verify()
     assert not check.ok
     assert check.bad_seq == record["seq"]
+
+
+def _endpoint_process(project: Project, model: str) -> dict:
+    resources = json.loads(project.pulumi("stack", "export").stdout)["deployment"]["resources"]
+    return next(r["outputs"] for r in resources if r.get("custom") and (r.get("outputs") or {}).get(
+        "shipwayKind") == "InferenceEndpoint" and r["outputs"].get("modelName") == model)
+
+
+def _register_as(project: Project, name: str) -> int:
+    """Register the example model under another name (a new model for this stack)."""
+    _, artifacts = project.tracking_store
+    return train_and_register(project.tracking_uri, name=name, artifact_root=artifacts).version
+
+
+@pytest.mark.parametrize("added", [("fraud-scorer", "anomaly-model"), ("churn-model",)])
+def test_models_sorting_first_are_added_on_the_first_apply_and_move_nobody(stack, tmp_path, added):
+    """Two models, then a third, all sorting before iris-classifier: each `promote --apply`
+    succeeds the first time, and every endpoint already there keeps its port and its process."""
+    project, _ = stack
+    # This test is about addresses, not latency: on a shared 2-core machine the new endpoint's
+    # verification probe can exceed the 250 ms SLO while the load runs, so give it room.
+    doc = yaml.safe_load(project.stack_file.read_text())
+    doc["config"]["shipway:slo"]["latencyP99Ms"] = 5000
+    project.stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+    services = Services(engine=ProjectEngine(project), audit_path=project.dir / ".shipway" / "audit" / "audit.jsonl",
+                        actor="ci@shipway.invalid", tracking_uri=project.tracking_uri, probe_seconds=1.0)
+    promoter = Promoter(services)
+    for name in added:
+        before = {m: (ep["url"], _endpoint_process(project, m)["pid"])
+                  for m, ep in project.outputs()["endpoints"].items()}
+        endpoint = project.outputs()["endpoints"][MODEL]
+        version = _register_as(project, name)
+        with Load(endpoint["url"], endpoint["apiKeyRef"], tmp_path) as load:
+            out = promoter.promote(PromoteRequest(name, "local", version=version, apply=True,
+                                                  reason=f"add {name}", allow_dirty=True))
+        assert out.status == "verified", out
+        assert load.result["failed"] == 0, load.result
+        after = project.outputs()["endpoints"]
+        for model, (url, pid) in before.items():
+            assert after[model]["url"] == url, (model, "moved")
+            assert _endpoint_process(project, model)["pid"] == pid, (model, "restarted")
+        assert httpx.get(after[name]["url"] + "/version").json()["model_version"] == version
+        pins = yaml.safe_load(project.stack_file.read_text())["config"]["shipway:models"]
+        assert all("port" in spec for spec in pins.values()), pins
