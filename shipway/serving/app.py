@@ -37,8 +37,9 @@ from shipway.serving.drift import DriftMonitor
 from shipway.serving.logsink import EventLog, LineSink, utc_now_iso
 from shipway.serving.metrics import ModelSeries, ServingMetrics
 from shipway.serving.model import LoadedModel, load_pinned_model
+from shipway.serving.openapi import openapi_document
 from shipway.serving.platform import emit_drift_window
-from shipway.serving.schema import BadRequest, parse_payload
+from shipway.serving.schema import BadRequest, Batch, parse_csv, parse_payload
 from shipway.serving.telemetry import RequestTracer, SpanIds
 
 Scope = dict[str, Any]
@@ -50,6 +51,17 @@ INVOCATIONS = "/invocations"
 ROUTES = frozenset({INVOCATIONS, "/health", "/ping", "/ready", "/version", "/metrics", "/drift/reset",
                     explain_hook.EXPLAIN})
 _JSON = b"application/json"
+_TEXT = b"text/plain; charset=utf-8"
+# Routes probed by scrapers and orchestrators every few seconds: no spans (they would flood
+# trace search) and no request-log lines.
+PROBE_ROUTES = frozenset({"/health", "/ping", "/ready", "/metrics"})
+# Platform traffic (deployment verification, smoke tests, shadow) marks itself with this
+# header; honoured only with a valid API key, so a client cannot hide its own traffic.
+TRAFFIC_HEADER = b"x-shipway-traffic"
+TRAFFIC_CLASSES = frozenset({"verification", "smoke", "shadow"})
+MODEL_INFO = "/model-info"
+OPENAPI = "/openapi.json"
+EXTRA_ROUTES = frozenset({MODEL_INFO, OPENAPI})
 _AUTH_HINT = "missing or invalid API key; send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
 
 
@@ -62,6 +74,8 @@ class Response:
     content_type: bytes = _JSON
     rows: int = 0
     error_kind: str | None = None
+    # Close the connection after this response (a body that never finished arriving).
+    close: bool = False
 
 
 def error_response(status: int, code: str, message: str, kind: str) -> Response:
@@ -84,6 +98,19 @@ class _Active:
 
 class _ClientGone(Exception):
     """The client disconnected before its body arrived."""
+
+
+class _BodyTimeout(Exception):
+    """The body did not finish arriving within ``body_timeout_seconds``."""
+
+
+@dataclass(frozen=True)
+class _Request:
+    """Per-request facts the invocation handler needs beyond the body."""
+
+    content_type: bytes | None
+    traffic: str | None
+    trace_id: str
 
 
 class ServingApp:
@@ -297,17 +324,21 @@ class ServingApp:
         started = time.perf_counter()
         start_ns = time.time_ns()
         path: str = scope["path"]
-        route = path if path in ROUTES else "other"
+        route = path if path in ROUTES or path in EXTRA_ROUTES else "other"
         method: str = scope["method"]
-        request_id = traceparent = None
+        request_id = traceparent = content_type = traffic = None
         creds: list[tuple[bytes, bytes]] = []
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == b"content-type":
+                content_type = value
+            elif name == b"x-request-id":
                 request_id = value[:128].decode("latin-1")
             elif name == b"traceparent":
                 traceparent = value.decode("latin-1")
             elif name == b"authorization" or name == b"x-api-key":
                 creds.append((name, value))
+            elif name == TRAFFIC_HEADER:
+                traffic = value.decode("latin-1").strip().lower()
         if not request_id:
             request_id = f"{self._ids.getrandbits(128):032x}"
         ids = self.tracer.begin(traceparent)
@@ -321,6 +352,7 @@ class ServingApp:
         if invocation:
             series.inflight.inc()
         sent = True
+        klass = self._traffic_class(traffic, creds) if traffic is not None else None
         try:
             if route == explain_hook.EXPLAIN:  # explainability hook, see shipway/serving/explain.py
                 status, body, kind = await explain_hook.handle(
@@ -328,27 +360,42 @@ class ServingApp:
                     request_id, ids.trace_hex)
                 response = Response(status, body, error_kind=kind)
             else:
-                response = await self._dispatch(route, method, receive, active, creds, request_id)
+                response = await self._dispatch(
+                    route, method, receive, active, creds, request_id,
+                    _Request(content_type, klass, ids.trace_hex))
         except _ClientGone:
             response, sent = Response(499, b""), False
         except Exception as exc:  # noqa: BLE001 - turned into a 500 and logged, never a dropped connection
-            self.events.emit("error", "request_failed", request_id=request_id, route=route,
-                             error=f"{type(exc).__name__}: {exc}")
-            response = error_response(500, "INTERNAL_ERROR", "internal error; see the server log", "internal")
+            self.events.emit("error", "request_failed", request_id=request_id, trace_id=ids.trace_hex,
+                             route=route, error=f"{type(exc).__name__}: {exc}")
+            response = error_response(500, "INTERNAL_ERROR", f"internal error; reference {request_id} "
+                                      f"(trace {ids.trace_hex}) in the server log", "internal")
         finally:
             if invocation:
                 series.inflight.dec()
                 if active is not None:
                     active.model.inflight -= 1
         if sent:
-            await send({"type": "http.response.start", "status": response.status, "headers": [
+            headers = [
                 (b"content-type", response.content_type),
                 (b"content-length", str(len(response.body)).encode()),
                 (b"x-request-id", request_id.encode("latin-1")),
                 (b"x-trace-id", ids.trace_hex.encode()),
-            ]})
+            ]
+            if response.close:
+                headers.append((b"connection", b"close"))
+            await send({"type": "http.response.start", "status": response.status, "headers": headers})
             await send({"type": "http.response.body", "body": response.body})
         seconds = time.perf_counter() - started
+        if response.status in (408, 499):
+            # The body never arrived: the time measures the client, not us; no latency observation.
+            self.events.emit("warning", "request_abandoned", request_id=request_id, route=route,
+                             status=response.status, seconds=round(seconds, 3))
+            return
+        if klass is not None and invocation:
+            # Platform traffic is counted under its own route label, so SLO rules selecting
+            # route="/invocations" never see the platform testing itself.
+            route = f"{INVOCATIONS}:{klass}"
         self._finish(ids, route, method, path, response, active, series, request_id, start_ns, seconds)
 
     def _finish(self, ids: SpanIds, route: str, method: str, path: str, response: Response,
@@ -358,7 +405,7 @@ class ServingApp:
         status = response.status
         series.observe_request(route, status, seconds, response.error_kind)
         version = active.model.version if active is not None else None
-        if self.tracer.enabled:
+        if self.tracer.enabled and route not in PROBE_ROUTES:
             self.tracer.finish(ids, f"{method} {route}" if route != "other" else method, start_ns,
                                start_ns + int(seconds * 1e9), {
                                    "http.request.method": method, "url.path": path, "http.route": route,
@@ -379,7 +426,8 @@ class ServingApp:
         })
 
     async def _dispatch(self, route: str, method: str, receive: Receive, active: _Active | None,
-                        creds: list[tuple[bytes, bytes]], request_id: str) -> Response:
+                        creds: list[tuple[bytes, bytes]], request_id: str,
+                        request: _Request | None = None) -> Response:
         if route == INVOCATIONS:
             if method != "POST":
                 return self._method_not_allowed(route, "POST")
@@ -391,7 +439,18 @@ class ServingApp:
                 body = await self._read_body(receive)
             except BadRequest as exc:
                 return error_response(413, "BAD_REQUEST", exc.message, "bad_request")
-            return await self._invoke(active, body, request_id)
+            except _BodyTimeout:
+                return Response(408, orjson.dumps({
+                    "error_code": "REQUEST_TIMEOUT",
+                    "message": f"the request body did not arrive within {self.config.body_timeout_seconds} s"}),
+                    error_kind="bad_request", close=True)
+            request = request or _Request(b"application/json", None, "")
+            return await self._invoke(active, body, request_id, request)
+        if route == MODEL_INFO:
+            return self._model_info(active) if method in ("GET", "HEAD") else self._method_not_allowed(route, "GET")
+        if route == OPENAPI:
+            return Response(200, openapi_document()) if method in ("GET", "HEAD") else self._method_not_allowed(
+                route, "GET")
         if route == "/drift/reset":
             if method != "POST":
                 return self._method_not_allowed(route, "POST")
@@ -408,7 +467,7 @@ class ServingApp:
         if route == "/ready":
             return _ok({"status": "ready"}) if active is not None else self._not_ready()
         if route == "/version":
-            return self._version(active)
+            return self._mlflow_version() if self.config.mlflow_version_route else self._model_info(active)
         return self._metrics(active)
 
     @staticmethod
@@ -433,7 +492,28 @@ class ServingApp:
                 return True
         return False
 
+    def _traffic_class(self, traffic: str, creds: list[tuple[bytes, bytes]]) -> str | None:
+        """The platform traffic class the request claims, if it may claim one.
+
+        Only a caller holding the API key can mark traffic (else anyone could hide requests
+        from drift and SLOs); without a key configured there is nothing to check against,
+        which only the local target allows.
+        """
+        if traffic not in TRAFFIC_CLASSES:
+            return None
+        if self._api_key is not None and not self._authorized(creds):
+            return None
+        return traffic
+
     async def _read_body(self, receive: Receive) -> bytes:
+        # asyncio.timeout, not wait_for: no extra task per request on the hot path.
+        try:
+            async with asyncio.timeout(self.config.body_timeout_seconds):
+                return await self._read_chunks(receive)
+        except TimeoutError:
+            raise _BodyTimeout from None
+
+    async def _read_chunks(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -448,24 +528,27 @@ class ServingApp:
             if not message.get("more_body", False):
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
-    async def _invoke(self, active: _Active, body: bytes, request_id: str) -> Response:
+    async def _invoke(self, active: _Active, body: bytes, request_id: str, request: _Request) -> Response:
         model = active.model
+        parser = _parser(request.content_type)
+        if isinstance(parser, Response):
+            return parser
         try:
-            batch = parse_payload(body, model.schema, self.config.max_rows)
+            batch = parser(body, model.schema, self.config.max_rows)
         except BadRequest as exc:
-            return error_response(400, "BAD_REQUEST", exc.message, "bad_request")
+            return error_response(400, exc.code, exc.message, "bad_request")
         try:
             if batch.n_rows > self.config.threadpool_rows:
                 loop = asyncio.get_running_loop()
                 predictions = await loop.run_in_executor(self._executor, model.predict, batch)
             else:
                 predictions = model.predict(batch)
-        except Exception as exc:  # noqa: BLE001 - a model error is the caller's 500, not a crash
-            self.events.emit("error", "model_error", request_id=request_id, model=model.name,
-                             version=model.version, error=f"{type(exc).__name__}: {exc}"[:500])
-            return error_response(500, "MODEL_ERROR",
-                                  f"the model failed to predict: {type(exc).__name__}: {exc}"[:500], "model_error")
+        except Exception as exc:  # noqa: BLE001 - the model rejected this input; see _model_failed
+            return self._model_failed(exc, batch, model, request_id, request.trace_id)
         self._observe_predictions(active, predictions)
+        if request.traffic is not None:
+            # Platform traffic: answered, but never part of drift windows or the quality join.
+            return Response(200, orjson.dumps({"predictions": predictions}), rows=batch.n_rows)
         if active.drift is not None:
             active.drift.observe(batch.columns, batch.n_rows)
             if active.drift.refresh_due():
@@ -475,6 +558,23 @@ class ServingApp:
                                      "version": model.version, "inputs": batch.columns,
                                      "predictions": predictions})
         return Response(200, orjson.dumps({"predictions": predictions}), rows=batch.n_rows)
+
+    def _model_failed(self, exc: Exception, batch: Batch, model: LoadedModel, request_id: str,
+                      trace_id: str) -> Response:
+        """A predict that raised: 400 as MLflow answers, the error text only in our log.
+
+        MLflow's scoring server answers BAD_REQUEST for any exception the model raises, since
+        it is almost always input the model cannot score (nulls, unseen categories). The
+        exception text can reveal internals, so the client gets the nulls we can name and a
+        reference to the log line instead.
+        """
+        self.events.emit("error", "model_error", request_id=request_id, trace_id=trace_id, model=model.name,
+                         version=model.version, error=f"{type(exc).__name__}: {exc}"[:500])
+        nulls = [name for name, values in batch.columns.items() if None in values]
+        hint = (f"columns {nulls} have null values the model cannot score; send a value for every row"
+                if nulls else "the model could not score this input; check it against the signature")
+        return error_response(400, "BAD_REQUEST", f"{hint} (reference {request_id}, trace {trace_id})",
+                              "model_error")
 
     @staticmethod
     def _observe_predictions(active: _Active, predictions: list[Any]) -> None:
@@ -508,7 +608,12 @@ class ServingApp:
         self._publish_drift(active)
         return _ok({"status": "reset"})
 
-    def _version(self, active: _Active | None) -> Response:
+    @staticmethod
+    def _mlflow_version() -> Response:
+        """MLflow's /version: the MLflow version string (its client readiness helper compares it)."""
+        return Response(200, _mlflow_version_text().encode())
+
+    def _model_info(self, active: _Active | None) -> Response:
         if active is None:
             return self._not_ready()
         model = active.model
@@ -521,3 +626,52 @@ class ServingApp:
         if active is not None and active.drift is not None and active.drift.pending:
             self._publish_drift(active)
         return Response(200, self.metrics.render(), content_type=CONTENT_TYPE_LATEST.encode())
+
+
+_CSV = "text/csv"
+_JSON_TYPE = "application/json"
+
+
+def _parser(content_type: bytes | None) -> Callable[[bytes, Any, int], Batch] | Response:
+    """The body parser for a Content-Type, or MLflow's 415 (plain text) for one it refuses.
+
+    MLflow accepts ``application/json`` and ``text/csv`` with at most a UTF-8 ``charset``
+    parameter; the exact common header is matched first so the hot path does no parsing.
+    """
+    if content_type == b"application/json":
+        return parse_payload
+    if content_type is None:
+        return _unsupported("no Content-Type header; send 'Content-Type: application/json' or 'text/csv'")
+    mime, *pairs = (part.strip() for part in content_type.decode("latin-1").split(";"))
+    params = {key.strip().lower(): value.strip().strip('"') for key, _, value in (p.partition("=") for p in pairs)}
+    charset = params.pop("charset", "utf-8").lower()
+    if charset != "utf-8":
+        return _unsupported(f"charset '{charset}' is not supported; send the body as UTF-8 (charset=utf-8)")
+    if params:
+        return _unsupported(f"Content-Type parameters {sorted(params)} are not supported; only charset=utf-8 is")
+    mime = mime.lower()
+    if mime == _JSON_TYPE:
+        return parse_payload
+    if mime == _CSV:
+        return parse_csv
+    return _unsupported(f"Content-Type '{mime}' is not supported; send 'application/json' or 'text/csv'")
+
+
+def _unsupported(message: str) -> Response:
+    # Plain text, no error_code: what MLflow's scoring server answers for the same requests.
+    return Response(415, message.encode(), content_type=_TEXT, error_kind="bad_request")
+
+
+_VERSION_TEXT: list[str] = []
+
+
+def _mlflow_version_text() -> str:
+    """The installed MLflow version (metadata only: importing mlflow would cost seconds)."""
+    if not _VERSION_TEXT:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            _VERSION_TEXT.append(version("mlflow"))
+        except PackageNotFoundError:
+            _VERSION_TEXT.append(version("mlflow-skinny"))
+    return _VERSION_TEXT[0]

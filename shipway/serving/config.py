@@ -93,6 +93,12 @@ class ServingConfig:
     drift_window: int = 10_000
     # Bound on waiting for in-flight requests: old model after a swap, all requests on SIGTERM.
     drain_seconds: float = 10.0
+    # A body that has not fully arrived after this long gets 408 and its connection closed
+    # (slowloris: Content-Length 100, 10 bytes sent, then silence).
+    body_timeout_seconds: float = 15.0
+    # /version answers MLflow's version string as `mlflow models serve` does (clients' readiness
+    # helpers compare it) instead of Shipway's model info, which is always at /model-info.
+    mlflow_version_route: bool = False
     # Off switches, for measuring the instrumentation's cost and for deployments scraping
     # nothing: without metrics /metrics answers 404; without the access log no per-request
     # line is written (lifecycle events still are).
@@ -108,5 +114,8 @@ class ServingConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name} {value!r} must be a positive integer")
+        if not self.body_timeout_seconds > 0:
+            raise ValueError(f"body_timeout_seconds {self.body_timeout_seconds!r} must be a positive number "
+                             f"of seconds")
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port!r} must be in 1..65535")

@@ -12,6 +12,8 @@ what is expected, so a caller can fix the request without reading server logs.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -39,8 +41,8 @@ _ACCEPTED: dict[str, frozenset[type]] = {
     "binary": frozenset({str, type(None)}),
 }
 _EXPECTED_TEXT = {
-    "double": "a JSON number or null",
-    "float": "a JSON number or null",
+    "double": "a JSON number, a numeric string or null",
+    "float": "a JSON number, a numeric string or null",
     "integer": "a JSON integer",
     "long": "a JSON integer",
     "boolean": "true or false",
@@ -55,12 +57,23 @@ _JSON_TYPE_NAMES: dict[type, str] = {
 _MISSING = object()
 
 
-class BadRequest(ValueError):
-    """The request cannot be scored; ``message`` tells the caller what to send instead."""
+# MLflow's error codes for a rejected request (both HTTP 400): the payload could not be read
+# (BAD_REQUEST) or it was read but does not match the model's signature (INVALID_PARAMETER_VALUE).
+BAD_REQUEST = "BAD_REQUEST"
+INVALID_PARAMETER_VALUE = "INVALID_PARAMETER_VALUE"
+PARAMS_KEY = "params"
 
-    def __init__(self, message: str):
+
+class BadRequest(ValueError):
+    """The request cannot be scored; ``message`` tells the caller what to send instead.
+
+    ``code`` is the MLflow ``error_code`` MLflow's own scoring server answers for the same case.
+    """
+
+    def __init__(self, message: str, code: str = BAD_REQUEST):
         super().__init__(message)
         self.message = message
+        self.code = code
 
 
 @dataclass(frozen=True)
@@ -102,36 +115,98 @@ class InputSchema:
 
 @dataclass(frozen=True)
 class Batch:
-    """Validated rows: ``columns`` maps every schema column (signature order) to its values."""
+    """Validated rows: ``columns`` maps every schema column (signature order) to its values.
+
+    ``params`` is the request's ``params`` object (MLflow's inference parameters), if any.
+    """
 
     n_rows: int
     columns: Mapping[str, list[Any]]
+    params: Any = None
 
 
 def parse_payload(body: bytes, schema: InputSchema, max_rows: int) -> Batch:
-    """Parse an MLflow scoring payload into a validated :class:`Batch`."""
+    """Parse an MLflow JSON scoring payload into a validated :class:`Batch`.
+
+    As MLflow does: exactly one input key is required, ``params`` is carried along and any
+    other top-level key is ignored (clients add their own metadata).
+    """
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise BadRequest(f"request body must be a JSON object with exactly one of the keys: {_KEYS_TEXT}")
-    for key in doc:
-        if key not in PAYLOAD_KEYS:
-            raise BadRequest(f"unknown payload key '{key}'; expected exactly one of: {_KEYS_TEXT}")
-    if len(doc) != 1:
-        if not doc:
-            raise BadRequest(f"request body has no input key; expected exactly one of: {_KEYS_TEXT}")
-        keys = ", ".join(f"'{k}'" for k in doc)
-        raise BadRequest(f"request body has several input keys ({keys}); send exactly one of: {_KEYS_TEXT}")
-    key, value = next(iter(doc.items()))
+        raise BadRequest(f"request body must be a JSON object with exactly one of the keys: {_KEYS_TEXT}, "
+                         f"got {_type_name(doc)}")
+    keys = [k for k in doc if k in PAYLOAD_KEYS]
+    if len(keys) != 1:
+        if not keys:
+            raise BadRequest(f"request body has no input key (got {sorted(doc)}); "
+                             f"expected exactly one of: {_KEYS_TEXT}")
+        shown = ", ".join(f"'{k}'" for k in keys)
+        raise BadRequest(f"request body has several input keys ({shown}); send exactly one of: {_KEYS_TEXT}")
+    key = keys[0]
+    value = doc[key]
     if key == "dataframe_split":
         raw, n_rows = _from_split(value, schema, max_rows)
     elif key == "dataframe_records":
         raw, n_rows = _from_records(value, key, schema, max_rows)
     else:
         raw, n_rows = _from_inputs(value, key, schema, max_rows)
-    return _validated(raw, n_rows, schema)
+    batch = _validated(raw, n_rows, schema)
+    params = doc.get(PARAMS_KEY)
+    return batch if params is None else Batch(batch.n_rows, batch.columns, params)
+
+
+def parse_csv(body: bytes, schema: InputSchema, max_rows: int) -> Batch:
+    """Parse a ``text/csv`` body (a header row, then one line per row) as MLflow does with pandas.
+
+    Empty fields are nulls; values are converted to the signature's column types.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"CSV body is not valid UTF-8: {exc}") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise BadRequest(f"CSV body could not be parsed: {exc}") from None
+    rows = [r for r in rows if r]
+    if not rows:
+        raise BadRequest(f"CSV body is empty; send a header row with the columns {schema.describe()} "
+                         f"and one line per row")
+    header, data = rows[0], rows[1:]
+    for i, row in enumerate(data):
+        if len(row) > len(header):
+            raise BadRequest(f"CSV line {i + 2} has {len(row)} fields but the header has {len(header)}")
+    _check_rows(len(data), max_rows)
+    raw = {name: [row[j] if j < len(row) and row[j] != "" else None for row in data]
+           for j, name in enumerate(header)}
+    types = {c.name: c.type for c in schema.columns}
+    for name, values in raw.items():
+        raw[name] = _from_text(name, types.get(name, "string"), values)
+    return _validated(raw, len(data), schema)
+
+
+def _from_text(name: str, kind: str, values: list[str | None]) -> list[Any]:
+    """CSV field strings -> the column's type (the dtypes MLflow hands pandas.read_csv)."""
+    if kind in TEXT_TYPES:
+        return values
+    out: list[Any] = []
+    for row, v in enumerate(values):
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            if kind in FLOAT_TYPES:
+                out.append(float(v))
+            elif kind in INT_TYPES:
+                out.append(int(v))
+            else:
+                out.append({"true": True, "false": False}[v.strip().lower()])
+        except (ValueError, KeyError):
+            raise BadRequest(f"CSV column '{name}' row {row}: {v[:40]!r} is not a valid {kind}") from None
+    return out
 
 
 def batch_from_columns(columns: Mapping[str, Sequence[Any]], schema: InputSchema) -> Batch:
@@ -226,7 +301,11 @@ def _from_inputs(value: Any, where: str, schema: InputSchema, max_rows: int) -> 
         _check_rows(len(value), max_rows)
         if type(value[0]) is dict:
             return _from_records(value, where, schema, max_rows)
-        return _transpose(value, schema.names, where), len(value)
+        # MLflow matches a list of rows against a column signature by name, and rows carry no
+        # names, so it rejects them; positional rows would silently score misordered features.
+        raise BadRequest(f"{where} is a list of rows without column names, but the model expects named "
+                         f"columns {schema.describe()}; send {where} as an object mapping column name "
+                         f"to values, a list of objects, or use dataframe_split", INVALID_PARAMETER_VALUE)
     raise BadRequest(f"{where} must be a list of rows (each a list of values in the order "
                      f"{schema.describe()}) or an object mapping column name to a list of values")
 
@@ -238,22 +317,48 @@ def _validated(raw: Mapping[str, list[Any]], n_rows: int, schema: InputSchema) -
         if values is _MISSING:
             if spec.required:
                 raise BadRequest(f"missing column '{spec.name}'; the model expects the columns "
-                                 f"{schema.describe()}")
+                                 f"{schema.describe()}", INVALID_PARAMETER_VALUE)
             values = [None] * n_rows
-        _check_types(spec, values)  # type: ignore[arg-type]
-        columns[spec.name] = values  # type: ignore[assignment]
+        columns[spec.name] = _check_types(spec, values)  # type: ignore[arg-type]
     return Batch(n_rows=n_rows, columns=columns)
 
 
-def _check_types(spec: ColumnSpec, values: list[Any]) -> None:
+def _check_types(spec: ColumnSpec, values: list[Any]) -> list[Any]:
+    """The column's values in its type; the common well-typed case is one C-speed set check."""
     accepted = _ACCEPTED[spec.type]
     if set(map(type, values)) <= accepted:
-        return
+        return values
+    if spec.type in FLOAT_TYPES:
+        return _to_float(spec, values)
     for row, v in enumerate(values):
         if type(v) not in accepted:
-            shown = orjson.dumps(v).decode()[:40] if type(v) in _JSON_TYPE_NAMES else repr(v)[:40]
-            raise BadRequest(f"column '{spec.name}' row {row}: expected {spec.type} "
-                             f"({_EXPECTED_TEXT[spec.type]}), got {_type_name(v)} {shown}")
+            _reject(spec, row, v)
+    return values
+
+
+def _to_float(spec: ColumnSpec, values: list[Any]) -> list[Any]:
+    """Numeric strings and booleans in a float column are converted, as MLflow's pandas cast does."""
+    out: list[Any] = []
+    for row, v in enumerate(values):
+        kind = type(v)
+        if kind is float or kind is int or v is None:
+            out.append(v)
+        elif kind is bool:
+            out.append(1.0 if v else 0.0)
+        elif kind is str:
+            try:
+                out.append(float(v))
+            except ValueError:
+                _reject(spec, row, v)
+        else:
+            _reject(spec, row, v)
+    return out
+
+
+def _reject(spec: ColumnSpec, row: int, v: Any) -> None:
+    shown = orjson.dumps(v).decode()[:40] if type(v) in _JSON_TYPE_NAMES else repr(v)[:40]
+    raise BadRequest(f"column '{spec.name}' row {row}: expected {spec.type} "
+                     f"({_EXPECTED_TEXT[spec.type]}), got {_type_name(v)} {shown}")
 
 
 def _type_name(value: Any) -> str:

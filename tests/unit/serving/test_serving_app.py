@@ -66,7 +66,8 @@ class Harness:
 
     def post(self, doc: Any, headers: dict[str, str] | None = None, raw: bytes | None = None) -> Any:
         body = raw if raw is not None else json.dumps(doc).encode()
-        return self.client.post("/invocations", content=body, headers=AUTH if headers is None else headers)
+        sent = {"Content-Type": "application/json", **(AUTH if headers is None else headers)}
+        return self.client.post("/invocations", content=body, headers=sent)
 
     def lines(self) -> list[dict[str, Any]]:
         self.app.log_sink.flush()
@@ -112,6 +113,15 @@ def make_app(registry: Registry, tmp_path: Path, model_loader: Callable[..., Any
         app.close()
 
 
+DIABETES_COLUMNS = ["age", "bmi", "bp"]
+
+
+def rows(data: list[list[Any]]) -> dict[str, Any]:
+    """A dataframe_split payload for iris (4 values a row) or diabetes (3) rows."""
+    columns = IRIS_COLUMNS if len(data[0]) == 4 else DIABETES_COLUMNS
+    return {"dataframe_split": {"columns": columns, "data": data}}
+
+
 def iris_rows(registry: Registry, idx: list[int]) -> Any:
     return registry.iris_x.iloc[idx]
 
@@ -129,7 +139,6 @@ def test_every_payload_format_returns_what_the_model_predicts(make_app: Callable
         {"dataframe_split": {"columns": list(x.columns), "data": x.to_numpy().tolist()}},
         {"dataframe_split": {"columns": list(x.columns[::-1]), "data": x[x.columns[::-1]].to_numpy().tolist()}},
         {"dataframe_records": x.to_dict(orient="records")},
-        {"inputs": x.to_numpy().tolist()},
         {"inputs": {c: x[c].tolist() for c in x.columns}},
     ]
     for doc in payloads:
@@ -156,29 +165,50 @@ def test_large_batches_go_through_the_threadpool_with_the_same_result(make_app: 
                                                                       registry: Registry) -> None:
     h = make_app(threadpool_rows=2)
     x = iris_rows(registry, list(range(0, 150, 10)))
-    response = h.post({"inputs": x.to_numpy().tolist()})
+    response = h.post(rows(x.to_numpy().tolist()))
     assert response.json() == {"predictions": registry.iris_model.predict(x).tolist()}
 
 
-def test_model_errors_are_500_with_model_error_kind(make_app: Callable[..., Harness]) -> None:
+def broken_loader(error: Exception) -> Callable[..., LoadedModel]:
     schema = InputSchema(columns=tuple(ColumnSpec(c, "double") for c in IRIS_COLUMNS))
 
     def broken(batch: Any) -> Any:
-        raise RuntimeError("weights missing")
+        raise error
 
     def loader(pin: Any, log: Any = None) -> LoadedModel:
         return LoadedModel(name=pin.model_name, version=pin.model_version, schema=schema, flavor="pyfunc",
                            is_classifier=True, predict_fn=broken, warm_batch=synthetic_batch(schema))
 
-    h = make_app(loader=loader)
-    response = h.post({"inputs": [[1, 2, 3, 4]]})
-    assert response.status_code == 500
-    assert response.json() == {"error_code": "MODEL_ERROR",
-                               "message": "the model failed to predict: RuntimeError: weights missing"}
+    return loader
+
+
+def test_model_errors_are_400_as_mlflow_with_a_reference_not_the_error_text(
+        make_app: Callable[..., Harness]) -> None:
+    h = make_app(loader=broken_loader(RuntimeError("weights missing at /secret/path")))
+    response = h.post(rows([[1, 2, 3, 4]]), headers={**AUTH, "X-Request-Id": "req-7"})
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error_code"] == "BAD_REQUEST"
+    assert "secret" not in body["message"] and "weights" not in body["message"]
+    trace = response.headers["x-trace-id"]
+    assert f"reference req-7, trace {trace}" in body["message"]
     assert h.sample("shipway_errors_total", model=IRIS, version="1", kind="model_error") == 1
     assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
-                    status_class="5xx") == 1
-    assert h.events("model_error")[0]["error"] == "RuntimeError: weights missing"
+                    status_class="4xx") == 1
+    [event] = h.events("model_error")
+    assert (event["error"], event["request_id"], event["trace_id"]) == (
+        "RuntimeError: weights missing at /secret/path", "req-7", trace)
+
+
+def test_nulls_the_model_cannot_score_are_400_naming_the_columns(make_app: Callable[..., Harness]) -> None:
+    h = make_app()  # the real sklearn model: NaN in its input raises inside predict
+    response = h.post(rows([[None, 3.5, 1.4, None], [5.1, 3.5, 1.4, 0.2]]))
+    assert response.status_code == 400
+    assert response.json()["error_code"] == "BAD_REQUEST"
+    assert response.json()["message"].startswith(
+        "columns ['sepal_length', 'petal_width'] have null values the model cannot score")
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
+                    status_class="5xx") is None
 
 
 # ----------------------------------------------------------------- auth and bad requests
@@ -198,7 +228,7 @@ AUTH_MESSAGE = "missing or invalid API key; send 'Authorization: Bearer <key>' o
 def test_api_key_is_required_on_invocations(make_app: Callable[..., Harness], headers: dict[str, str],
                                             status: int) -> None:
     h = make_app()
-    response = h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}, headers=headers)
+    response = h.post(rows([[5.1, 3.5, 1.4, 0.2]]), headers=headers)
     assert response.status_code == status
     if status == 401:
         assert response.json() == {"error_code": "UNAUTHORIZED", "message": AUTH_MESSAGE}
@@ -209,8 +239,8 @@ def test_api_key_is_required_on_invocations(make_app: Callable[..., Harness], he
 
 def test_key_never_appears_in_logs(make_app: Callable[..., Harness]) -> None:
     h = make_app()
-    h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]})
-    h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}, headers={"X-API-Key": "nope"})
+    h.post(rows([[5.1, 3.5, 1.4, 0.2]]))
+    h.post(rows([[5.1, 3.5, 1.4, 0.2]]), headers={"X-API-Key": "nope"})
     h.app.log_sink.flush()
     assert KEY.encode() not in h.out.getvalue()
 
@@ -218,24 +248,31 @@ def test_key_never_appears_in_logs(make_app: Callable[..., Harness]) -> None:
 COLS = "[sepal_length, sepal_width, petal_length, petal_width]"
 
 
-@pytest.mark.parametrize(("body", "message"), [
+SPLIT = '{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"], '
+
+
+@pytest.mark.parametrize(("body", "code", "message"), [
     (b'{"dataframe_split": {"columns": ["sepal_length", "sepal_width", "petal_length"], "data": [[1, 2, 3]]}}',
-     f"missing column 'petal_width'; the model expects the columns {COLS}"),
-    (b'{"inputs": [[1, 2, "3", 4]]}',
-     "column 'petal_length' row 0: expected double (a JSON number or null), got string \"3\""),
-    (b'{"data": [[1, 2, 3, 4]]}',
-     "unknown payload key 'data'; expected exactly one of: dataframe_split, dataframe_records, inputs, instances"),
-    (b'{"inputs": [[1, 2, 3, 4]',
+     "INVALID_PARAMETER_VALUE", f"missing column 'petal_width'; the model expects the columns {COLS}"),
+    ((SPLIT + '"data": [[1, 2, "x", 4]]}}').encode(), "BAD_REQUEST",
+     "column 'petal_length' row 0: expected double (a JSON number, a numeric string or null), got string \"x\""),
+    (b'{"data": [[1, 2, 3, 4]]}', "BAD_REQUEST",
+     "request body has no input key (got ['data']); expected exactly one of: dataframe_split, dataframe_records, "
+     "inputs, instances"),
+    (b'{"inputs": [[1, 2, 3, 4]', "BAD_REQUEST",
      "request body is not valid JSON: unexpected end of data: line 1 column 25 (char 24)"),
-    (b'{"inputs": [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]]}',
+    ((SPLIT + '"data": [[1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4], [1, 2, 3, 4]]}}').encode(), "BAD_REQUEST",
      "payload has 4 rows, more than the limit of 3; split it into smaller requests"),
+    (b'{"inputs": [[1, 2, 3, 4]]}', "INVALID_PARAMETER_VALUE",
+     f"inputs is a list of rows without column names, but the model expects named columns {COLS}; send "
+     f"inputs as an object mapping column name to values, a list of objects, or use dataframe_split"),
 ])
 def test_malformed_requests_are_400_naming_the_problem(make_app: Callable[..., Harness], body: bytes,
-                                                       message: str) -> None:
+                                                       code: str, message: str) -> None:
     h = make_app(max_rows=3)
     response = h.post(None, raw=body)
     assert response.status_code == 400
-    assert response.json() == {"error_code": "BAD_REQUEST", "message": message}
+    assert response.json() == {"error_code": code, "message": message}
     assert h.sample("shipway_errors_total", model=IRIS, version="1", kind="bad_request") == 1
     assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
                     status_class="4xx") == 1
@@ -243,7 +280,7 @@ def test_malformed_requests_are_400_naming_the_problem(make_app: Callable[..., H
 
 def test_oversized_body_is_413(make_app: Callable[..., Harness]) -> None:
     h = make_app(max_body_bytes=64)
-    response = h.post({"inputs": [[1.0, 2.0, 3.0, 4.0]] * 5})
+    response = h.post(rows([[1.0, 2.0, 3.0, 4.0]] * 5))
     assert response.status_code == 413
     assert response.json() == {"error_code": "BAD_REQUEST", "message": "request body is larger than 64 bytes"}
 
@@ -269,7 +306,7 @@ def test_ready_is_503_until_a_model_is_loaded(make_app: Callable[..., Harness]) 
     assert ready.status_code == 503
     assert ready.json() == {"error_code": "NOT_READY", "message": f"model {IRIS} version 1 is not loaded yet"}
     assert h.client.get("/version").status_code == 503
-    assert h.post({"inputs": [[1, 2, 3, 4]]}).status_code == 503
+    assert h.post(rows([[1, 2, 3, 4]])).status_code == 503
     assert h.sample("shipway_requests_total", model=IRIS, version="none", route="/ready", status_class="5xx") == 1
     assert h.app.reload() is True
     assert h.client.get("/ready").json() == {"status": "ready"}
@@ -290,8 +327,8 @@ def test_metrics_after_n_requests(make_app: Callable[..., Harness], registry: Re
     h = make_app()
     x = iris_rows(registry, [0, 60, 110, 120])
     for i in range(3):
-        h.post({"inputs": [x.iloc[i].tolist()]})
-    h.post({"inputs": x.iloc[2:4].to_numpy().tolist()})
+        h.post(rows([x.iloc[i].tolist()]))
+    h.post(rows(x.iloc[2:4].to_numpy().tolist()))
     classes = registry.iris_model.predict(x.iloc[[0, 1, 2, 2, 3]]).astype(str).tolist()
     v1 = {"model": IRIS, "version": "1"}
     for label in set(classes):
@@ -319,7 +356,7 @@ def test_one_json_log_line_per_request_with_trace_ids(make_app: Callable[..., Ha
     h = make_app()
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     parent = "00f067aa0ba902b7"
-    response = h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}, headers={
+    response = h.post(rows([[5.1, 3.5, 1.4, 0.2]]), headers={
         **AUTH, "X-Request-Id": "req-123", "traceparent": f"00-{trace_id}-{parent}-01"})
     assert response.headers["x-request-id"] == "req-123"
     assert response.headers["x-trace-id"] == trace_id
@@ -356,8 +393,8 @@ def test_request_log_has_inputs_and_predictions_per_request(make_app: Callable[.
     h = make_app(request_log=True)
     h.post({"dataframe_records": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
                                    "petal_width": 0.2}]}, headers={**AUTH, "X-Request-Id": "r1"})
-    h.post({"inputs": [[6.5, 3.0, 5.5, 2.0], [5.1, 3.5, 1.4, 0.3]]}, headers={**AUTH, "X-Request-Id": "r2"})
-    h.post({"inputs": [[1, 2, "x", 4]]}, headers={**AUTH, "X-Request-Id": "r3"})  # 400: not logged
+    h.post(rows([[6.5, 3.0, 5.5, 2.0], [5.1, 3.5, 1.4, 0.3]]), headers={**AUTH, "X-Request-Id": "r2"})
+    h.post(rows([[1, 2, "x", 4]]), headers={**AUTH, "X-Request-Id": "r3"})  # 400: not logged
     assert h.app.request_sink is not None
     h.app.request_sink.flush()
     path = h.tmp / "requests.jsonl"
@@ -374,7 +411,7 @@ def test_request_log_is_flushed_by_the_background_thread(make_app: Callable[...,
     h = make_app(request_log=True)
     assert h.app.request_sink is not None
     h.app.request_sink.start()
-    h.post({"inputs": [[6.5, 3.0, 5.5, 2.0]]})
+    h.post(rows([[6.5, 3.0, 5.5, 2.0]]))
     path = h.tmp / "requests.jsonl"
     deadline = time.monotonic() + 10
     while not path.read_text() and time.monotonic() < deadline:
@@ -390,7 +427,7 @@ def test_psi_stays_near_zero_for_training_data_and_moves_when_inputs_shift(
     h = make_app()
     x = registry.iris_x
     v1 = {"model": IRIS, "version": "1"}
-    h.post({"inputs": x.to_numpy().tolist()})
+    h.post(rows(x.to_numpy().tolist()))
     assert h.sample("shipway_drift_samples", **v1) == 150
     for col in IRIS_COLUMNS:
         assert h.sample("shipway_feature_psi", **v1, feature=col) == pytest.approx(0.0, abs=1e-9)
@@ -399,7 +436,7 @@ def test_psi_stays_near_zero_for_training_data_and_moves_when_inputs_shift(
     assert h.sample("shipway_drift_samples", **v1) == 0
     shifted = x.copy()
     shifted["petal_length"] = shifted["petal_length"] + 3 * float(np.std(x["petal_length"]))
-    h.post({"inputs": shifted.to_numpy().tolist()})
+    h.post(rows(shifted.to_numpy().tolist()))
     assert h.sample("shipway_feature_psi", **v1, feature="petal_length") > 1.0
     assert h.sample("shipway_feature_psi", **v1, feature="sepal_width") == pytest.approx(0.0, abs=1e-9)
 
@@ -408,15 +445,15 @@ def test_psi_is_refreshed_every_n_requests_not_per_request(make_app: Callable[..
     h = make_app(drift_refresh_requests=3, drift_refresh_seconds=3600)
     v1 = {"model": IRIS, "version": "1", "feature": "petal_length"}
     for _ in range(2):
-        h.post({"inputs": [[5.0, 3.0, 50.0, 1.0]]})
+        h.post(rows([[5.0, 3.0, 50.0, 1.0]]))
     assert h.sample("shipway_feature_psi", **v1) == 0.0
-    h.post({"inputs": [[5.0, 3.0, 50.0, 1.0]]})
+    h.post(rows([[5.0, 3.0, 50.0, 1.0]]))
     assert h.sample("shipway_feature_psi", **v1) > 1.0
 
 
 def test_a_model_without_baseline_profile_serves_without_drift(make_app: Callable[..., Harness]) -> None:
     h = make_app(DIABETES, 1)
-    assert h.post({"inputs": [[0.01, 0.02, 0.03]]}).status_code == 200
+    assert h.post(rows([[0.01, 0.02, 0.03]])).status_code == 200
     assert h.sample("shipway_drift_samples", model=DIABETES, version="1") is None
     assert h.events("model_loaded")[0]["drift_features"] == []
 
@@ -427,7 +464,7 @@ def test_a_model_without_baseline_profile_serves_without_drift(make_app: Callabl
 def test_reload_swaps_versions_and_moves_the_info_gauge(make_app: Callable[..., Harness], registry: Registry,
                                                         iris_v2: int) -> None:
     h = make_app()
-    assert h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
+    assert h.post(rows([[5.1, 3.5, 1.4, 0.2]])).status_code == 200
     old = h.app.active_model
     assert old is not None
     old.inflight = 1  # a request still running on v1
@@ -448,7 +485,7 @@ def test_reload_swaps_versions_and_moves_the_info_gauge(make_app: Callable[..., 
     assert h.sample("shipway_model_info", model=IRIS, version="1", environment="test") is None
     assert h.sample("shipway_model_info", model=IRIS, version=str(iris_v2), environment="test") == 1
     assert h.sample("shipway_feature_psi", model=IRIS, version="1", feature="petal_length") is None
-    assert h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
+    assert h.post(rows([[5.1, 3.5, 1.4, 0.2]])).status_code == 200
     assert h.requests()[-1]["version"] == iris_v2
 
 
@@ -457,7 +494,7 @@ def test_failed_reload_keeps_serving_the_old_version(make_app: Callable[..., Har
     h.write_pin(IRIS, 99, registry)
     assert h.app.reload() is False
     assert h.client.get("/version").json()["model_version"] == 1
-    assert h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 200
+    assert h.post(rows([[5.1, 3.5, 1.4, 0.2]])).status_code == 200
     [failure] = h.events("model_load_failed")
     assert (failure["level"], failure["version"], failure["serving"]) == ("error", 99, 1)
     assert failure["error"].startswith(f"ModelLoadError: models:/{IRIS}/99 not found in registry")
@@ -510,10 +547,10 @@ def families(h: Harness) -> dict[str, tuple[str, set[str]]]:
 
 def test_metric_names_types_and_labels_are_exactly_the_contract(make_app: Callable[..., Harness]) -> None:
     classifier = make_app()
-    classifier.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]})
+    classifier.post(rows([[5.1, 3.5, 1.4, 0.2]]))
     classifier.post({"nope": 1})
     regressor = make_app(DIABETES, 1)
-    regressor.post({"inputs": [[0.01, 0.02, 0.03]]})
+    regressor.post(rows([[0.01, 0.02, 0.03]]))
     seen = families(classifier)
     seen["shipway_prediction_value"] = families(regressor)["shipway_prediction_value"]
     assert seen == CONTRACT
@@ -521,7 +558,7 @@ def test_metric_names_types_and_labels_are_exactly_the_contract(make_app: Callab
 
 def test_server_errors_mark_the_span_as_error(make_app: Callable[..., Harness]) -> None:
     h = make_app(load=False)
-    h.post({"inputs": [[1, 2, 3, 4]]})
+    h.post(rows([[1, 2, 3, 4]]))
     [span] = h.spans.get_finished_spans()
     assert span.status.status_code.name == "ERROR"
     assert span.attributes["http.response.status_code"] == 503
@@ -546,13 +583,13 @@ def test_reload_picks_up_a_rotated_api_key(make_app: Callable[..., Harness]) -> 
     key_file = h.tmp / "api-key"
     key_file.write_text("rotated-key-42\n")
     assert h.app.reload() is True
-    assert h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}).status_code == 401
-    assert h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}, headers={"X-API-Key": "rotated-key-42"}).status_code == 200
+    assert h.post(rows([[5.1, 3.5, 1.4, 0.2]])).status_code == 401
+    assert h.post(rows([[5.1, 3.5, 1.4, 0.2]]), headers={"X-API-Key": "rotated-key-42"}).status_code == 200
     assert len(h.events("api_key_rotated")) == 1
     key_file.write_text("")
     assert h.app.reload() is True
     assert h.events("api_key_invalid")[0]["message"] == "keeping the current key"
-    assert h.post({"inputs": [[5.1, 3.5, 1.4, 0.2]]}, headers={"X-API-Key": "rotated-key-42"}).status_code == 200
+    assert h.post(rows([[5.1, 3.5, 1.4, 0.2]]), headers={"X-API-Key": "rotated-key-42"}).status_code == 200
     h.app.log_sink.flush()
     assert b"rotated-key-42" not in h.out.getvalue()
 
@@ -564,7 +601,7 @@ def test_no_metrics_and_no_access_log_turn_off_only_those(make_app: Callable[...
                                                           registry: Registry) -> None:
     h = make_app(metrics=False, access_log=False)
     x = iris_rows(registry, [0, 50])
-    response = h.post({"inputs": x.to_numpy().tolist()}, headers=AUTH)
+    response = h.post(rows(x.to_numpy().tolist()), headers=AUTH)
     assert response.status_code == 200
     assert response.json() == {"predictions": registry.iris_model.predict(x).tolist()}
     scrape = h.client.get("/metrics")
@@ -575,5 +612,181 @@ def test_no_metrics_and_no_access_log_turn_off_only_those(make_app: Callable[...
     assert h.sample("shipway_model_info", model=IRIS, version="1", environment="test") is None
     assert h.requests() == []
     assert [line["version"] for line in h.events("model_loaded")] == [1]  # lifecycle events stay
-    [span, _] = h.spans.get_finished_spans()  # tracing is still on
+    [span] = h.spans.get_finished_spans()  # tracing is still on (/metrics is never traced)
     assert span.attributes["http.response.status_code"] == 200
+
+
+# ----------------------------------------------------------------- MLflow protocol: content types, params
+
+
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+
+
+@pytest.mark.parametrize("content_type", [
+    "application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8",
+    "Application/JSON", 'application/json; charset="utf-8"'])
+def test_json_with_its_parameters_is_accepted(make_app: Callable[..., Harness], content_type: str) -> None:
+    h = make_app()
+    response = h.post(rows([IRIS_ROW]), headers={**AUTH, "Content-Type": content_type})
+    assert (response.status_code, response.json()) == (200, {"predictions": [0]})
+
+
+@pytest.mark.parametrize(("content_type", "message"), [
+    (None, "no Content-Type header; send 'Content-Type: application/json' or 'text/csv'"),
+    ("text/plain", "Content-Type 'text/plain' is not supported; send 'application/json' or 'text/csv'"),
+    ("application/x-foo", "Content-Type 'application/x-foo' is not supported; send 'application/json' or 'text/csv'"),
+    ("application/json; charset=latin-1",
+     "charset 'latin-1' is not supported; send the body as UTF-8 (charset=utf-8)"),
+    ("application/json; format=pandas-split",
+     "Content-Type parameters ['format'] are not supported; only charset=utf-8 is"),
+])
+def test_other_content_types_are_415_plain_text_as_mlflow(make_app: Callable[..., Harness],
+                                                          content_type: str | None, message: str) -> None:
+    h = make_app()
+    headers = dict(AUTH) if content_type is None else {**AUTH, "Content-Type": content_type}
+    response = h.client.post("/invocations", content=json.dumps(rows([IRIS_ROW])).encode(), headers=headers)
+    assert response.status_code == 415
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.text == message
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
+                    status_class="4xx") == 1
+
+
+def test_csv_bodies_score_like_json(make_app: Callable[..., Harness], registry: Registry) -> None:
+    h = make_app()
+    x = iris_rows(registry, [0, 50, 100])
+    csv_body = x.to_csv(index=False).encode()
+    response = h.client.post("/invocations", content=csv_body,
+                             headers={**AUTH, "Content-Type": "text/csv; charset=utf-8"})
+    assert response.status_code == 200
+    assert response.json() == {"predictions": registry.iris_model.predict(x).tolist()}
+    bad = h.client.post("/invocations", content=b"sepal_length\nabc\n", headers={**AUTH, "Content-Type": "text/csv"})
+    assert (bad.status_code, bad.json()["error_code"]) == (400, "BAD_REQUEST")
+    assert bad.json()["message"] == "CSV column 'sepal_length' row 0: 'abc' is not a valid double"
+
+
+def test_params_and_extra_keys_are_ignored_for_a_model_without_params(make_app: Callable[..., Harness]) -> None:
+    h = make_app()
+    doc = {**rows([IRIS_ROW]), "params": {"threshold": 0.3}, "client_meta": {"team": "x"}}
+    assert (h.post(doc).status_code, h.post(doc).json()) == (200, {"predictions": [0]})
+
+
+def test_strings_and_booleans_in_a_double_column_are_converted(make_app: Callable[..., Harness]) -> None:
+    h = make_app()
+    converted = h.post(rows([["5.1", "3.5", True, 0.2]])).json()
+    assert converted == h.post(rows([[5.1, 3.5, 1.0, 0.2]])).json()
+
+
+# ----------------------------------------------------------------- traffic classes
+
+
+def quality_log(h: Harness) -> list[dict[str, Any]]:
+    """The request log the quality join reads (inputs + predictions per request)."""
+    assert h.app.request_sink is not None
+    h.app.request_sink.flush()
+    path = h.tmp / "requests.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def test_platform_traffic_is_kept_out_of_drift_request_log_and_the_slo_route(
+        make_app: Callable[..., Harness]) -> None:
+    h = make_app(request_log=True)
+    far = rows([[5.0, 3.0, 50.0, 1.0]])  # would move PSI if it counted
+    for klass in ("verification", "smoke", "shadow"):
+        assert h.post(far, headers={**AUTH, "X-Shipway-Traffic": klass}).status_code == 200
+    assert quality_log(h) == []
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
+                    status_class="2xx") is None
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations:verification",
+                    status_class="2xx") == 1
+    assert h.sample("shipway_drift_samples", model=IRIS, version="1") == 0
+    h.post(far)  # user traffic still counts
+    assert len(quality_log(h)) == 1
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
+                    status_class="2xx") == 1
+
+
+def test_traffic_class_needs_the_api_key(make_app: Callable[..., Harness]) -> None:
+    h = make_app(request_log=True)
+    response = h.post(rows([IRIS_ROW]), headers={"X-API-Key": "wrong", "X-Shipway-Traffic": "verification"})
+    assert response.status_code == 401
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
+                    status_class="4xx") == 1
+    unknown = h.post(rows([IRIS_ROW]), headers={**AUTH, "X-Shipway-Traffic": "vip"})
+    assert unknown.status_code == 200
+    assert len(quality_log(h)) == 1  # an unknown class is ordinary traffic
+
+
+# ----------------------------------------------------------------- routes: version, model info, OpenAPI
+
+
+def test_model_info_route_and_mlflow_version_switch(make_app: Callable[..., Harness]) -> None:
+    from importlib.metadata import version
+
+    plain = make_app()
+    assert plain.client.get("/model-info").json()["model_version"] == 1
+    assert plain.client.get("/version").json()["model_name"] == IRIS
+    mlflow_like = make_app(mlflow_version_route=True)
+    response = mlflow_like.client.get("/version")
+    assert (response.status_code, response.text) == (200, version("mlflow"))
+    assert mlflow_like.client.get("/model-info").json()["model_name"] == IRIS
+
+
+def test_openapi_document_lists_every_route_the_app_answers(make_app: Callable[..., Harness]) -> None:
+    from shipway.serving.app import EXTRA_ROUTES, ROUTES
+
+    h = make_app()
+    doc = h.client.get("/openapi.json").json()
+    assert doc["openapi"].startswith("3.")
+    served = {r for r in ROUTES | EXTRA_ROUTES if h.client.get(r).status_code != 404 or r == "/metrics"}
+    assert served <= set(doc["paths"]) | {"/explain"}
+    post = doc["paths"]["/invocations"]["post"]
+    assert set(post["requestBody"]["content"]) == {"application/json", "text/csv"}
+
+
+def test_probe_routes_are_not_traced(make_app: Callable[..., Harness]) -> None:
+    h = make_app()
+    for route in ("/metrics", "/health", "/ready", "/ping"):
+        assert h.client.get(route).status_code == 200
+    assert h.spans.get_finished_spans() == ()
+    h.post(rows([IRIS_ROW]))
+    assert [s.name for s in h.spans.get_finished_spans()] == ["POST /invocations"]
+
+
+# ----------------------------------------------------------------- body timeout
+
+
+def test_a_body_that_never_finishes_is_408_with_connection_close(make_app: Callable[..., Harness]) -> None:
+    h = make_app(body_timeout_seconds=0.2)
+    sent: list[dict[str, Any]] = []
+
+    async def run() -> None:
+        first = True
+
+        async def receive() -> dict[str, Any]:
+            nonlocal first
+            if first:
+                first = False
+                return {"type": "http.request", "body": b'{"inputs"', "more_body": True}
+            await asyncio.sleep(3600)
+            raise AssertionError("unreachable")
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": "/invocations", "method": "POST",
+                 "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]}
+        await asyncio.wait_for(h.app(scope, receive, send), 5)
+
+    asyncio.run(run())
+    assert sent[0]["status"] == 408
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert h.events("request_abandoned")[0]["status"] == 408
+    # Not a latency observation and not a request the SLO counts.
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations",
+                    status_class="4xx") is None
+
+
+def test_body_timeout_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="body_timeout_seconds 0 must be a positive number of seconds"):
+        ServingConfig(pin_file=str(tmp_path / "pin.json"), body_timeout_seconds=0)

@@ -19,7 +19,7 @@ import pytest
 from serving_support import IRIS, Registry
 
 KEY = "integration-key-0123456789"
-ROW = {"inputs": [[5.1, 3.5, 1.4, 0.2]]}
+ROW = {"inputs": {"sepal_length": [5.1], "sepal_width": [3.5], "petal_length": [1.4], "petal_width": [0.2]}}
 STARTUP_SECONDS = 240  # the first load imports MLflow and skops, slow on a busy 2-core machine
 
 

@@ -5,12 +5,23 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from shipway.serving.schema import BadRequest, ColumnSpec, InputSchema, batch_from_columns, parse_payload
+from shipway.serving.schema import (
+    BAD_REQUEST,
+    INVALID_PARAMETER_VALUE,
+    BadRequest,
+    ColumnSpec,
+    InputSchema,
+    batch_from_columns,
+    parse_csv,
+    parse_payload,
+)
 
 SCHEMA = InputSchema(columns=(
     ColumnSpec("a", "double"), ColumnSpec("b", "long"), ColumnSpec("c", "string"),
     ColumnSpec("d", "boolean"), ColumnSpec("e", "double", required=False),
 ))
+KEYS = "dataframe_split, dataframe_records, inputs, instances"
+COLS = "[a, b, c, d, e]"
 EXPECTED = {"a": [1.5, 2.0], "b": [1, 2], "c": ["x", None], "d": [True, False], "e": [None, None]}
 
 
@@ -35,9 +46,59 @@ def test_every_format_yields_the_same_columns_in_signature_order(doc: object) ->
     assert list(columns) == ["a", "b", "c", "d", "e"]
 
 
-def test_inputs_rows_are_positional_in_signature_order() -> None:
+@pytest.mark.parametrize("key", ["inputs", "instances"])
+def test_rows_without_names_are_refused_as_mlflow_does_for_a_column_signature(key: str) -> None:
     rows = [[1.5, 1, "x", True, 0.5], [2.0, 2, None, False, None]]
-    assert parse({"inputs": rows}) == {**EXPECTED, "e": [0.5, None]}
+    with pytest.raises(BadRequest) as err:
+        parse({key: rows})
+    assert err.value.code == INVALID_PARAMETER_VALUE
+    assert err.value.message.startswith(f"{key} is a list of rows without column names, but the model "
+                                        f"expects named columns {COLS}")
+
+
+def test_params_and_unknown_top_level_keys_are_carried_and_ignored_like_mlflow() -> None:
+    doc = {"dataframe_records": [{"a": 1.5, "b": 1, "c": "x", "d": True}], "params": {"k": 3}, "client": "x"}
+    batch = parse_payload(orjson.dumps(doc), SCHEMA, 10)
+    assert batch.params == {"k": 3}
+    assert batch.columns["a"] == [1.5]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("1.5", 1.5), ("-2", -2.0), ("1e3", 1000.0), (True, 1.0), (False, 0.0), (3, 3), (None, None)])
+def test_numeric_strings_and_booleans_convert_in_a_double_column_like_mlflow(value: object,
+                                                                           expected: object) -> None:
+    doc = {"dataframe_records": [{"a": value, "b": 1, "c": "x", "d": True}]}
+    assert parse(doc)["a"] == [expected]
+
+
+def test_missing_column_is_invalid_parameter_value_and_parse_errors_are_bad_request() -> None:
+    with pytest.raises(BadRequest) as missing:
+        parse({"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2, "x"]]}})
+    assert missing.value.code == INVALID_PARAMETER_VALUE
+    with pytest.raises(BadRequest) as broken:
+        parse_payload(b"{", SCHEMA, 10)
+    assert broken.value.code == BAD_REQUEST
+
+
+def test_csv_bodies_parse_with_the_signature_types() -> None:
+    body = b"d,c,b,a\ntrue,x,1,1.5\nFalse,,2,2\n"
+    assert dict(parse_csv(body, SCHEMA, 10).columns) == EXPECTED
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b"", "CSV body is empty; send a header row with the columns [a, b, c, d, e] and one line per row"),
+    (b"a,b,c,d\nx,1,y,true\n", "CSV column 'a' row 0: 'x' is not a valid double"),
+    (b"a,b,c,d\n1,1.5,y,true\n", "CSV column 'b' row 0: '1.5' is not a valid long"),
+    (b"a,b,c,d\n1,1,y,maybe\n", "CSV column 'd' row 0: 'maybe' is not a valid boolean"),
+    (b"a,b\n1,2,3\n", "CSV line 2 has 3 fields but the header has 2"),
+    (b"a,b,c\n1,2,x\n", f"missing column 'd'; the model expects the columns {COLS}"),
+    (b"\xff\xfe", "CSV body is not valid UTF-8: 'utf-8' codec can't decode byte 0xff in position 0: "
+                   "invalid start byte"),
+])
+def test_bad_csv_bodies_name_the_problem(body: bytes, message: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_csv(body, SCHEMA, 10)
+    assert err.value.message == message
 
 
 def test_extra_columns_are_ignored_like_mlflow() -> None:
@@ -45,16 +106,14 @@ def test_extra_columns_are_ignored_like_mlflow() -> None:
     assert parse(doc)["a"] == [1.5]
 
 
-KEYS = "dataframe_split, dataframe_records, inputs, instances"
-COLS = "[a, b, c, d, e]"
 
 
 @pytest.mark.parametrize(("body", "message"), [
     (b"{not json",
      "request body is not valid JSON: unexpected character, expected a string key: line 1 column 2 (char 1)"),
-    (b"[1, 2]", f"request body must be a JSON object with exactly one of the keys: {KEYS}"),
-    (b'{"data": []}', f"unknown payload key 'data'; expected exactly one of: {KEYS}"),
-    (b"{}", f"request body has no input key; expected exactly one of: {KEYS}"),
+    (b"[1, 2]", f"request body must be a JSON object with exactly one of the keys: {KEYS}, got array"),
+    (b'{"data": []}', f"request body has no input key (got ['data']); expected exactly one of: {KEYS}"),
+    (b"{}", f"request body has no input key (got []); expected exactly one of: {KEYS}"),
     (b'{"inputs": [], "dataframe_records": []}',
      f"request body has several input keys ('inputs', 'dataframe_records'); send exactly one of: {KEYS}"),
     (b'{"dataframe_split": [1]}', "dataframe_split must be an object with keys 'columns' and 'data'"),
@@ -87,19 +146,16 @@ COLS = "[a, b, c, d, e]"
      "inputs columns have different lengths [1, 2]; every column needs one value per row"),
     (b'{"inputs": "abc"}', "inputs must be a list of rows (each a list of values in the order "
                            f"{COLS}) or an object mapping column name to a list of values"),
-    (b'{"inputs": [1.0, 2.0, "x", true, null]}', "inputs[0] must be a list of 5 values, got number"),
-    (b'{"dataframe_records": [{"a": "1.5", "b": 1, "c": "x", "d": true}]}',
-     "column 'a' row 0: expected double (a JSON number or null), got string \"1.5\""),
+    (b'{"dataframe_records": [{"a": "1.5x", "b": 1, "c": "x", "d": true}]}',
+     "column 'a' row 0: expected double (a JSON number, a numeric string or null), got string \"1.5x\""),
     (b'{"dataframe_records": [{"a": 1, "b": 1.5, "c": "x", "d": true}]}',
      "column 'b' row 0: expected long (a JSON integer), got number 1.5"),
     (b'{"dataframe_records": [{"a": 1, "b": 1, "c": 3, "d": true}]}',
      "column 'c' row 0: expected string (a JSON string or null), got integer 3"),
     (b'{"dataframe_records": [{"a": 1, "b": 1, "c": "x", "d": 1}]}',
      "column 'd' row 0: expected boolean (true or false), got integer 1"),
-    (b'{"inputs": {"a": [1, true], "b": [1, 1], "c": ["x", "y"], "d": [true, true]}}',
-     "column 'a' row 1: expected double (a JSON number or null), got boolean true"),
     (b'{"inputs": {"a": [[1]], "b": [1], "c": ["x"], "d": [true]}}',
-     "column 'a' row 0: expected double (a JSON number or null), got array [1]"),
+     "column 'a' row 0: expected double (a JSON number, a numeric string or null), got array [1]"),
 ])
 def test_malformed_payloads_get_exact_messages(body: bytes, message: str | None) -> None:
     if message is None:  # the control case: the same shape, valid, parses
