@@ -790,3 +790,14 @@ def test_a_body_that_never_finishes_is_408_with_connection_close(make_app: Calla
 def test_body_timeout_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="body_timeout_seconds 0 must be a positive number of seconds"):
         ServingConfig(pin_file=str(tmp_path / "pin.json"), body_timeout_seconds=0)
+
+
+def test_deployment_verification_headers_mark_its_traffic_as_verification(make_app: Callable[..., Harness]) -> None:
+    from shipway.verify import EndpointContract
+
+    h = make_app(request_log=True)
+    headers = {**EndpointContract().headers(KEY), "Content-Type": "application/json"}
+    assert h.post(rows([IRIS_ROW]), headers=headers).status_code == 200
+    assert quality_log(h) == []
+    assert h.sample("shipway_requests_total", model=IRIS, version="1", route="/invocations:verification",
+                    status_class="2xx") == 1
