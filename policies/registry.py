@@ -16,7 +16,7 @@ from policies.compliance import regions, tags
 from policies.kubernetes import network, rbac, workloads
 from policies.local import endpoints, platform
 from policies.ml import gates, registry
-from policies.security import secrets
+from policies.security import images, secrets
 
 MODULES: Final = (
     s3,
@@ -47,10 +47,17 @@ MODULES: Final = (
 
 ALL_POLICIES: Final[list[Policy]] = [policy for module in MODULES for policy in module.POLICIES]
 
+# Rules built and tested but not yet served by the pack, because a component default still
+# violates them (the Kubernetes tracking Postgres defaults to a tag, shipway_core.config
+# `postgres_image`); serving one would turn every prod Kubernetes preview red. Each moves into
+# MODULES in the same commit that fixes the default.
+PENDING_MODULES: Final = (images,)
+PENDING_POLICIES: Final[list[Policy]] = [policy for module in PENDING_MODULES for policy in module.POLICIES]
+
 
 def by_name(name: str) -> Policy:
     """The rule called ``name`` (KeyError when there is none)."""
-    for policy in ALL_POLICIES:
+    for policy in [*ALL_POLICIES, *PENDING_POLICIES]:
         if policy.name == name:
             return policy
     raise KeyError(name)

@@ -391,7 +391,7 @@ RESOURCES: dict[str, Baseline] = {
                         "containers": [
                             {
                                 "name": "serving",
-                                "image": "ghcr.io/shipway/serving:0.1.0",
+                                "image": f"ghcr.io/shipway/serving@sha256:{'b' * 64}",
                                 "env": [
                                     {"name": "SHIPWAY_MODEL_URI", "value": "models:/churn/3"},
                                     {

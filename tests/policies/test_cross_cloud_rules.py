@@ -105,6 +105,26 @@ CASES = [
 ]
 
 
+IMAGE = "any-container-image-pin-digest"
+CASES += [
+    Case(
+        IMAGE,
+        "k8s-serving",
+        "spec.template.spec.containers.0.image",
+        "ghcr.io/shipway/serving:0.1.0",
+        ["containers[serving].image 'ghcr.io/shipway/serving:0.1.0' is pinned by tag '0.1.0' only; in prod "
+         "pin it as <repository>@sha256:<digest>"],
+    ),
+    Case(
+        IMAGE,
+        "sm-model",
+        "primaryContainer.image",
+        "000000000000.dkr.ecr.eu-west-1.amazonaws.com/shipway-serving:latest",
+        ["primaryContainer.image '000000000000.dkr.ecr.eu-west-1.amazonaws.com/shipway-serving:latest' uses "
+         "the moving tag 'latest'; in prod pin it as <repository>@sha256:<digest>"],
+    ),
+]
+
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_cross_cloud_rule_reports_the_mutation(case: Case) -> None:
     run_case(case)

@@ -194,3 +194,68 @@ def test_bucket_v2_inline_kms_encryption_counts() -> None:
     assert check_stack(policy, _bucket_v2_stack("AES256"), config=PROD) == [
         ("bucket 'models' uses sseAlgorithm 'AES256'; use aws:kms with a customer-managed key", "models")
     ]
+
+
+# ------------------------------------------------------------------ container images by digest
+
+IMAGE_RULE = "any-container-image-pin-digest"
+TEST = {**PROD, "environment": "test"}
+
+
+def test_ecs_image_inside_container_definitions_json_needs_a_digest() -> None:
+    policy = by_name(IMAGE_RULE)
+    assert check(policy, TASK_DEFINITION, _task_definition({}), config=TEST) == []
+    tagged = _task_definition({"image": "000000000000.dkr.ecr.eu-west-1.amazonaws.com/mlflow:2.17"})
+    assert check(policy, TASK_DEFINITION, tagged, config=TEST) == [
+        "containerDefinitions[0].image '000000000000.dkr.ecr.eu-west-1.amazonaws.com/mlflow:2.17' is pinned by "
+        "tag '2.17' only; in test pin it as <repository>@sha256:<digest>"
+    ]
+
+
+def test_kserve_image_on_a_moving_tag_is_reported() -> None:
+    policy = by_name(IMAGE_RULE)
+    assert check(policy, KSERVE, _inference_service(), config=PROD) == []
+    moving = mutate(_inference_service(), "spec.predictor.containers.0.image", "registry.example.internal/serving")
+    assert check(policy, KSERVE, moving, config=PROD) == [
+        "containers[serving].image 'registry.example.internal/serving' has no tag or digest (it means 'latest'); "
+        "in prod pin it as <repository>@sha256:<digest>"
+    ]
+
+
+def test_a_tag_is_enough_in_dev_but_latest_never_is() -> None:
+    policy = by_name(IMAGE_RULE)
+    base = RESOURCES["k8s-serving"]
+    path = "spec.template.spec.containers.0.image"
+    # A registry port is not a tag: only the part after the last '/' can carry one.
+    tagged = mutate(base.props, path, "registry.example.internal:5000/shipway/serving:0.1.0")
+    assert check(policy, base.type, tagged, config=DEV) == []
+    latest = mutate(base.props, path, "registry.example.internal:5000/shipway/serving:latest")
+    assert check(policy, base.type, latest, config=DEV) == [
+        "containers[serving].image 'registry.example.internal:5000/shipway/serving:latest' uses the moving tag "
+        "'latest'; in dev pin it as <repository>@sha256:<digest>"
+    ]
+    untagged = mutate(base.props, path, "registry.example.internal:5000/shipway/serving")
+    assert check(policy, base.type, untagged, config=DEV) == [
+        "containers[serving].image 'registry.example.internal:5000/shipway/serving' has no tag or digest (it "
+        "means 'latest'); in dev pin it as <repository>@sha256:<digest>"
+    ]
+
+
+def test_azure_ml_environment_image_and_deployment_environment_are_pinned() -> None:
+    policy = by_name(IMAGE_RULE)
+    env_type = "azure-native:machinelearningservices:EnvironmentVersion"
+    env = {"properties": {"image": f"acrshipway.azurecr.io/serving@{DIGEST}"}, "version": "3"}
+    assert check(policy, env_type, env, config=PROD) == []
+    tagged = mutate(env, "properties.image", "acrshipway.azurecr.io/serving:1.2")
+    assert check(policy, env_type, tagged, config=PROD) == [
+        "properties.image 'acrshipway.azurecr.io/serving:1.2' is pinned by tag '1.2' only; in prod pin it as "
+        "<repository>@sha256:<digest>"
+    ]
+    deployment = RESOURCES["aml-deployment"]
+    pinned = mutate(deployment.props, "properties.environmentId", "azureml:shipway-serving:3")
+    assert check(policy, deployment.type, pinned, config=PROD) == []
+    floating = mutate(deployment.props, "properties.environmentId", "azureml:shipway-serving@latest")
+    assert check(policy, deployment.type, floating, config=PROD) == [
+        "properties.environmentId 'azureml:shipway-serving@latest' does not name an exact environment version; "
+        "use .../environments/<name>/versions/<N> (its image pinned by digest)"
+    ]

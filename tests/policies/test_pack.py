@@ -17,7 +17,7 @@ import policies
 from policies._core import NAME_RE, SETTINGS
 from policies.compliance.tags import TAGGABLE
 from policies.envconfig import ENVIRONMENTS, render
-from policies.registry import ALL_POLICIES, by_name
+from policies.registry import ALL_POLICIES, PENDING_POLICIES, by_name
 from tests.policies.baselines import RESOURCES
 from tests.policies.support import UNKNOWN_STR, check, mutate
 
@@ -154,11 +154,12 @@ def test_prod_only_rules_are_exactly_the_environment_dependent_ones() -> None:
     prod_only = {p.name for p in ALL_POLICIES if "prod-only" in (p.tags or [])}
     env_aware = {
         p.name
-        for p in ALL_POLICIES
+        for p in [*ALL_POLICIES, *PENDING_POLICIES]
         if p.config_schema is not None and "environment" in p.config_schema.properties
     }
-    # The tag rule reads the environment only to compare it with the `environment` tag.
-    assert env_aware - prod_only == {"any-compliance-resource-require-tags"}
+    # The tag rule reads the environment only to compare it with the `environment` tag; the image
+    # rule to know whether a tag alone is enough (dev) or a digest is required (test, prod).
+    assert env_aware - prod_only == {"any-compliance-resource-require-tags", "any-container-image-pin-digest"}
     assert len(prod_only) == 12
 
 
