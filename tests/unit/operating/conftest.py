@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 from collections.abc import Callable, Iterator
@@ -89,3 +90,57 @@ def serve(tmp_path: Path, iris: tuple[Any, Any, Any]) -> Iterator[Callable[..., 
     yield make
     for app in made:
         app.close()
+
+
+@dataclass
+class LiveServer:
+    """The real serving app under uvicorn on a free 127.0.0.1 port, in a thread of this process."""
+
+    base_url: str
+    key: str | None
+    key_file: Path | None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def live_server(tmp: Path, est: Any, x: Any, *, auth: bool = True) -> Iterator[LiveServer]:
+    import threading
+    import time
+
+    import uvicorn
+
+    from shipway.serving.server import uvicorn_config
+
+    pin = tmp / "pin.json"
+    pin.write_text(json.dumps({"model_name": "iris", "model_version": 3, "tracking_uri": "sqlite:///none"}))
+    key_file = tmp / "api-key" if auth else None
+    if key_file is not None:
+        key_file.write_text(KEY + "\n")
+        key_file.chmod(0o600)
+    config = ServingConfig(pin_file=str(pin), port=_free_port(), environment="test", access_log=False,
+                           api_key_file=str(key_file) if key_file else None)
+    app = ServingApp(config, log_stream=io.BytesIO(), loader=iris_loader(est, x), process_metrics=False)
+    server = uvicorn.Server(uvicorn_config(app, config))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{config.port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(base + "/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    try:
+        yield LiveServer(base, KEY if auth else None, key_file)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
