@@ -7,9 +7,9 @@ version, so a dead endpoint fails in milliseconds, not after a probe):
 2. ``smoke``: predictions for golden rows from the endpoint equal the offline predictions of
    the same registry version (within ``tolerance`` for numbers), so the right artifact is
    loaded and its preprocessing is intact;
-3. ``slo``: a short bounded probe (``probe_seconds``, at most ``max_probe_requests``
-   sequential one-row requests) stays within the env's ``max_error_rate`` and
-   ``latency_p99_ms``.
+3. ``slo``: a probe of :func:`probe_requests` sequential one-row requests (sized by
+   statistics from the env's ``max_error_rate``; capped at ``probe_seconds``) stays within
+   the env's ``max_error_rate`` and ``latency_p99_ms``.
 
 Traffic only ever goes to a loopback address: these checks run from the operator's machine
 against the local platform, and must not be pointed at anything else by a stray output.

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from shipway import stackfile
@@ -24,7 +25,8 @@ from shipway.promotion import (
     env_lock,
 )
 from shipway.registry import RegistryError
-from shipway.verify import verify_deployment
+from shipway.verify import probe_requests, verify_deployment
+from shipway_core.config import SloSettings
 
 from .conftest import ACTOR, MODEL, FakeEndpoint, FakeEngine, stack_text
 
@@ -370,3 +372,31 @@ def test_empty_lock_is_stale_only_after_the_grace_period(repo):
     with env_lock(repo, "dev") as path:
         assert f'"pid": {os.getpid()}' in path.read_text()
     assert not lock.exists()
+
+
+def test_rollback_probes_the_known_good_version_with_its_rows_and_loads_no_model(live, repo, endpoint, monkeypatch):
+    Promoter(live).promote(PromoteRequest(MODEL, "dev", version=4, apply=True))  # v4 verified, rows kept
+    rows = repo / ".shipway" / "cache" / "probe-rows" / MODEL / "4.csv"
+    assert rows.is_file() and len(pd.read_csv(rows)) == 20
+    stackfile.stack_path(repo, "dev").write_text(stack_text("dev", {MODEL: 1}))
+
+    def no_model_load(*_a, **_k):
+        raise AssertionError("the rollback fast path must not load the model offline")
+
+    monkeypatch.setattr("shipway.lazymodel.LazyModel.predict", no_model_load)
+    endpoint.requests.clear()
+    live.probe_seconds = 120.0  # only a cap: the probe stops at its statistical size
+    outcome = Promoter(live).rollback(RollbackRequest(MODEL, "dev", reason="p99 alert"))
+    assert (outcome.status, outcome.to_version) == ("verified", 4)
+    checks = outcome.verification["checks"]
+    assert checks["smoke"]["message"].startswith("skipped: version 4 was verified here before (known-good)")
+    assert checks["slo"]["requests"] == probe_requests(SloSettings()) == 300
+    assert endpoint.requests.count(("POST", "/invocations")) == 300
+
+
+@pytest.mark.parametrize(("max_error_rate", "expected"), [(0.01, 300), (0.05, 300), (0.001, 2995), (0.0001, 29956)])
+def test_probe_size_bounds_the_error_rate_with_95_percent_confidence(max_error_rate, expected):
+    n = probe_requests(SloSettings(max_error_rate=max_error_rate))
+    assert n == expected
+    # zero failures in n requests: the chance of that at the objective's rate is at most 5 %
+    assert (1 - max_error_rate) ** n <= 0.05 or n == 300
