@@ -26,6 +26,12 @@ ATTACHMENTS = (
     "aws:iam/groupPolicyAttachment:GroupPolicyAttachment",
     "aws:iam/policyAttachment:PolicyAttachment",
 )
+# The exclusive variants attach a whole list at once (`policyArns`).
+EXCLUSIVE_ATTACHMENTS = (
+    "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive",
+    "aws:iam/userPolicyAttachmentsExclusive:UserPolicyAttachmentsExclusive",
+    "aws:iam/groupPolicyAttachmentsExclusive:GroupPolicyAttachmentsExclusive",
+)
 ROLE = "aws:iam/role:Role"
 ACCESS_KEY = "aws:iam/accessKey:AccessKey"
 
@@ -68,17 +74,16 @@ def _wildcard_problem(statement: Any) -> str | None:
 
 def _disallow_wildcards(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """A leaked workload credential can only do what its policy names, on what it names."""
-    prop = POLICY_DOCUMENTS.get(args.resource_type)
-    if prop is None:
-        return
-    doc = document(get(args.props, prop))
-    if doc is UNKNOWN:
-        return
-    for index, statement in enumerate(statements(doc)):
-        problem = _wildcard_problem(statement)
-        if problem:
-            sid = get(statement, "Sid") or f"#{index}"
-            report_violation(f"statement {sid} {problem}; name the exact actions and resource ARNs", None)
+    for where, doc in _documents(args):
+        if doc is UNKNOWN:
+            continue
+        for index, statement in enumerate(statements(doc)):
+            problem = _wildcard_problem(statement)
+            if problem:
+                sid = get(statement, "Sid") or f"#{index}"
+                report_violation(
+                    f"{where}statement {sid} {problem}; name the exact actions and resource ARNs", None
+                )
 
 
 policy_disallow_wildcards = ResourceValidationPolicy(
@@ -98,8 +103,27 @@ policy_disallow_wildcards = ResourceValidationPolicy(
 def _attached_arns(args: ResourceValidationArgs) -> list[Any]:
     if args.resource_type in ATTACHMENTS:
         return [get(args.props, "policyArn")]
+    if args.resource_type in EXCLUSIVE_ATTACHMENTS:
+        return items(get(args.props, "policyArns"))
     if args.resource_type == ROLE:
         return items(get(args.props, "managedPolicyArns"))
+    return []
+
+
+def _documents(args: ResourceValidationArgs) -> list[tuple[str, Any]]:
+    """``(where, policy document)`` for the resource's permission documents.
+
+    Besides the policy resources, a Role may carry policies inline (``inlinePolicies[].policy``):
+    the same permissions by another spelling, so they are judged the same way.
+    """
+    prop = POLICY_DOCUMENTS.get(args.resource_type)
+    if prop is not None:
+        return [("", document(get(args.props, prop)))]
+    if args.resource_type == ROLE:
+        return [
+            (f"inlinePolicies[{get(inline, 'name', index)}] ", document(get(inline, "policy")))
+            for index, inline in enumerate(items(get(args.props, "inlinePolicies")))
+        ]
     return []
 
 

@@ -7,11 +7,16 @@ from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValid
 from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, get
 
 INSTANCE = "aws:rds/instance:Instance"
+# Aurora: encryption is set on the cluster, network exposure on each cluster instance.
+CLUSTER = "aws:rds/cluster:Cluster"
+CLUSTER_INSTANCE = "aws:rds/clusterInstance:ClusterInstance"
+ENCRYPTED_AT = (INSTANCE, CLUSTER)
+EXPOSED_AT = (INSTANCE, CLUSTER_INSTANCE)
 
 
 def _require_kms_encryption(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """The registry database holds lineage and gate evidence: encrypt it with a key we control."""
-    if args.resource_type != INSTANCE:
+    if args.resource_type not in ENCRYPTED_AT:
         return
     if get(args.props, "storageEncrypted") not in (True, UNKNOWN):
         report_violation("storageEncrypted is not true; encrypt the instance storage", None)
@@ -21,7 +26,7 @@ def _require_kms_encryption(args: ResourceValidationArgs, report_violation: Repo
 
 instance_require_kms_encryption = ResourceValidationPolicy(
     name="aws-rds-instance-require-kms-encryption",
-    description="RDS instances are encrypted at rest with a customer-managed KMS key.",
+    description="RDS instances and Aurora clusters are encrypted at rest with a customer-managed KMS key.",
     validate=_require_kms_encryption,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,
@@ -31,13 +36,13 @@ instance_require_kms_encryption = ResourceValidationPolicy(
 
 def _disallow_public_access(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """A database reachable from the internet is one weak password away from a breach."""
-    if args.resource_type == INSTANCE and get(args.props, "publiclyAccessible") is True:
+    if args.resource_type in EXPOSED_AT and get(args.props, "publiclyAccessible") is True:
         report_violation("publiclyAccessible is true; keep the instance in private subnets", None)
 
 
 instance_disallow_public_access = ResourceValidationPolicy(
     name="aws-rds-instance-disallow-public-access",
-    description="RDS instances are not publicly accessible.",
+    description="RDS instances and Aurora cluster instances are not publicly accessible.",
     validate=_disallow_public_access,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.CRITICAL,

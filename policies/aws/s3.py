@@ -20,6 +20,10 @@ SSE_CONFIGS = (
 PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
 LOGGING = ("aws:s3/bucketLogging:BucketLogging", "aws:s3/bucketLoggingV2:BucketLoggingV2")
 BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+# A bucket's ACL may also be its own resource (`acl` canned, or grants in `accessControlPolicy`).
+ACLS = ("aws:s3/bucketAcl:BucketAcl", "aws:s3/bucketAclV2:BucketAclV2")
+_PUBLIC_GRANTEES = ("http://acs.amazonaws.com/groups/global/AllUsers",
+                    "http://acs.amazonaws.com/groups/global/AuthenticatedUsers")
 _BUCKET_KEYS = ("id", "bucket", "arn")
 _KMS_ALGORITHMS = ("aws:kms", "aws:kms:dsse")
 _LOG_TARGET_ALGORITHM = "AES256"
@@ -122,12 +126,28 @@ bucket_require_kms_encryption = StackValidationPolicy(
 )
 
 
+def _public_acl(resource: Any) -> str | None:
+    """Why a separate BucketAcl resource makes its bucket public (None when it does not)."""
+    acl = get(resource.props, "acl")
+    if acl in _PUBLIC_ACLS:
+        return f"has acl {acl!r} set by {resource.name!r}"
+    for grant in items(get(resource.props, "accessControlPolicy.grants")):
+        uri = get(grant, "grantee.uri")
+        if uri in _PUBLIC_GRANTEES:
+            return f"grants {get(grant, 'permission')} to {uri.rsplit('/', 1)[-1]} through {resource.name!r}"
+    return None
+
+
 def _disallow_public_access(args: StackValidationArgs, report_violation: ReportViolation) -> None:
     """Model artifacts and captured inference data are never world-readable."""
     for bucket in of_type(args, *BUCKETS):
         acl = get(bucket.props, "acl")
         if acl in _PUBLIC_ACLS:
             report_violation(f"bucket '{bucket.name}' has acl {acl!r}; remove the public ACL", bucket.urn)
+        for resource in _companions(args, bucket, ACLS):
+            problem = _public_acl(resource)
+            if problem:
+                report_violation(f"bucket '{bucket.name}' {problem}; remove the public ACL", bucket.urn)
         blocks = _companions(args, bucket, (PUBLIC_ACCESS_BLOCK,))
         if not blocks:
             report_violation(f"bucket '{bucket.name}' has no public access block", bucket.urn)

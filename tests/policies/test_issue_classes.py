@@ -259,3 +259,70 @@ def test_azure_ml_environment_image_and_deployment_environment_are_pinned() -> N
         "properties.environmentId 'azureml:shipway-serving@latest' does not name an exact environment version; "
         "use .../environments/<name>/versions/<N> (its image pinned by digest)"
     ]
+
+
+# ------------------------------------------------------------------ common alternative resource types
+
+
+def test_role_inline_policy_is_judged_like_a_policy_resource() -> None:
+    policy = by_name("aws-iam-policy-disallow-wildcards")
+    role = RESOURCES["deploy-role"]
+    scoped = RESOURCES["iam-policy"].props["policy"]
+    inline = mutate(role.props, "inlinePolicies", [{"name": "serve", "policy": scoped}])
+    assert check(policy, role.type, inline, config=PROD) == []
+    wild = json.dumps({"Version": "2012-10-17", "Statement": [{"Sid": "All", "Effect": "Allow", "Action": "s3:*",
+                                                              "Resource": "*"}]})
+    assert check(policy, role.type, mutate(role.props, "inlinePolicies", [{"name": "serve", "policy": wild}]),
+                 config=PROD) == [
+        "inlinePolicies[serve] statement All allows wildcard action 's3:*'; name the exact actions and "
+        "resource ARNs"
+    ]
+
+
+def test_exclusive_policy_attachments_cannot_attach_full_access() -> None:
+    policy = by_name("aws-iam-role-disallow-full-access")
+    kind = "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive"
+    own = "arn:aws:iam::000000000000:policy/shipway-prod-serving"
+    assert check(policy, kind, {"roleName": "serving", "policyArns": [own]}, config=PROD) == []
+    broad = {"roleName": "serving", "policyArns": [own, "arn:aws:iam::aws:policy/AmazonS3FullAccess"]}
+    found = check(policy, kind, broad, config=PROD)
+    assert len(found) == 1 and "AmazonS3FullAccess" in found[0], found
+
+
+def test_aurora_cluster_encryption_and_cluster_instance_exposure() -> None:
+    encryption = by_name("aws-rds-instance-require-kms-encryption")
+    cluster = "aws:rds/cluster:Cluster"
+    key = RESOURCES["rds"].props["kmsKeyId"]
+    encrypted = {"engine": "aurora-postgresql", "storageEncrypted": True, "kmsKeyId": key,
+                 "manageMasterUserPassword": True, "tags": TAGS}
+    assert check(encryption, cluster, encrypted, config=PROD) == []
+    assert check(encryption, cluster, mutate(encrypted, "storageEncrypted", False), config=PROD) == [
+        "storageEncrypted is not true; encrypt the instance storage"
+    ]
+    exposure = by_name("aws-rds-instance-disallow-public-access")
+    member = "aws:rds/clusterInstance:ClusterInstance"
+    private = {"clusterIdentifier": "mlflow", "instanceClass": "db.r6g.large", "publiclyAccessible": False}
+    assert check(exposure, member, private, config=PROD) == []
+    assert check(exposure, member, mutate(private, "publiclyAccessible", True), config=PROD) == [
+        "publiclyAccessible is true; keep the instance in private subnets"
+    ]
+
+
+def test_separate_bucket_acl_resource_cannot_make_a_bucket_public() -> None:
+    from tests.policies.baselines import STACKS
+
+    policy = by_name("aws-s3-bucket-disallow-public-access")
+    private = Res("aws:s3/bucketAclV2:BucketAclV2", "models-acl",
+                  {"bucket": "shipway-prod-models", "acl": "private"})
+    assert check_stack(policy, [*STACKS["aws"](), private], config=PROD) == []
+    public = Res(private.type, private.name, {**private.props, "acl": "public-read"})
+    assert check_stack(policy, [*STACKS["aws"](), public], config=PROD) == [
+        ("bucket 'models' has acl 'public-read' set by 'models-acl'; remove the public ACL", "models")
+    ]
+    grant = {"grantee": {"type": "Group", "uri": "http://acs.amazonaws.com/groups/global/AllUsers"},
+             "permission": "READ"}
+    granted = Res(private.type, private.name,
+                  {"bucket": "shipway-prod-models", "accessControlPolicy": {"grants": [grant], "owner": {"id": "o"}}})
+    assert check_stack(policy, [*STACKS["aws"](), granted], config=PROD) == [
+        ("bucket 'models' grants READ to AllUsers through 'models-acl'; remove the public ACL", "models")
+    ]
