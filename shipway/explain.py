@@ -173,6 +173,12 @@ def global_tag_value(importance: Mapping[str, float], rows: int) -> str:
     return json.dumps(global_evidence(importance, rows), sort_keys=False, separators=(",", ":"))
 
 
+def global_explanation_tags(score: Scorer, x: np.ndarray, features: Sequence[str]) -> dict[str, str]:
+    """What registration stores on a new version (``Registry.set_tags`` / ``set_model_version_tag``)."""
+    importance = global_importance(score, x, features)
+    return {GLOBAL_TAG: global_tag_value(importance, rows=int(np.atleast_2d(x).shape[0]))}
+
+
 def explanation_link(tracking_uri: str, name: str, version: int, tags: Mapping[str, str]) -> dict[str, Any] | None:
     """What a promotion's audit record carries about the version's global explanation, if any."""
     if GLOBAL_TAG not in tags:
