@@ -25,8 +25,12 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.process_collector import ProcessCollector
 
-# 0.5 ms .. 5 s: a 1-row sklearn prediction is ~0.1-1 ms, a 10k-row batch can take seconds.
-DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+from shipway_core.config import LATENCY_BUCKETS_MS
+
+# 0.5 ms .. 10 s: a 1-row sklearn prediction is ~0.1-1 ms, a 10k-row batch can take seconds. The latency
+# SLI counts requests in the bucket whose le is the stack's threshold, so every threshold the config
+# accepts (LATENCY_BUCKETS_MS) is a boundary here.
+DURATION_BUCKETS = tuple(ms / 1000 for ms in LATENCY_BUCKETS_MS)
 ERROR_KINDS = ("bad_request", "unauthorized", "model_error", "internal")
 
 

@@ -1,27 +1,18 @@
 """SLOs as code: Prometheus recording and alerting rules generated from a stack's SloSettings.
 
 Why generated: the SLO target lives in the stack file (``shipway:slo``); hand-written thresholds
-drift away from it. Here every threshold is computed from the target, so raising availability
-from 99.5% to 99.9% in ``stacks/Pulumi.prod.yaml`` tightens the burn-rate alerts on the next
-``pulumi up`` without anyone editing PromQL.
+drift away from it. Every threshold is computed from the objective, so raising availability from
+99.5% to 99.9% in ``stacks/Pulumi.prod.yaml`` tightens the alerts on the next ``pulumi up``.
 
-Availability uses multi-window, multi-burn-rate alerts (Google SRE workbook, "Alerting on SLOs"):
-an alert fires when the error ratio over a long window *and* a short window both exceed
-``burn_rate x (1 - availability)``. The long window gives significance, the short one makes the
-alert reset quickly once the problem is fixed. Defaults follow the workbook for a 30-day SLO:
+The SLOs, SLIs, windows and burn-rate factors are defined once in ``slo.py``; this module renders
+them as PromQL (local Prometheus, Kubernetes PrometheusRule, Amazon Managed Prometheus, Azure
+managed Prometheus), ``cloudwatch.py`` renders the same objects as CloudWatch metric math.
 
-=====================  =====  ===========  ============  ========
-alert                  burn   long window  short window  severity
-=====================  =====  ===========  ============  ========
-ErrorBudgetFastBurn    14.4   1h           5m            page      (2% of budget in 1h)
-ErrorBudgetMediumBurn  6      6h           30m           page      (5% of budget in 6h)
-ErrorBudgetSlowBurn    1      3d           6h            ticket    (10% of budget in 3d)
-=====================  =====  ===========  ============  ========
-
-Metric contract: the serving app's metrics (``shipway_requests_total`` etc., scraped by job
+Metric contract: the serving app's metrics (``shipway_requests_total`` with ``route`` and
+``status_class``, ``shipway_request_duration_seconds`` with ``route``, scraped by job
 ``shipway-endpoints``), ``shipway_model_quality`` from ``shipway monitor quality``, and
-``shipway_model_trained_timestamp_seconds`` (training-data freshness; the serving app exports it
-from the model version's ``trained_at`` tag -- until it does, the freshness alert stays silent).
+``shipway_model_trained_timestamp_seconds`` (training-data freshness; until the serving app
+exports it the freshness alert stays silent).
 """
 
 from __future__ import annotations
@@ -33,44 +24,31 @@ from typing import Any
 
 from shipway_core.config import SloSettings
 from shipway_core.names import is_model_name
+from shipway_core.observability.slo import (
+    PREDICTION_ROUTE,
+    SEVERITIES,
+    WINDOWS,
+    Slo,
+    budget_spent,
+    burn_threshold,
+    slos,
+    tiers,
+)
 
 JOB = "shipway-endpoints"
-ERROR_WINDOWS = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
-LATENCY_QUANTILES = {"p50": 0.5, "p99": 0.99}
+LATENCY_QUANTILES = {"p50": 0.5, "p99": 0.99}  # recorded for dashboards only: no alert reads them
 LATENCY_WINDOW = "5m"
-# Only prediction routes count toward the SLO: health probes and /metrics scrapes are not user
-# traffic and would dilute the error ratio (the serving app predicts on /invocations).
-DEFAULT_PREDICTION_ROUTES = "/invocations"
-SEVERITIES = ("page", "ticket")
 _DURATION = re.compile(r"^([0-9]+(ms|s|m|h|d|w|y))+$")
 
 
 def error_ratio_record(window: str) -> str:
-    """Name of the recorded 5xx ratio over ``window`` (level:metric:operations convention)."""
+    """Name of the recorded availability bad ratio (5xx / all on /invocations) over ``window``."""
     return f"model:shipway_request_errors:ratio_rate{window}"
 
 
 def latency_record(quantile: str, window: str = LATENCY_WINDOW) -> str:
     """Name of the recorded latency quantile (``p50``/``p99``) in seconds."""
     return f"model:shipway_request_duration_seconds:{quantile}_rate{window}"
-
-
-@dataclass(frozen=True)
-class BurnRateAlert:
-    """One multi-window burn-rate alert."""
-
-    name: str
-    burn_rate: float
-    long_window: str
-    short_window: str
-    severity: str
-
-
-BURN_RATE_ALERTS = (
-    BurnRateAlert("ShipwayErrorBudgetFastBurn", 14.4, "1h", "5m", "page"),
-    BurnRateAlert("ShipwayErrorBudgetMediumBurn", 6.0, "6h", "30m", "page"),
-    BurnRateAlert("ShipwayErrorBudgetSlowBurn", 1.0, "3d", "6h", "ticket"),
-)
 
 
 @dataclass(frozen=True)
@@ -96,14 +74,10 @@ class QualityObjective:
 
 @dataclass(frozen=True)
 class AlertTimings:
-    """``for:`` durations. Drift is short by default so a real check on the local stack sees it fire;
-    paging burn-rate alerts are short because their short window already debounces."""
+    """``for:`` durations of the non-SLO alerts. Burn-rate alerts have none: their short window
+    debounces, and a ``for`` only delays the page (and is reset by a flapping incident). Drift is
+    short by default so a real check on the local stack sees it fire."""
 
-    fast_burn: str = "2m"
-    medium_burn: str = "5m"
-    slow_burn: str = "30m"
-    latency: str = "10m"
-    prediction_errors: str = "10m"
     endpoint_down: str = "2m"
     drift: str = "1m"
     quality: str = "15m"
@@ -121,18 +95,15 @@ class RuleOptions:
 
     job: str = JOB
     runbook_base_url: str = "docs/runbooks"
-    prediction_routes: str = DEFAULT_PREDICTION_ROUTES
     drift_min_samples: int = 500
     quality_min_samples: int = 100
     quality: tuple[QualityObjective, ...] = (QualityObjective("accuracy", minimum=0.8),)
-    burn_rates: tuple[BurnRateAlert, ...] = BURN_RATE_ALERTS
     timings: AlertTimings = field(default_factory=AlertTimings)
 
 
 ALERT_NAMES = (
-    *(b.name for b in BURN_RATE_ALERTS),
-    "ShipwayLatencyP99High",
-    "ShipwayPredictionErrorsHigh",
+    "ShipwayAvailabilityBudgetBurn",
+    "ShipwayLatencyBudgetBurn",
     "ShipwayEndpointDown",
     "ShipwayFeatureDrift",
     "ShipwayModelQualityLow",
@@ -169,17 +140,31 @@ def validate_inputs(slo: SloSettings, models: Sequence[str], environment: str) -
             raise ValueError(f"models: {model!r} is not valid; model names are lowercase letters, digits and '-'")
 
 
-def recording_rules(models: Sequence[str], options: RuleOptions) -> list[dict[str, Any]]:
-    """Error ratios per window and latency quantiles per model."""
-    route = f'route=~"{options.prediction_routes}"'
-    all_req = _selector(models, options.job, route)
-    errors = _selector(models, options.job, f'{route},status_class="5xx"')
-    rules: list[dict[str, Any]] = []
-    for w in ERROR_WINDOWS:
-        total = f"sum by (model) (rate(shipway_requests_total{all_req}[{w}]))"
-        # `or ... * 0` keeps a 0 ratio (instead of no series) while there are no 5xx at all.
-        bad = f"sum by (model) (rate(shipway_requests_total{errors}[{w}]))"
-        rules.append({"record": error_ratio_record(w), "expr": f"({bad} or {total} * 0)\n/\n{total}"})
+def sli_ratio(slo: Slo, window: str, models: Sequence[str], job: str) -> str:
+    """PromQL: bad events / all events of ``slo`` over ``window``, per model.
+
+    No traffic gives 0/0 = NaN, which no comparison matches: an idle model neither pages nor
+    counts as healthy (see docs/slos.md, "Low traffic").
+    """
+    route = f'route="{PREDICTION_ROUTE}"'
+    if slo.latency_le is None:
+        total = f"sum by (model) (rate(shipway_requests_total{_selector(models, job, route)}[{window}]))"
+        errors = _selector(models, job, route + ',status_class="5xx"')
+        bad = f"sum by (model) (rate(shipway_requests_total{errors}[{window}]))"
+        # `or total * 0` keeps a 0 ratio (instead of no series) while there are no 5xx at all.
+        return f"({bad} or {total} * 0)\n/\n{total}"
+    count = f"sum by (model) (rate(shipway_request_duration_seconds_count{_selector(models, job, route)}[{window}]))"
+    fast_sel = _selector(models, job, f'{route},le="{slo.latency_le}"')
+    fast = f"sum by (model) (rate(shipway_request_duration_seconds_bucket{fast_sel}[{window}]))"
+    return f"({count} - {fast})\n/\n{count}"
+
+
+def recording_rules(slo: SloSettings, models: Sequence[str], options: RuleOptions) -> list[dict[str, Any]]:
+    """Bad-event ratios per SLO and window, and latency quantiles (dashboards) per model."""
+    rules: list[dict[str, Any]] = [
+        {"record": s.record(w), "expr": sli_ratio(s, w, models, options.job)} for s in slos(slo) for w in WINDOWS
+    ]
+    all_req = _selector(models, options.job, f'route="{PREDICTION_ROUTE}"')
     buckets = f"sum by (model, le) (rate(shipway_request_duration_seconds_bucket{all_req}[{LATENCY_WINDOW}]))"
     for name, q in LATENCY_QUANTILES.items():
         rules.append({"record": latency_record(name), "expr": f"histogram_quantile({q}, {buckets})"})
@@ -189,7 +174,7 @@ def recording_rules(models: Sequence[str], options: RuleOptions) -> list[dict[st
 def _alert(
     name: str,
     expr: str,
-    duration: str,
+    duration: str | None,
     severity: str,
     environment: str,
     options: RuleOptions,
@@ -199,10 +184,10 @@ def _alert(
 ) -> dict[str, Any]:
     if severity not in SEVERITIES:
         raise ValueError(f"severity: {severity!r} is not valid; allowed: {', '.join(SEVERITIES)}")
-    return {
-        "alert": name,
-        "expr": expr,
-        "for": duration,
+    rule: dict[str, Any] = {"alert": name, "expr": expr}
+    if duration is not None:
+        rule["for"] = duration
+    return rule | {
         "labels": {"severity": severity, "environment": environment, **(extra_labels or {})},
         "annotations": {
             "summary": summary,
@@ -212,92 +197,52 @@ def _alert(
     }
 
 
-def burn_threshold(burn_rate: float, availability: float) -> tuple[str, float]:
-    """Comparison and threshold for a burn rate against this SLO target.
+def burn_expr(slo: Slo, severity: str) -> str:
+    """PromQL of one SLO's alert at ``severity``: any of its tiers, each long *and* short window."""
+    parts = []
+    for w in tiers(severity):
+        op, threshold = burn_threshold(w.burn_rate, slo.budget)
+        parts.append(f"({slo.record(w.long_window)} {op} {_num(threshold)}\n"
+                     f"and\n{slo.record(w.short_window)} {op} {_num(threshold)})")
+    return "\nor\n".join(parts)
 
-    ``burn x budget`` can exceed 1 for loose targets (14.4 x 10% = 1.44); an error ratio can never
-    do that, so the threshold is capped at 1 and compared with ``>=`` (all requests failing).
-    """
-    threshold = burn_rate * (1.0 - availability)
-    return (">=", 1.0) if threshold >= 1.0 else (">", threshold)
+
+def _tier_text(slo: Slo, severity: str) -> str:
+    return "; or ".join(
+        f"{_num(w.burn_rate)}x over {w.long_window} and {w.short_window} "
+        f"({_num(100 * budget_spent(w))}% of the 30-day budget gone in {w.long_window})"
+        for w in tiers(severity)
+    )
 
 
 def burn_rate_alerts(slo: SloSettings, environment: str, options: RuleOptions) -> list[dict[str, Any]]:
-    """The multi-window, multi-burn-rate availability alerts."""
-    durations = {
-        "ShipwayErrorBudgetFastBurn": options.timings.fast_burn,
-        "ShipwayErrorBudgetMediumBurn": options.timings.medium_burn,
-        "ShipwayErrorBudgetSlowBurn": options.timings.slow_burn,
-    }
+    """One alert per SLO and severity, no ``for`` (the short window debounces)."""
     alerts = []
-    for b in options.burn_rates:
-        op, threshold = burn_threshold(b.burn_rate, slo.availability)
-        expr = (
-            f"{error_ratio_record(b.long_window)} {op} {_num(threshold)}\n"
-            f"and\n{error_ratio_record(b.short_window)} {op} {_num(threshold)}"
-        )
-        alerts.append(
-            _alert(
-                b.name,
-                expr,
-                durations.get(b.name, options.timings.slow_burn),
-                b.severity,
-                environment,
-                options,
-                summary=f"{{{{ $labels.model }}}} is burning its error budget {_num(b.burn_rate)}x too fast",
-                description=(
-                    f"5xx ratio of {{{{ $labels.model }}}} over {b.long_window} is "
-                    f'{{{{ $value | printf "%.4f" }}}} (threshold {_num(threshold)} = {_num(b.burn_rate)}x '
-                    f"the {_num(1 - slo.availability)} error budget of the {_num(slo.availability)} "
-                    f"availability SLO), confirmed over {b.short_window}."
-                ),
-                extra_labels={
-                    "slo": "availability",
-                    "long_window": b.long_window,
-                    "short_window": b.short_window,
-                },
+    for s in slos(slo):
+        for severity in SEVERITIES:
+            alerts.append(
+                _alert(
+                    s.alert,
+                    burn_expr(s, severity),
+                    None,
+                    severity,
+                    environment,
+                    options,
+                    summary=f"{{{{ $labels.model }}}} is burning its {s.name} error budget too fast ({severity})",
+                    description=(
+                        f"Share of /invocations requests that are {s.bad_event} is "
+                        f'{{{{ $value | printf "%.4f" }}}} over the long window; the {s.name} SLO allows '
+                        f"{_num(s.budget)} ({_num(s.objective)} objective). Fires on: {_tier_text(s, severity)}."
+                    ),
+                    extra_labels={"slo": s.name},
+                )
             )
-        )
     return alerts
 
 
-def service_alerts(
-    slo: SloSettings, models: Sequence[str], environment: str, options: RuleOptions
-) -> list[dict[str, Any]]:
-    """Latency SLO, prediction errors by kind and scrape health."""
-    latency_s = slo.latency_p99_ms / 1000.0
-    route = f'route=~"{options.prediction_routes}"'
+def service_alerts(environment: str, options: RuleOptions) -> list[dict[str, Any]]:
+    """Scrape health (the SLOs cover errors and latency; a down target produces no requests)."""
     return [
-        _alert(
-            "ShipwayLatencyP99High",
-            f"{latency_record('p99')} > {_num(latency_s)}",
-            options.timings.latency,
-            "page",
-            environment,
-            options,
-            summary="{{ $labels.model }} p99 latency is above the SLO",
-            description=(
-                'p99 latency of {{ $labels.model }} is {{ $value | printf "%.3f" }}s over 5m; '
-                f"the SLO is {_num(slo.latency_p99_ms)}ms."
-            ),
-            extra_labels={"slo": "latency"},
-        ),
-        _alert(
-            "ShipwayPredictionErrorsHigh",
-            f"sum by (model, kind) (rate(shipway_errors_total{_selector(models, options.job)}[10m]))\n"
-            f"/ on (model) group_left\n"
-            f"sum by (model) (rate(shipway_requests_total{_selector(models, options.job, route)}[10m]))\n"
-            f"> {_num(slo.max_error_rate)}",
-            options.timings.prediction_errors,
-            "ticket",
-            environment,
-            options,
-            summary="{{ $labels.model }} fails too many predictions with {{ $labels.kind }} errors",
-            description=(
-                '{{ $labels.kind }} errors are {{ $value | printf "%.4f" }} of requests to '
-                f"{{{{ $labels.model }}}} over 10m; the limit is {_num(slo.max_error_rate)}."
-            ),
-        ),
         _alert(
             "ShipwayEndpointDown",
             f'up{{job="{options.job}"}} == 0',
@@ -385,11 +330,11 @@ def generate_rules(
     validate_inputs(slo, models, environment)
     return {
         "groups": [
-            {"name": f"shipway-{environment}-recording", "rules": recording_rules(models, options)},
+            {"name": f"shipway-{environment}-recording", "rules": recording_rules(slo, models, options)},
             {
                 "name": f"shipway-{environment}-slo-alerts",
                 "rules": burn_rate_alerts(slo, environment, options)
-                + service_alerts(slo, models, environment, options),
+                + service_alerts(environment, options),
             },
             {
                 "name": f"shipway-{environment}-ml-alerts",

@@ -197,3 +197,18 @@ def test_model_port_must_be_a_real_port_and_is_local_only():
     assert _port_problems({"a-model": {"version": 1, "port": 8100}}, cloud="aws") == [
         "shipway:models.a-model.port: 8100 is not valid; ports are pinned on the local target only; remove it "
         "(the aws target gives each endpoint its own address)"]
+
+
+def test_latency_slo_has_its_own_objective_and_a_threshold_on_a_histogram_boundary():
+    cfg = example_config("local", {**GOOD, "slo": {"latencyP99Ms": 300, "latencyObjective": 0.95}})
+    assert (cfg.slo.latency_p99_ms, cfg.slo.latency_objective) == (300, 0.95)
+    assert example_config("local", GOOD).slo.latency_objective == 0.99
+    [bad_threshold] = problems("local", slo={"latencyP99Ms": 260})
+    assert bad_threshold.startswith(
+        "shipway:slo.latencyP99Ms: 260 is not valid; use one of the latency histogram boundaries (ms): 0.5, 1,"
+    )
+    assert ", 250, 300," in bad_threshold
+    assert problems("local", slo={"latencyObjective": 1}) == [
+        "shipway:slo.latencyObjective: 1 is not valid; use a fraction between 0.9 and 1 "
+        "(e.g. 0.99 of requests under latencyP99Ms)"
+    ]

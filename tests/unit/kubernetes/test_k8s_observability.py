@@ -88,10 +88,12 @@ def test_prometheus_rule_is_the_shared_rule_file_for_this_slo(rec: Recording) ->
     assert rule["metadata"]["name"] == "observability-slo"
     slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25)
     assert rule["spec"] == generate_rules(slo, ["churn"], "prod")
-    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    alerts = {(r["alert"], r["labels"].get("severity")): r for g in rule["spec"]["groups"] for r in g["rules"]
+              if "alert" in r}
+    records = {r["record"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
     # The stack's SLO numbers, not defaults, reach the expressions.
-    assert alerts["ShipwayLatencyP99High"]["expr"].endswith("> 0.2")
-    assert "> 0.0144" in alerts["ShipwayErrorBudgetFastBurn"]["expr"]  # 14.4 x (1 - 0.999)
+    assert 'le="0.2"' in records["model:shipway_request_slow:ratio_rate1h"]["expr"]
+    assert "> 0.0144" in alerts[("ShipwayAvailabilityBudgetBurn", "page")]["expr"]  # 14.4 x (1 - 0.999)
     assert "> 0.25" in alerts["ShipwayFeatureDrift"]["expr"]
     assert 'job="shipway-endpoints"' in alerts["ShipwayFeatureDrift"]["expr"]
 

@@ -16,11 +16,11 @@ from shipway_core.observability.rules import (
     QualityObjective,
     RuleOptions,
     alert_names,
-    burn_threshold,
     generate_rules,
     recorded_names,
     render_yaml,
 )
+from shipway_core.observability.slo import burn_threshold
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -40,61 +40,87 @@ def doc() -> dict:
     return generate_rules(SloSettings(), ["iris", "churn"], "prod")
 
 
+def _burns(doc: dict, name: str) -> dict[str, dict]:
+    """The alert rules named ``name`` by severity; there must be exactly one per severity."""
+    rules = [a for a in _alerts(doc) if a["alert"] == name]
+    by_severity = {a["labels"]["severity"]: a for a in rules}
+    assert len(by_severity) == len(rules) == 2, name
+    return by_severity
+
+
 def test_groups_and_recording_rules(doc) -> None:
     assert [g["name"] for g in doc["groups"]] == [
         "shipway-prod-recording",
         "shipway-prod-slo-alerts",
         "shipway-prod-ml-alerts",
     ]
-    assert recorded_names(doc) == [
-        f"model:shipway_request_errors:ratio_rate{w}" for w in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+    windows = ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+    assert recorded_names(doc) == [f"model:shipway_request_errors:ratio_rate{w}" for w in windows] + [
+        f"model:shipway_request_slow:ratio_rate{w}" for w in windows
     ] + [
         "model:shipway_request_duration_seconds:p50_rate5m",
         "model:shipway_request_duration_seconds:p99_rate5m",
     ]
     ratio_1h = doc["groups"][0]["rules"][2]["expr"]
-    assert 'status_class="5xx"' in ratio_1h and "[1h]" in ratio_1h
+    assert 'route="/invocations",status_class="5xx"}[1h]' in ratio_1h
     assert 'model=~"churn|iris"' in ratio_1h and 'job="shipway-endpoints"' in ratio_1h
-    assert 'route=~"/invocations"' in ratio_1h
+    slow_1h = doc["groups"][0]["rules"][9]["expr"]
+    assert slow_1h == (
+        "(sum by (model) (rate(shipway_request_duration_seconds_count"
+        '{job="shipway-endpoints",model=~"churn|iris",route="/invocations"}[1h])) - '
+        "sum by (model) (rate(shipway_request_duration_seconds_bucket"
+        '{job="shipway-endpoints",model=~"churn|iris",route="/invocations",le="0.25"}[1h])))\n/\n'
+        "sum by (model) (rate(shipway_request_duration_seconds_count"
+        '{job="shipway-endpoints",model=~"churn|iris",route="/invocations"}[1h]))'
+    )
 
 
 @pytest.mark.parametrize(
-    ("availability", "fast", "medium", "slow"),
+    ("availability", "fast", "medium", "day", "slow"),
     [
-        (0.995, "0.072", "0.03", "0.005"),
-        (0.999, "0.0144", "0.006", "0.001"),
-        (0.9999, "0.00144", "0.0006", "0.0001"),
+        (0.995, "0.072", "0.03", "0.015", "0.005"),
+        (0.999, "0.0144", "0.006", "0.003", "0.001"),
+        (0.9999, "0.00144", "0.0006", "0.0003", "0.0001"),
     ],
 )
-def test_burn_rate_thresholds_follow_the_slo_target(availability, fast, medium, slow) -> None:
+def test_burn_rate_thresholds_follow_the_slo_target(availability, fast, medium, day, slow) -> None:
     doc = generate_rules(SloSettings(availability=availability), ["iris"], "prod")
-    assert _alert(doc, "ShipwayErrorBudgetFastBurn")["expr"] == (
-        f"model:shipway_request_errors:ratio_rate1h > {fast}\nand\nmodel:shipway_request_errors:ratio_rate5m > {fast}"
+    burns = _burns(doc, "ShipwayAvailabilityBudgetBurn")
+    r = "model:shipway_request_errors:ratio_rate"
+    assert burns["page"]["expr"] == (
+        f"({r}1h > {fast}\nand\n{r}5m > {fast})\nor\n({r}6h > {medium}\nand\n{r}30m > {medium})"
     )
-    assert _alert(doc, "ShipwayErrorBudgetMediumBurn")["expr"] == (
-        f"model:shipway_request_errors:ratio_rate6h > {medium}\nand\n"
-        f"model:shipway_request_errors:ratio_rate30m > {medium}"
+    assert burns["ticket"]["expr"] == (
+        f"({r}1d > {day}\nand\n{r}2h > {day})\nor\n({r}3d > {slow}\nand\n{r}6h > {slow})"
     )
-    assert _alert(doc, "ShipwayErrorBudgetSlowBurn")["expr"] == (
-        f"model:shipway_request_errors:ratio_rate3d > {slow}\nand\nmodel:shipway_request_errors:ratio_rate6h > {slow}"
-    )
+
+
+def test_latency_slo_has_its_own_objective_and_threshold_bucket() -> None:
+    doc = generate_rules(SloSettings(latency_p99_ms=120, latency_objective=0.95), ["iris"], "prod")
+    page = _burns(doc, "ShipwayLatencyBudgetBurn")["page"]["expr"]
+    # budget 5%: 14.4x = 0.72, 6x = 0.3
+    assert page.startswith("(model:shipway_request_slow:ratio_rate1h > 0.72\n")
+    assert "ratio_rate30m > 0.3)" in page
+    assert all('le="0.12"' in r["expr"] for r in doc["groups"][0]["rules"] if "request_slow" in r["record"])
 
 
 def test_loose_slo_caps_the_burn_threshold_at_total_failure() -> None:
-    assert burn_threshold(14.4, 0.9) == (">=", 1.0)
-    assert burn_threshold(6.0, 0.9) == (">", pytest.approx(0.6))
-    doc = generate_rules(SloSettings(availability=0.9), ["iris"], "dev")
-    assert "ratio_rate1h >= 1\n" in _alert(doc, "ShipwayErrorBudgetFastBurn")["expr"]
+    assert burn_threshold(14.4, 0.1) == (">=", 1.0)
+    assert burn_threshold(6.0, 0.1) == (">", pytest.approx(0.6))
+    doc = generate_rules(SloSettings(latency_objective=0.9), ["iris"], "dev")
+    assert "ratio_rate1h >= 1\n" in _burns(doc, "ShipwayLatencyBudgetBurn")["page"]["expr"]
+
+
+def test_burn_rate_alerts_have_no_for_and_one_rule_per_slo_and_severity(doc) -> None:
+    for name, slo in (("ShipwayAvailabilityBudgetBurn", "availability"), ("ShipwayLatencyBudgetBurn", "latency")):
+        for severity, rule in _burns(doc, name).items():
+            assert "for" not in rule, f"{name}/{severity} must not wait: the short window debounces"
+            assert rule["labels"] == {"severity": severity, "environment": "prod", "slo": slo}
 
 
 def test_severities_and_routing_labels(doc) -> None:
-    severity = {a["alert"]: a["labels"]["severity"] for a in _alerts(doc)}
+    severity = {a["alert"]: a["labels"]["severity"] for a in _alerts(doc) if "slo" not in a["labels"]}
     assert severity == {
-        "ShipwayErrorBudgetFastBurn": "page",
-        "ShipwayErrorBudgetMediumBurn": "page",
-        "ShipwayErrorBudgetSlowBurn": "ticket",
-        "ShipwayLatencyP99High": "page",
-        "ShipwayPredictionErrorsHigh": "ticket",
         "ShipwayEndpointDown": "page",
         "ShipwayFeatureDrift": "ticket",
         "ShipwayModelQualityLow": "ticket",
@@ -106,10 +132,17 @@ def test_severities_and_routing_labels(doc) -> None:
         assert alert["annotations"]["runbook_url"] == f"docs/runbooks/{alert['alert']}.md"
 
 
-def test_slo_values_flow_into_latency_drift_errors_and_freshness() -> None:
-    slo = SloSettings(latency_p99_ms=120, drift_psi=0.25, max_error_rate=0.02, freshness_hours=72)
+def test_burn_alert_description_states_the_budget_spent(doc) -> None:
+    page = _burns(doc, "ShipwayAvailabilityBudgetBurn")["page"]["annotations"]["description"]
+    assert "14.4x over 1h and 5m (2% of the 30-day budget gone in 1h)" in page
+    assert "6x over 6h and 30m (5% of the 30-day budget gone in 6h)" in page
+    ticket = _burns(doc, "ShipwayLatencyBudgetBurn")["ticket"]["annotations"]["description"]
+    assert "slower than 250 ms" in ticket and "3x over 1d and 2h (10% of the 30-day budget gone in 1d)" in ticket
+
+
+def test_slo_values_flow_into_drift_and_freshness() -> None:
+    slo = SloSettings(drift_psi=0.25, freshness_hours=72)
     doc = generate_rules(slo, ["iris"], "prod")
-    assert _alert(doc, "ShipwayLatencyP99High")["expr"] == "model:shipway_request_duration_seconds:p99_rate5m > 0.12"
     drift = _alert(doc, "ShipwayFeatureDrift")
     assert drift["expr"] == (
         "max by (model, version, feature) "
@@ -118,17 +151,16 @@ def test_slo_values_flow_into_latency_drift_errors_and_freshness() -> None:
         'max by (model, version) (shipway_drift_samples{job="shipway-endpoints",model=~"iris"}) >= 500'
     )
     assert drift["for"] == "1m"
-    assert _alert(doc, "ShipwayPredictionErrorsHigh")["expr"].endswith("\n> 0.02")
     assert _alert(doc, "ShipwayModelStale")["expr"] == (
         '(time() - max by (model, version) (shipway_model_trained_timestamp_seconds{model=~"iris"})) / 3600\n> 72'
     )
 
 
 def test_for_durations_are_configurable_and_validated() -> None:
-    options = RuleOptions(timings=replace(AlertTimings(), drift="15s", fast_burn="0s"))
+    options = RuleOptions(timings=replace(AlertTimings(), drift="15s", endpoint_down="0s"))
     doc = generate_rules(SloSettings(), ["iris"], "local", options)
     assert _alert(doc, "ShipwayFeatureDrift")["for"] == "15s"
-    assert _alert(doc, "ShipwayErrorBudgetFastBurn")["for"] == "0s"
+    assert _alert(doc, "ShipwayEndpointDown")["for"] == "0s"
     with pytest.raises(ValueError, match="timings.drift: 'one minute' is not valid; use a Prometheus duration"):
         AlertTimings(drift="one minute")
 
@@ -165,7 +197,7 @@ def test_every_emittable_alert_has_a_runbook(doc) -> None:
         text = runbook.read_text()
         for section in ("## What it means", "## Confirm", "## Mitigate", "## Escalate"):
             assert section in text, f"{runbook.name} lacks {section}"
-    assert "shipway model rollback" in (ROOT / "docs/runbooks/ShipwayErrorBudgetFastBurn.md").read_text()
+    assert "shipway model rollback" in (ROOT / "docs/runbooks/ShipwayAvailabilityBudgetBurn.md").read_text()
     assert (ROOT / "docs" / "runbooks" / "post-incident-review.md").is_file()
 
 
