@@ -53,10 +53,10 @@ class EndpointExports:
 class ObservabilityExports:
     """Mirrors :class:`shipway_core.outputs.ObservabilityOutputs`."""
 
-    metrics_url: pulumi.Input[str] | None = None
-    alerts_url: pulumi.Input[str] | None = None
-    traces_url: pulumi.Input[str] | None = None
-    dashboards_url: pulumi.Input[str] | None = None
+    metrics_url: pulumi.Input[str | None] | None = None
+    alerts_url: pulumi.Input[str | None] | None = None
+    traces_url: pulumi.Input[str | None] | None = None
+    dashboards_url: pulumi.Input[str | None] | None = None
 
 
 @dataclass

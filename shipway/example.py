@@ -160,9 +160,9 @@ def _wait_ready(client: Any, name: str, version: int, timeout: float = 60) -> No
 
 
 def _slow_pyfunc_class() -> type:
-    import mlflow.pyfunc
+    from mlflow.pyfunc import PythonModel
 
-    class SlowPyfunc(mlflow.pyfunc.PythonModel):
+    class SlowPyfunc(PythonModel):
         """Same predictions as the inner model, 300 ms later."""
 
         def __init__(self, inner: Any):

@@ -190,7 +190,7 @@ def _endpoints(raw: Any, cloud: str, problems: list[str]) -> dict[str, EndpointO
         unknown = sorted(set(spec) - set(section_keys(EndpointOutputs)))
         if unknown:
             problems.append(f"{where}: unknown keys {unknown}")
-        if len(problems) == before:
-            out[model] = EndpointOutputs(url=spec["url"], version=int(version), status=spec["status"],
+        if len(problems) == before and isinstance(version, int):
+            out[model] = EndpointOutputs(url=spec["url"], version=version, status=spec["status"],
                                          api_key_ref=spec.get("apiKeyRef"), request_log=spec.get("requestLog"))
     return out

@@ -172,7 +172,7 @@ class OtlpSpanExporter:
             # the next tick, else under load the loop chases the queue with many tiny POSTs.
             left = len(self._queue)
             while left > 0:
-                batch = []
+                batch: list[SpanRecord] = []
                 with contextlib.suppress(IndexError):
                     while len(batch) < min(left, self._max_batch):
                         batch.append(self._queue.popleft())
