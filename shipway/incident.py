@@ -353,6 +353,12 @@ def _alert_events(incident: Incident, alerts: Mapping[str, Any]) -> None:
             incident.event(str(started), what, "Alertmanager")
 
 
+def _versions(record: Mapping[str, Any]) -> str:
+    """"v2 -> v3" for a change, "v3" for an apply or a verification of one version."""
+    frm, to = record.get("from_version"), record.get("to_version")
+    return f"v{to}" if frm is None else f"v{frm} -> v{to}"
+
+
 def _fmt(value: Any) -> str:
     return "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
 
@@ -385,8 +391,8 @@ def summary_markdown(incident: Incident, collected: Mapping[str, Any], errors: M
     lines += high or ["- none"]
     lines += ["", "## Recent changes (audit)", ""]
     recent = collected.get("audit.json", [])[-10:]
-    lines += [f"- {r.get('ts')} {r.get('action')} {r.get('model')} v{r.get('from_version')} -> "
-              f"v{r.get('to_version')}: {r.get('outcome')}" for r in recent] or ["- none"]
+    lines += [f"- {r.get('ts')} {r.get('action')} {r.get('model')} {_versions(r)}: {r.get('outcome')}"
+              for r in recent] or ["- none"]
     logs = collected.get("logs", {})
     lines += ["", "## Logs and traces", ""]
     lines += [f"- {m}: {v['error_lines']} warning/error lines, {v['requests']} recent requests (logs/)"
