@@ -38,6 +38,7 @@ import httpx
 from shipway.audit import AuditLog
 from shipway_core.config import SloSettings
 from shipway_core.observability.rules import error_ratio_record, latency_record
+from shipway_core.observability.slo import slos
 from shipway_core.outputs import PlatformOutputs
 
 INCIDENTS_DIR = Path(".shipway/incidents")
@@ -216,18 +217,22 @@ def collect_alerts(sources: Sources, model: str | None) -> dict[str, Any]:
 
 
 def collect_slo(sources: Sources, model: str | None) -> dict[str, Any]:
-    budget = 1.0 - sources.slo.availability
-    out: dict[str, dict[str, Any]] = {m: {} for m in _models(sources, model)}
-    for window in ("5m", "1h"):
-        for name, ratio in _by_model(_prom(sources, error_ratio_record(window))).items():
-            if name in out:
-                out[name][f"error_ratio_{window}"] = ratio
-                out[name][f"burn_rate_{window}"] = round(ratio / budget, 3) if budget > 0 else None
+    """Per model and SLO (availability, latency): the recorded bad ratio and burn rate (ratio /
+    error budget) over 5m and 1h, and the recorded p99; the same series the burn alerts read."""
+    models: dict[str, dict[str, Any]] = {m: {} for m in _models(sources, model)}
+    objectives = {}
+    for slo in slos(sources.slo):
+        objectives[slo.name] = slo.objective
+        for window in ("5m", "1h"):
+            for name, ratio in _by_model(_prom(sources, slo.record(window))).items():
+                if name in models:
+                    entry = models[name].setdefault(slo.name, {})
+                    entry[f"ratio_{window}"] = ratio
+                    entry[f"burn_{window}"] = round(ratio / slo.budget, 3)
     for name, seconds in _by_model(_prom(sources, latency_record("p99"))).items():
-        if name in out:
-            out[name]["latency_p99_ms"] = round(seconds * 1000, 3)
-            out[name]["latency_slo_ms"] = sources.slo.latency_p99_ms
-    return {"availability_objective": sources.slo.availability, "models": out}
+        if name in models:
+            models[name]["latency_p99_ms"] = round(seconds * 1000, 3)
+    return {"objectives": objectives, "latency_threshold_ms": sources.slo.latency_p99_ms, "models": models}
 
 
 def collect_drift(sources: Sources, model: str | None) -> dict[str, Any]:
@@ -379,11 +384,15 @@ def summary_markdown(incident: Incident, collected: Mapping[str, Any], errors: M
     firing = [a.get("labels", {}) for a in alerts.get("alertmanager", [])]
     lines += [f"- {a.get('alertname', '?')} ({a.get('severity', '?')}) model={a.get('model', '-')}"
               for a in firing] or ["- none"]
-    lines += ["", "## SLO", "", "| model | error ratio 5m | burn 5m | burn 1h | p99 ms |",
-              "| --- | --- | --- | --- | --- |"]
+    lines += ["", "## SLO burn (bad ratio / error budget; 1 = spending exactly the budget)", "",
+              "| model | availability 5m | availability 1h | latency 5m | latency 1h | p99 ms |",
+              "| --- | --- | --- | --- | --- | --- |"]
     for name, slo in collected.get("slo.json", {}).get("models", {}).items():
-        lines.append(f"| {name} | {_fmt(slo.get('error_ratio_5m'))} | {_fmt(slo.get('burn_rate_5m'))} | "
-                     f"{_fmt(slo.get('burn_rate_1h'))} | {_fmt(slo.get('latency_p99_ms'))} |")
+        avail, slow = slo.get("availability", {}), slo.get("latency", {})
+        lines.append(f"| {name} | {_fmt(avail.get('burn_5m'))} | {_fmt(avail.get('burn_1h'))} | "
+                     f"{_fmt(slow.get('burn_5m'))} | {_fmt(slow.get('burn_1h'))} | {_fmt(slo.get('latency_p99_ms'))} |")
+    lines.append("")
+    lines.append("(`-`: no recorded series yet: no traffic in the window, or the rules have not run since the up)")
     drift = collected.get("drift.json", {})
     lines += ["", "## Drift (PSI above the threshold)", ""]
     high = [f"- {m}.{f}: {v:.3f}" for m, feats in drift.get("models", {}).items() for f, v in feats.items()

@@ -30,6 +30,7 @@ def answer(path: str, query: dict[str, list[str]]) -> Any:
         result = {
             error_ratio_record("5m"): [vector("iris", 0.02)],
             error_ratio_record("1h"): [vector("iris", 0.005)],
+            "model:shipway_request_slow:ratio_rate5m": [vector("iris", 0.03)],
             latency_record("p99"): [vector("iris", 0.31)],
             "shipway_feature_psi": [vector("iris", 0.41, feature="petal_width"),
                                     vector("iris", 0.01, feature="sepal_width")],

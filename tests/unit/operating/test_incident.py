@@ -110,8 +110,10 @@ def test_snapshot_collects_every_source_into_one_timestamped_directory(
     pins = json.loads((dest / "pins.json").read_text())
     assert pins == {"iris": {"pinned": 3, "deployed": 3, "serving": {"model_name": "iris", "model_version": 3}}}
     slo = json.loads((dest / "slo.json").read_text())["models"]["iris"]
-    # burn rate = error ratio / error budget (1 - 0.99 from the stack's SLO)
-    assert slo["burn_rate_5m"] == pytest.approx(2.0) and slo["burn_rate_1h"] == pytest.approx(0.5)
+    # burn rate = bad ratio / error budget: availability 1 - 0.99 (the stack's), latency 1 - 0.99 (default)
+    assert slo["availability"] == pytest.approx({"ratio_5m": 0.02, "burn_5m": 2.0, "ratio_1h": 0.005,
+                                                 "burn_1h": 0.5})
+    assert slo["latency"] == pytest.approx({"ratio_5m": 0.03, "burn_5m": 3.0})
     assert slo["latency_p99_ms"] == pytest.approx(310.0)
     alerts = json.loads((dest / "alerts.json").read_text())
     assert [a["labels"]["alertname"] for a in alerts["alertmanager"]] == ["ShipwayAvailabilityBudgetBurn"]
@@ -123,6 +125,7 @@ def test_snapshot_collects_every_source_into_one_timestamped_directory(
     assert len((dest / "logs" / "iris-requests.jsonl").read_text().splitlines()) == 50
     summary = (dest / "summary.md").read_text()
     assert "| iris | 3 | 3 | 3 |" in summary
+    assert "| iris | 2 | 0.5 | 3 | - | 310 |" in summary
     assert "ShipwayAvailabilityBudgetBurn (page) model=iris" in summary
     assert "iris.petal_width: 0.410" in summary and "sepal_width" not in summary
     assert {"/api/v1/query", "/api/v1/query_range", "/api/v2/alerts", "/api/traces", "/version"} <= set(seen)
