@@ -24,71 +24,21 @@ import pulumi_aws as aws
 
 from components.aws._base import account_facts, aws_tags, policy_json, prefix, scoped_role, statement
 from components.common import ObservabilityArgs
-from shipway_core.config import AwsSettings
+from shipway_core.config import AwsSettings, SloSettings
+from shipway_core.observability.rules import generate_rules
 
 _GRAFANA_QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
 
 
+def slo_of(args: ObservabilityArgs) -> SloSettings:
+    """The stack's SLO as the shared generators take it (targets not in the Args keep defaults)."""
+    return SloSettings(availability=args.availability, latency_p99_ms=args.latency_p99_ms, drift_psi=args.drift_psi)
+
+
 def slo_rules(args: ObservabilityArgs) -> dict[str, Any]:
-    """Prometheus rule groups (as data) derived from the environment's SLOs."""
-    error_budget = round(1 - args.availability, 6)
-    latency_s = args.latency_p99_ms / 1000
-    return {
-        "groups": [
-            {
-                "name": f"shipway-{args.environment}-slo",
-                "rules": [
-                    {
-                        "record": "shipway:error_ratio:rate5m",
-                        "expr": "sum by (model, version) "
-                        '(rate(shipway_requests_total{status_class="5xx"}[5m])) '
-                        "/ clamp_min(sum by (model, version) (rate(shipway_requests_total[5m])), 1e-9)",
-                    },
-                    {
-                        "record": "shipway:latency_p99_seconds:5m",
-                        "expr": "histogram_quantile(0.99, sum by (model, version, le) "
-                        "(rate(shipway_request_duration_seconds_bucket[5m])))",
-                    },
-                    {
-                        "alert": "ShipwayErrorBudgetBurn",
-                        "expr": f"shipway:error_ratio:rate5m > {error_budget * 14.4:g}",
-                        "for": "5m",
-                        "labels": {"severity": "page", "environment": args.environment},
-                        "annotations": {
-                            "summary": "{{ $labels.model }} v{{ $labels.version }} burns its error budget "
-                            f"14.4x faster than the {args.availability} SLO allows"
-                        },
-                    },
-                    {
-                        "alert": "ShipwayLatencyP99High",
-                        "expr": f"shipway:latency_p99_seconds:5m > {latency_s:g}",
-                        "for": "10m",
-                        "labels": {"severity": "page", "environment": args.environment},
-                        "annotations": {
-                            "summary": f"{{{{ $labels.model }}}} p99 latency above {args.latency_p99_ms:g} ms"
-                        },
-                    },
-                    {
-                        "alert": "ShipwayFeatureDrift",
-                        "expr": f"max by (model, version) (shipway_feature_psi) > {args.drift_psi:g}",
-                        "for": "30m",
-                        "labels": {"severity": "ticket", "environment": args.environment},
-                        "annotations": {
-                            "summary": "{{ $labels.model }} v{{ $labels.version }} feature drift PSI above "
-                            f"{args.drift_psi:g}"
-                        },
-                    },
-                    {
-                        "alert": "ShipwayModelDown",
-                        "expr": "absent(shipway_model_info)",
-                        "for": "5m",
-                        "labels": {"severity": "page", "environment": args.environment},
-                        "annotations": {"summary": f"no Shipway model reports metrics in {args.environment}"},
-                    },
-                ],
-            }
-        ]
-    }
+    """The shared Prometheus rule file (``shipway_core.observability.rules``) for AMP: the same
+    recording rules and burn-rate alerts as every other target."""
+    return generate_rules(slo_of(args), sorted(args.endpoints), args.environment)
 
 
 def alertmanager_definition(topic_arn: str, region: str) -> str:

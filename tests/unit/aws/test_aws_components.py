@@ -14,6 +14,8 @@ from components.aws.kms import KEY_ACCOUNT_ACTIONS, PlatformKey, PlatformKeyArgs
 from components.aws.observability import Observability
 from components.aws.secrets import Secrets, secret_key
 from components.common import ObservabilityArgs, SecretsArgs
+from shipway_core.config import SloSettings
+from shipway_core.observability.rules import generate_rules
 from tests.support.recording import FAKE_ACCOUNT, record, resolve
 from tests.unit.aws.support import KEY_ARN, REGION, SETTINGS, TAGS, doc, outputs, statements_by_sid
 
@@ -200,16 +202,18 @@ def test_observability_children_and_encryption():
     assert topic_policy["DenyInsecureTransport"]["Effect"] == "Deny"
 
 
-def test_slo_rules_thresholds_come_from_the_args():
+def test_slo_rules_are_the_shared_rule_file_for_the_args_slo():
     rec = _observability()
-    rules = json.loads(rec.named("obs-rules").inputs["data"])["groups"][0]["rules"]
-    alerts = {r["alert"]: r["expr"] for r in rules if "alert" in r}
-    assert alerts == {
-        "ShipwayErrorBudgetBurn": "shipway:error_ratio:rate5m > 0.0144",
-        "ShipwayLatencyP99High": "shipway:latency_p99_seconds:5m > 0.2",
-        "ShipwayFeatureDrift": "max by (model, version) (shipway_feature_psi) > 0.25",
-        "ShipwayModelDown": "absent(shipway_model_info)",
-    }
+    rules = json.loads(rec.named("obs-rules").inputs["data"])
+    slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25)
+    assert rules == generate_rules(slo, ["churn"], "prod")
+    page = next(r for g in rules["groups"] for r in g["rules"]
+                if r.get("alert") == "ShipwayAvailabilityBudgetBurn" and r["labels"]["severity"] == "page")
+    assert "> 0.0144" in page["expr"]  # 14.4 x (1 - 0.999)
+
+
+def test_alertmanager_publishes_to_the_topic():
+    rec = _observability()
     definition = rec.named("obs-alertmanager").inputs["definition"]
     assert "topic_arn: arn:aws:mock:eu-west-1:000000000000:obs-alerts" in definition
     assert f"region: {REGION}" in definition
