@@ -26,6 +26,7 @@ from typing import Any
 from pulumi.dynamic import CheckResult, CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from components.local import process
+from shipway_core.local import status_file
 
 # Numbers cross the engine as protobuf doubles; these keys are integers to us.
 _INT_KEYS = frozenset({"port", "pid", "modelVersion", "startTimeout"})
@@ -79,7 +80,7 @@ class _ProcessProvider(ResourceProvider):
 
     def status_file(self, props: dict[str, Any]) -> Path:
         """Where the supervisor publishes restarts and the child's pid (read by `env status`)."""
-        return Path(props["dataDir"]) / f"{props['shipwayKind']}.status.json"
+        return status_file(Path(props["dataDir"]), props["shipwayKind"])
 
     def spawn(self, props: dict[str, Any], argv: list[str], env: dict[str, str] | None = None,
               cwd: Path | None = None) -> subprocess.Popen[bytes]:

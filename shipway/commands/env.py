@@ -7,6 +7,7 @@ endpoint becomes a cell saying so, never a traceback.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from shipway.promotion import Services
 from shipway.registry import Registry, RegistryError
 from shipway.verify import probe_status
 from shipway_core.config import ENVIRONMENTS
+from shipway_core.local import process_status_files
 from shipway_core.outputs import EndpointOutputs, OutputsError, PlatformOutputs
 
 app = typer.Typer()
@@ -73,6 +75,23 @@ def _api_key(endpoint: EndpointOutputs) -> str | None:
     """The local target keeps the key in a 0600 file; cloud keys are read by the target's adapter."""
     ref = endpoint.api_key_ref
     return Path(ref).read_text().strip() if ref and ref.startswith("/") and Path(ref).is_file() else None
+
+
+def _restarts(path: Path) -> dict[str, Any]:
+    """A local process's supervisor state (restarts since start), or why it is unknown."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {"state": "unknown", "restarts": None}
+    return {"state": data.get("state", "unknown"), "restarts": data.get("restarts"),
+            "last_restart_at": data.get("last_restart_at")}
+
+
+def _processes(cfg: Any, root: Path) -> dict[str, dict[str, Any]]:
+    """Supervisor state of every process the local stack runs (restarts are counted there)."""
+    if cfg.cloud != "local":
+        return {}
+    return {name: _restarts(path) for name, path in process_status_files(cfg, root).items()}
 
 
 def _endpoint_status(outputs: PlatformOutputs, model: str) -> dict[str, Any]:
@@ -120,6 +139,7 @@ def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict
         return row
     outputs: PlatformOutputs | str = _outputs(services, env)
     row["deployed"] = isinstance(outputs, PlatformOutputs)
+    row["processes"] = _processes(cfg, services.repo_root()) if row["deployed"] else {}
     registry = _registry(services, cfg, outputs, cache) if cfg.models else None
     for name, pin in sorted(cfg.models.items()):
         model: dict[str, Any] = {
@@ -132,6 +152,7 @@ def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict
         else:
             health = "not deployed" if outputs == "not deployed" else "unknown"
             model.update(health=health, serving_version=None, detail=outputs)
+        model["restarts"] = (row["processes"].get(f"endpoint/{name}") or {}).get("restarts")
         model["last_change"] = _last_change(audit, env, name)
         row["models"].append(model)
     return row
@@ -139,14 +160,14 @@ def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict
 
 def _render(rows: list[dict[str, Any]]) -> None:
     table = Table(title="Shipway environments")
-    for col in ("env", "model", "pinned", "alias", "serving", "health", "last change"):
+    for col in ("env", "model", "pinned", "alias", "serving", "health", "restarts", "last change"):
         table.add_column(col)
     for row in rows:
         if row["error"]:
-            add_row(table, row["env"], "-", "-", "-", "-", "-", row["error"])
+            add_row(table, row["env"], "-", "-", "-", "-", "-", "-", row["error"])
             continue
         if not row["models"]:
-            add_row(table, row["env"], "(no models pinned)", "", "", "", "", "")
+            add_row(table, row["env"], "(no models pinned)", "", "", "", "", "", "")
         for m in row["models"]:
             last = m["last_change"]
             change = (
@@ -162,8 +183,13 @@ def _render(rows: list[dict[str, Any]]) -> None:
                 "-" if m["alias"] is None else str(m["alias"]),
                 "-" if m["serving_version"] is None else str(m["serving_version"]),
                 str(m["health"]),
+                "-" if m.get("restarts") is None else str(m["restarts"]),
                 change,
             )
+        for name, proc in sorted(row.get("processes", {}).items()):
+            if not name.startswith("endpoint/"):
+                add_row(table, row["env"], f"({name})", "", "", "", str(proc["state"]),
+                        "-" if proc["restarts"] is None else str(proc["restarts"]), "")
     table_console().print(table)
 
 

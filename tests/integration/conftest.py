@@ -115,7 +115,7 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
     shutil.copy(ROOT / "infra" / "__main__.py", project / "infra" / "__main__.py")
     base = free_port_block(12)
     ports = {"tracking": base, "endpoints": base + 2, "prometheus": base + 6, "alertmanager": base + 7,
-             "jaegerOtlp": base + 8, "jaegerQuery": base + 9}
+             "jaegerOtlp": base + 8, "jaegerQuery": base + 9, "alertSink": base + 11}
     env = engine.pulumi_env(stack, ROOT)
     (tmp / "state").mkdir()
     env["PULUMI_BACKEND_URL"] = f"file://{tmp / 'state'}"
@@ -128,6 +128,7 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
         local={"trackingPort": ports["tracking"], "endpointBasePort": ports["endpoints"],
                "prometheusPort": ports["prometheus"], "alertmanagerPort": ports["alertmanager"],
                "jaegerOtlpPort": ports["jaegerOtlp"], "jaegerQueryPort": ports["jaegerQuery"],
+               "alertSinkPort": ports["alertSink"],
                "dataDir": str(data_dir)},
         slo={"availability": 0.995, "latencyP99Ms": 250, "driftPsi": 0.2},
     )

@@ -15,6 +15,8 @@ from shipway.commands import audit as audit_cmd
 from shipway.commands import env as env_cmd
 from shipway.commands import model as model_cmd
 from shipway.promotion import Services
+from shipway_core.config import load_stack_file
+from shipway_core.local import process_status_files
 
 from .conftest import ACTOR, MODEL
 
@@ -164,6 +166,11 @@ def test_env_status_works_with_partial_information(invoke, repo, engine, registr
                              "registryUri": "http://127.0.0.1:1",
                              "endpoints": {MODEL: {"url": url, "version": 1, "status": url}}}
     engine.outputs["local"] = {}  # a stack that exists but was never deployed
+    # The supervisor of dev's endpoint restarted it twice (components/local/supervisor.py writes this).
+    cfg = load_stack_file(repo / "stacks" / "Pulumi.dev.yaml")
+    status = process_status_files(cfg, repo)[f"endpoint/{MODEL}"]
+    status.parent.mkdir(parents=True, exist_ok=True)
+    status.write_text(json.dumps({"version": 1, "state": "running", "restarts": 2, "pid": 1}))
     registry.client.set_registered_model_alias(MODEL, "dev", "1")
     (repo / "stacks" / "Pulumi.prod.yaml").unlink()
     invoke("model", "promote", MODEL, "--to", "test", "--version", "1")
@@ -171,6 +178,7 @@ def test_env_status_works_with_partial_information(invoke, repo, engine, registr
     assert result.exit_code == 0, result.output
     envs = {row["env"]: row for row in json.loads(result.stdout)["envs"]}
     dev = envs["dev"]["models"][0]
+    assert dev["restarts"] == 2 and envs["dev"]["processes"]["mlflow"] == {"state": "unknown", "restarts": None}
     assert (dev["pinned"], dev["alias"], dev["health"], dev["serving_version"]) == (1, 1, "down", None)
     test = envs["test"]["models"][0]
     assert (test["health"], test["detail"]) == ("unknown", "no stack outputs (RuntimeError)")
