@@ -10,7 +10,8 @@ platform lead reports need no other source:
 * **change failure rate**: deployments followed, before the next one, by a failed ``up``, a
   failed verification or a rollback;
 * **time to restore**: from that failure to the next passing verification of the model in the
-  environment (what ``rollback`` -> ``up`` -> ``verify ok`` takes).
+  environment (what ``rollback`` -> ``up`` -> ``verify ok`` takes); incidents recorded by
+  ``shipway incident close`` are reported beside it (count and median open -> close time).
 
 Pure functions over records (dicts as :class:`shipway.audit.AuditLog` returns them), so they
 are table-tested without a registry or an engine.
@@ -65,6 +66,8 @@ class DeliveryRow:
     change_failure_rate: float | None = None
     time_to_restore_minutes_median: float | None = None
     unrestored_failures: int = 0
+    incidents: int = 0
+    incident_minutes_median: float | None = None
     versions: list[int] = field(default_factory=list)
 
 
@@ -138,18 +141,38 @@ def delivery_report(records: Iterable[Mapping[str, Any]], *, now: datetime, sinc
         if (env is not None and d.env != env) or d.at < window_start or d.at > now:
             continue
         groups.setdefault((d.model, d.env), []).append(d)
+    incidents = _incidents(records, window_start, now, env)
+    for key in incidents:
+        groups.setdefault(key, [])
     for (model, e), items in sorted(groups.items()):
         failures = [d for d in items if d.failed_at is not None]
         restores = [(d.restored_at - d.failed_at).total_seconds() / 60.0 for d in failures
                     if d.restored_at is not None and d.failed_at is not None]
         leads = [d.lead_time.total_seconds() / 3600.0 for d in items if d.lead_time is not None]
+        durations = incidents.get((model, e), [])
         rows[(model, e)] = DeliveryRow(
             model=model, env=e, deployments=len(items), deployments_per_day=round(len(items) / days, 4),
             lead_time_hours_median=_median(leads), lead_time_basis="first_audit_record" if fallback else "registry",
-            change_failures=len(failures), change_failure_rate=round(len(failures) / len(items), 4),
+            change_failures=len(failures),
+            change_failure_rate=round(len(failures) / len(items), 4) if items else None,
             time_to_restore_minutes_median=_median(restores), unrestored_failures=len(failures) - len(restores),
+            incidents=len(durations), incident_minutes_median=_median(durations),
             versions=[d.version for d in items if d.version is not None])
     return list(rows.values())
+
+
+def _incidents(records: Iterable[Mapping[str, Any]], start: datetime, now: datetime,
+               env: str | None) -> dict[tuple[str, str], list[float]]:
+    """Closed incidents per (model, env) in the window: their open -> close minutes."""
+    out: dict[tuple[str, str], list[float]] = {}
+    for r in records:
+        details = r.get("details") or {}
+        if r.get("action") != "incident" or (env is not None and r.get("env") != env):
+            continue
+        if not start <= parse_ts(r["ts"]) <= now or not isinstance(details.get("duration_minutes"), int | float):
+            continue
+        out.setdefault((str(r.get("model")), str(r.get("env"))), []).append(float(details["duration_minutes"]))
+    return out
 
 
 def as_json(rows: Iterable[DeliveryRow]) -> list[dict[str, Any]]:
@@ -165,6 +188,9 @@ _METRICS = (
      "verification or rollback", "change_failure_rate"),
     ("shipway_delivery_time_to_restore_minutes", "gauge", "Median time from a failed change to the next "
      "passing verification", "time_to_restore_minutes_median"),
+    ("shipway_delivery_incidents", "gauge", "Incidents closed in the report window", "incidents"),
+    ("shipway_delivery_incident_minutes", "gauge", "Median incident duration (open to close)",
+     "incident_minutes_median"),
 )
 
 

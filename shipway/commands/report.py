@@ -103,11 +103,12 @@ def delivery(
         return
     table = Table(title="Shipway delivery report")
     for col in ("model", "env", "deploys", "per day", "lead time h (median)", "change failure rate",
-                "time to restore min (median)", "unrestored"):
+                "time to restore min (median)", "unrestored", "incidents (median min)"):
         table.add_column(col)
     for r in rows:
         add_row(table, r.model, r.env, r.deployments, f"{r.deployments_per_day:.3f}",
                 f"{_hours(r.lead_time_hours_median)} ({r.lead_time_basis})",
                 "-" if r.change_failure_rate is None else f"{r.change_failure_rate:.0%}",
-                _hours(r.time_to_restore_minutes_median), r.unrestored_failures)
+                _hours(r.time_to_restore_minutes_median), r.unrestored_failures,
+                f"{r.incidents} ({_hours(r.incident_minutes_median)})")
     table_console().print(table)
