@@ -184,7 +184,8 @@ def parse_csv(body: bytes, schema: InputSchema, max_rows: int) -> Batch:
            for j, name in enumerate(header)}
     types = {c.name: c.type for c in schema.columns}
     for name, values in raw.items():
-        raw[name] = _from_text(name, types.get(name, "string"), values)
+        if name in types:  # other columns are ignored, so never converted
+            raw[name] = _from_text(name, types[name], values)
     return _validated(raw, len(data), schema)
 
 
@@ -219,8 +220,7 @@ def batch_from_columns(columns: Mapping[str, Sequence[Any]], schema: InputSchema
 
 
 def _check_rows(n_rows: int, max_rows: int) -> None:
-    if n_rows == 0:
-        raise BadRequest("payload has no rows; send at least one row")
+    # An empty payload is refused in _validated, after the column check, in MLflow's order.
     if n_rows > max_rows:
         raise BadRequest(
             f"payload has {n_rows} rows, more than the limit of {max_rows}; split it into smaller requests"
@@ -258,6 +258,8 @@ def _transpose(rows: list[Any], columns: Sequence[str], where: str) -> dict[str,
             raise BadRequest(f"{where}[{i}] must be a list of {width} values, got {_type_name(row)}")
         if len(row) != width:
             raise BadRequest(f"{where}[{i}] has {len(row)} values but there are {width} columns")
+    if not rows:
+        return {name: [] for name in columns}
     return {name: list(col) for name, col in zip(columns, zip(*rows, strict=True), strict=True)}
 
 
@@ -296,30 +298,77 @@ def _from_inputs(value: Any, where: str, schema: InputSchema, max_rows: int) -> 
                              f"every column needs one value per row")
         n_rows = lengths.pop() if lengths else 0
         _check_rows(n_rows, max_rows)
+        _check_tensor_values(value, where)
         return dict(value), n_rows
     if isinstance(value, list):
         _check_rows(len(value), max_rows)
-        if type(value[0]) is dict:
-            return _from_records(value, where, schema, max_rows)
-        # MLflow matches a list of rows against a column signature by name, and rows carry no
-        # names, so it rejects them; positional rows would silently score misordered features.
-        raise BadRequest(f"{where} is a list of rows without column names, but the model expects named "
-                         f"columns {schema.describe()}; send {where} as an object mapping column name "
-                         f"to values, a list of objects, or use dataframe_split", INVALID_PARAMETER_VALUE)
-    raise BadRequest(f"{where} must be a list of rows (each a list of values in the order "
-                     f"{schema.describe()}) or an object mapping column name to a list of values")
+        if value and type(value[0]) is dict:
+            raw, n_rows = _from_records(value, where, schema, max_rows)
+            _check_tensor_values(raw, where)
+            return raw, n_rows
+        if value:
+            _refuse_positional(value, where, schema)
+        return {}, 0
+    raise BadRequest(f"{where} must be an object mapping column name to a list of values, or a list of "
+                     f"objects mapping column name to value", INVALID_PARAMETER_VALUE)
+
+
+def _check_tensor_values(raw: Mapping[str, list[Any]], where: str) -> None:
+    """MLflow turns each `inputs` column into a numpy array first: an object in a column fails
+    that conversion (BAD_REQUEST) before any column is checked against the signature; a nested
+    list makes a column of the wrong shape (INVALID_PARAMETER_VALUE)."""
+    nested = None
+    for name, values in raw.items():
+        kinds = set(map(type, values))
+        if kinds.isdisjoint((dict, list)):
+            continue
+        for row, v in enumerate(values):
+            if type(v) is dict:
+                raise BadRequest(f"{where} column '{name}' row {row}: expected a value, got an object")
+            if type(v) is list and nested is None:
+                nested = (name, row)
+        if kinds != {list} or len({len(v) for v in values}) > 1:
+            # Arrays mixed with values, or of several lengths: not even a (ragged) numpy array.
+            raise BadRequest(f"{where} column '{name}' row {nested[1] if nested else 0}: expected a value, "
+                             f"got an array")
+    if nested is not None:
+        raise BadRequest(f"{where} column '{nested[0]}' row {nested[1]}: expected a value, got an array",
+                         INVALID_PARAMETER_VALUE)
+
+
+def _refuse_positional(rows: list[Any], where: str, schema: InputSchema) -> None:
+    """Rows without column names: MLflow cannot match them to a column signature.
+
+    Positional rows would silently score misordered features, so MLflow refuses them
+    (INVALID_PARAMETER_VALUE), unless the rows do not even form a numeric array (nested
+    values, ragged rows, text for an all-numeric model): those fail earlier, as BAD_REQUEST.
+    """
+    scalars = (int, float, bool, type(None)) if schema.all_numeric else (int, float, bool, str, type(None))
+    width = len(rows[0]) if type(rows[0]) is list else -1
+    for i, row in enumerate(rows):
+        if type(row) is not list or len(row) != width or not all(isinstance(v, scalars) for v in row):
+            raise BadRequest(f"{where}[{i}] is not a row of {'numbers' if schema.all_numeric else 'values'} "
+                             f"like the others; send named columns {schema.describe()} instead")
+    raise BadRequest(f"{where} is a list of rows without column names, but the model expects named "
+                     f"columns {schema.describe()}; send {where} as an object mapping column name "
+                     f"to values, a list of objects, or use dataframe_split", INVALID_PARAMETER_VALUE)
 
 
 def _validated(raw: Mapping[str, list[Any]], n_rows: int, schema: InputSchema) -> Batch:
+    # MLflow's order: the columns present are converted while parsing (BAD_REQUEST), then the
+    # signature is enforced (a missing column: INVALID_PARAMETER_VALUE), then the model sees no rows.
     columns: dict[str, list[Any]] = {}
     for spec in schema.columns:
         values = raw.get(spec.name, _MISSING)
-        if values is _MISSING:
-            if spec.required:
-                raise BadRequest(f"missing column '{spec.name}'; the model expects the columns "
-                                 f"{schema.describe()}", INVALID_PARAMETER_VALUE)
-            values = [None] * n_rows
-        columns[spec.name] = _check_types(spec, values)  # type: ignore[arg-type]
+        if values is not _MISSING:
+            columns[spec.name] = _check_types(spec, values)  # type: ignore[arg-type]
+        elif spec.required:
+            raise BadRequest(f"missing column '{spec.name}'; the model expects the columns "
+                             f"{schema.describe()}", INVALID_PARAMETER_VALUE)
+    if n_rows == 0:
+        raise BadRequest("payload has no rows; send at least one row")
+    if len(columns) < len(schema.columns):
+        columns = {spec.name: columns.get(spec.name) or [None] * n_rows for spec in schema.columns}
     return Batch(n_rows=n_rows, columns=columns)
 
 

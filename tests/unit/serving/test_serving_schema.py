@@ -127,7 +127,10 @@ def test_extra_columns_are_ignored_like_mlflow() -> None:
      "dataframe_split.columns has column 'a' more than once"),
     (b'{"dataframe_split": {"columns": ["a"]}}',
      "dataframe_split.data is required: a list of rows, each a list of values"),
-    (b'{"dataframe_split": {"columns": ["a"], "data": []}}', "payload has no rows; send at least one row"),
+    (b'{"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": []}}',
+     "payload has no rows; send at least one row"),
+    (b'{"dataframe_split": {"columns": ["a"], "data": []}}',
+     f"missing column 'b'; the model expects the columns {COLS}"),
     (b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3]]}}',
      "dataframe_split.data[1] has 1 values but there are 2 columns"),
     (b'{"dataframe_split": {"columns": ["a"], "data": [5]}}',
@@ -144,8 +147,8 @@ def test_extra_columns_are_ignored_like_mlflow() -> None:
     (b'{"inputs": {"a": [1], "b": 2}}', "inputs.b must be a list of values, one per row"),
     (b'{"inputs": {"a": [1], "b": [1, 2]}}',
      "inputs columns have different lengths [1, 2]; every column needs one value per row"),
-    (b'{"inputs": "abc"}', "inputs must be a list of rows (each a list of values in the order "
-                           f"{COLS}) or an object mapping column name to a list of values"),
+    (b'{"inputs": "abc"}', "inputs must be an object mapping column name to a list of values, or a list of "
+                           "objects mapping column name to value"),
     (b'{"dataframe_records": [{"a": "1.5x", "b": 1, "c": "x", "d": true}]}',
      "column 'a' row 0: expected double (a JSON number, a numeric string or null), got string \"1.5x\""),
     (b'{"dataframe_records": [{"a": 1, "b": 1.5, "c": "x", "d": true}]}',
@@ -155,6 +158,10 @@ def test_extra_columns_are_ignored_like_mlflow() -> None:
     (b'{"dataframe_records": [{"a": 1, "b": 1, "c": "x", "d": 1}]}',
      "column 'd' row 0: expected boolean (true or false), got integer 1"),
     (b'{"inputs": {"a": [[1]], "b": [1], "c": ["x"], "d": [true]}}',
+     "inputs column 'a' row 0: expected a value, got an array"),
+    (b'{"inputs": {"a": [{"v": 1}], "b": [1], "c": ["x"], "d": [true]}}',
+     "inputs column 'a' row 0: expected a value, got an object"),
+    (b'{"dataframe_records": [{"a": [1], "b": 1, "c": "x", "d": true}]}',
      "column 'a' row 0: expected double (a JSON number, a numeric string or null), got array [1]"),
 ])
 def test_malformed_payloads_get_exact_messages(body: bytes, message: str | None) -> None:
@@ -184,3 +191,36 @@ def test_batch_from_columns_validates_like_a_payload() -> None:
     assert batch_from_columns({"x": [1, 2.5]}, schema).n_rows == 2
     with pytest.raises(BadRequest, match="missing column 'x'"):
         batch_from_columns({"y": [1]}, schema)
+
+
+NUMERIC = InputSchema(columns=(ColumnSpec("a", "double"), ColumnSpec("b", "double")))
+
+
+@pytest.mark.parametrize(("rows", "code"), [
+    ([[1.0, 2.0]], INVALID_PARAMETER_VALUE),        # well-formed rows, but no names
+    ([[1.0, "abc"]], BAD_REQUEST),                  # text cannot form the numeric array
+    ([[1.0, [2.0]]], BAD_REQUEST),                  # nested
+    ([[1.0, 2.0], [1.0]], BAD_REQUEST),             # ragged
+])
+def test_positional_rows_fail_with_mlflows_code(rows: list[object], code: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_payload(orjson.dumps({"inputs": rows}), NUMERIC, 10)
+    assert err.value.code == code
+
+
+@pytest.mark.parametrize(("doc", "code"), [
+    ({"dataframe_split": {"columns": [], "data": []}}, INVALID_PARAMETER_VALUE),
+    ({"dataframe_split": {"columns": ["a", "b"], "data": []}}, BAD_REQUEST),
+    ({"inputs": []}, INVALID_PARAMETER_VALUE),
+    ({"inputs": "abc"}, INVALID_PARAMETER_VALUE),
+])
+def test_missing_columns_are_reported_before_an_empty_payload(doc: object, code: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_payload(orjson.dumps(doc), NUMERIC, 10)
+    assert err.value.code == code
+
+
+def test_a_json_body_sent_as_csv_is_missing_columns_like_mlflow() -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_csv(b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}', NUMERIC, 10)
+    assert err.value.code == INVALID_PARAMETER_VALUE
