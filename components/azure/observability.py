@@ -10,6 +10,9 @@ import pulumi_azure_native as azure_native
 
 from components.azure._shared import AzureTarget, access, client_config, grant
 from components.common import ObservabilityArgs, validate_tags
+from shipway_core.config import SloSettings
+from shipway_core.observability.azure import azure_rules
+from shipway_core.observability.rules import generate_rules
 
 _ENDPOINT_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
 
@@ -50,36 +53,26 @@ def drift_query(endpoint_name: str) -> str:
     )
 
 
-def _ratio(window: str) -> str:
-    """PromQL: share of 5xx responses per model over ``window``."""
-    return (f'sum by (model) (rate(shipway_requests_total{{status_class="5xx"}}[{window}])) / '
-            f"sum by (model) (rate(shipway_requests_total[{window}]))")
+def slo_of(args: ObservabilityArgs) -> SloSettings:
+    """The stack's SLO as the shared generators take it (targets not in the Args keep defaults)."""
+    return SloSettings(availability=args.availability, latency_p99_ms=args.latency_p99_ms, drift_psi=args.drift_psi)
 
 
 def prometheus_rules(
-    args: ObservabilityArgs, max_error_rate: float, action_group_id: pulumi.Input[str]
+    args: ObservabilityArgs, action_group_id: pulumi.Input[str]
 ) -> list[azure_native.alertsmanagement.PrometheusRuleArgs]:
-    """The same SLO alerts as the other targets, in PromQL over the serving app's metrics."""
-    latency_s = args.latency_p99_ms / 1000.0
-    specs = [
-        ("ShipwayHighLatencyP99", 2, "PT5M",
-         "histogram_quantile(0.99, sum by (le, model) (rate(shipway_request_duration_seconds_bucket[5m])))"
-         f" > {latency_s:g}", f"p99 latency above {args.latency_p99_ms:g} ms"),
-        ("ShipwayHighErrorRate", 1, "PT5M", f"{_ratio('5m')} > {max_error_rate:g}",
-         f"error rate above {max_error_rate:g}"),
-        ("ShipwayDrift", 3, "PT15M", f"max by (model) (shipway_feature_psi) > {args.drift_psi:g}",
-         f"feature drift PSI above {args.drift_psi:g}"),
-        ("ShipwayAvailability", 1, "PT5M", f"1 - ({_ratio('30m')}) < {args.availability:g}",
-         f"availability below {args.availability:g}"),
-    ]
+    """The shared rule file (same SLIs, burn-rate alerts and names as every target) as managed-
+    Prometheus rules; alerts notify the action group."""
+    rules = azure_rules(generate_rules(slo_of(args), sorted(args.endpoints), args.environment))
     return [
-        azure_native.alertsmanagement.PrometheusRuleArgs(
-            alert=alert, severity=severity, for_=duration, enabled=True, expression=expression,
-            labels={"environment": args.environment}, annotations={"summary": summary},
-            actions=[azure_native.alertsmanagement.PrometheusRuleGroupActionArgs(
-                action_group_id=action_group_id)],
+        azure_native.alertsmanagement.PrometheusRuleArgs(record=r["record"], expression=r["expression"], enabled=True)
+        if "record" in r
+        else azure_native.alertsmanagement.PrometheusRuleArgs(
+            alert=r["alert"], severity=r["severity"], for_=r.get("for"), enabled=True, expression=r["expression"],
+            labels=r["labels"], annotations=r["annotations"],
+            actions=[azure_native.alertsmanagement.PrometheusRuleGroupActionArgs(action_group_id=action_group_id)],
         )
-        for alert, severity, duration, expression, summary in specs
+        for r in rules
     ]
 
 
@@ -187,7 +180,7 @@ class Observability(pulumi.ComponentResource):
                 enabled=True,
                 interval="PT1M",
                 description=f"Shipway SLO alerts ({args.environment})",
-                rules=prometheus_rules(args, max_error_rate, self.actions.id),
+                rules=prometheus_rules(args, self.actions.id),
                 tags=self._tags,
                 opts=child,
             )

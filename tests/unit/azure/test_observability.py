@@ -9,8 +9,10 @@ import pytest
 from components.azure import AzureTarget, MonitoredResources, Observability
 from components.azure.observability import drift_query, error_rate_query, prometheus_rules
 from components.common import ObservabilityArgs
-from shipway_core.config import AzureSettings
+from shipway_core.config import AzureSettings, SloSettings
+from shipway_core.observability.azure import azure_rules, iso_duration
 from shipway_core.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
+from shipway_core.observability.rules import generate_rules
 from tests.support.recording import Recording, resolve
 from tests.unit.azure.provider import TAGS, output_is_secret, record_azure, role_id
 
@@ -115,15 +117,21 @@ def test_managed_prometheus_and_grafana_when_configured() -> None:
     assert amw["publicNetworkAccess"] == "Disabled"
     rules = rec.one("azure-native:alertsmanagement:PrometheusRuleGroup", "obs-rules").inputs
     assert rules["scopes"] == ["obs-prometheus-id"]
-    assert [r["alert"] for r in rules["rules"]] == [
-        "ShipwayHighLatencyP99", "ShipwayHighErrorRate", "ShipwayDrift", "ShipwayAvailability"]
-    assert rules["rules"][0]["expression"].endswith("> 0.3")
-    assert rules["rules"][0]["for"] == "PT5M"
-    assert rules["rules"][2]["expression"] == "max by (model) (shipway_feature_psi) > 0.25"
-    assert rules["rules"][1]["expression"] == (
-        'sum by (model) (rate(shipway_requests_total{status_class="5xx"}[5m])) / '
-        "sum by (model) (rate(shipway_requests_total[5m])) > 0.02")
-    assert {a["actionGroupId"] for r in rules["rules"] for a in r["actions"]} == {"obs-actions-id"}
+    slo = SloSettings(availability=ARGS.availability, latency_p99_ms=300.0, drift_psi=0.25)
+    shared = generate_rules(slo, ["iris"], "prod")
+    # The very expressions every other target runs, in the same order.
+    assert [r["expression"] for r in rules["rules"]] == [r["expr"] for g in shared["groups"] for r in g["rules"]]
+    burn_names = ("ShipwayAvailabilityBudgetBurn", "ShipwayLatencyBudgetBurn")
+    burns = [r for r in rules["rules"] if r.get("alert") in burn_names]
+    assert [(r["alert"], r["severity"], "for" in r) for r in burns] == [
+        ("ShipwayAvailabilityBudgetBurn", 1, False), ("ShipwayAvailabilityBudgetBurn", 3, False),
+        ("ShipwayLatencyBudgetBurn", 1, False), ("ShipwayLatencyBudgetBurn", 3, False),
+    ]
+    records = {r["record"]: r["expression"] for r in rules["rules"] if "record" in r}
+    assert 'le="0.3"' in records["model:shipway_request_slow:ratio_rate5m"]
+    assert next(r for r in rules["rules"] if r.get("alert") == "ShipwayEndpointDown")["for"] == "PT2M"
+    alerts = [r for r in rules["rules"] if "alert" in r]
+    assert {a["actionGroupId"] for r in alerts for a in r["actions"]} == {"obs-actions-id"}
     grafana = rec.one("azure-native:dashboard:Grafana", "obs-grafana").inputs
     assert grafana["identity"] == {"type": "SystemAssigned"}
     assert grafana["properties"]["publicNetworkAccess"] == "Disabled"
@@ -148,7 +156,18 @@ def test_every_endpoint_needs_an_id() -> None:
 
 
 def test_prometheus_rules_only_read_metrics_the_serving_app_exports() -> None:
-    for rule in prometheus_rules(ARGS, 0.02, "group-id"):
+    rules = prometheus_rules(ARGS, "group-id")
+    recorded = {r.record for r in rules if r.record}
+    for rule in rules:
         names = {base_metric(n) for n in metric_names(rule.expression)}
-        assert names, rule.alert
-        assert names <= SERVING_METRICS | EXTRA_METRICS, (rule.alert, names)
+        assert names, rule.alert or rule.record
+        assert names <= SERVING_METRICS | EXTRA_METRICS | recorded, (rule.alert, names)
+
+
+def test_azure_envelope_keeps_burn_alerts_without_for_and_maps_severity() -> None:
+    assert (iso_duration("2m"), iso_duration("1d"), iso_duration("30s")) == ("PT2M", "P1D", "PT30S")
+    with pytest.raises(ValueError, match="for: '1h30m' is not valid here"):
+        iso_duration("1h30m")
+    doc = {"groups": [{"name": "g", "rules": [{"alert": "A", "expr": "x > 1", "labels": {"severity": "urgent"}}]}]}
+    with pytest.raises(ValueError, match="severity: 'urgent' is not valid; allowed: page, ticket"):
+        azure_rules(doc)
