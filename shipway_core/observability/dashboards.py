@@ -13,6 +13,7 @@ from typing import Any
 
 from shipway_core.config import SloSettings
 from shipway_core.observability.rules import JOB, error_ratio_record, latency_record
+from shipway_core.observability.slo import SLO_PERIOD_DAYS, Slo, slos
 
 SCHEMA_VERSION = 39
 GRID_WIDTH = 24
@@ -182,11 +183,40 @@ def _panel_json(panel: Panel, panel_id: int, pos: dict[str, int]) -> dict[str, A
     }
 
 
+def _slo_panels(b: DashboardBuilder, objective: Slo, rec: str) -> None:
+    """Budget left over the SLO period and the burn rate over each alert window, for one SLO."""
+    budget = f"{objective.budget:.6g}"
+    b.add(
+        Panel(
+            f"Error budget remaining: {objective.name} (30d)",
+            # mean of the 5m ratio over the period (as Sloth does): unweighted by traffic, cheap to query
+            (Target(f"1 - avg_over_time({objective.record('5m')}{rec}[{SLO_PERIOD_DAYS}d]) / {budget}", instant=True),),
+            kind="stat",
+            unit="percentunit",
+            width=6,
+            height=5,
+            thresholds=((0.0, "red"), (0.25, "orange"), (0.5, "green")),
+            description=f"Share of the {objective.name} error budget ({budget} of requests may be "
+            f"{objective.bad_event}) not yet spent; below 0 the SLO is broken.",
+        )
+    )
+    b.add(
+        Panel(
+            f"Burn rate: {objective.name}",
+            tuple(Target(f"{objective.record(w)}{rec} / {budget}", w) for w in ("5m", "1h", "6h", "1d", "3d")),
+            width=6,
+            height=5,
+            thresholds=((1.0, "yellow"), (3.0, "orange"), (6.0, "red")),
+            description="1 = spending the budget exactly over 30 days. Tickets at 3 (1d) / 1 (3d), "
+            "pages at 14.4 (1h) / 6 (6h), each confirmed by its short window.",
+        )
+    )
+
+
 def endpoint_dashboard(model: str, environment: str, slo: SloSettings) -> dict[str, Any]:
     """One endpoint: SLO signals first (what pages), then the model's own health."""
     sel = f'{{job="{JOB}",model="{model}",version=~"$version"}}'
     rec = f'{{model="{model}"}}'
-    budget = 1.0 - slo.availability
     b = DashboardBuilder(
         title=f"Shipway endpoint: {model} ({environment})",
         uid=f"shipway-{environment}-{model}"[:40],
@@ -194,28 +224,8 @@ def endpoint_dashboard(model: str, environment: str, slo: SloSettings) -> dict[s
     )
     b.variables.append(query_variable("version", f'label_values(shipway_model_info{{model="{model}"}}, version)'))
     b.row("Service level")
-    b.add(
-        Panel(
-            "Availability (1d)",
-            (Target(f"1 - {error_ratio_record('1d')}{rec}", instant=True),),
-            kind="stat",
-            unit="percentunit",
-            width=6,
-            height=5,
-            description=f"Share of non-5xx requests over a day; the SLO is {slo.availability:.3%}.",
-        )
-    )
-    b.add(
-        Panel(
-            "Error budget burn rate (1h)",
-            (Target(f"{error_ratio_record('1h')}{rec} / {budget:.6g}"),),
-            kind="stat",
-            width=6,
-            height=5,
-            thresholds=((6.0, "orange"), (14.4, "red")),
-            description="1 = spending the budget exactly over the SLO period; 14.4 pages.",
-        )
-    )
+    for objective in slos(slo):
+        _slo_panels(b, objective, rec)
     b.add(
         Panel(
             "Latency",
@@ -374,8 +384,8 @@ def platform_dashboard(environment: str, slo: SloSettings) -> dict[str, Any]:
     )
     b.add(
         Panel(
-            "Error budget burn (1h) by model",
-            (Target(f"{error_ratio_record('1h')} / {1 - slo.availability:.6g}", "{{model}}"),),
+            "Error budget burn (1h) by model and SLO",
+            tuple(Target(f"{o.record('1h')} / {o.budget:.6g}", f"{{{{model}}}} {o.name}") for o in slos(slo)),
             width=12,
             thresholds=((14.4, "red"),),
         )

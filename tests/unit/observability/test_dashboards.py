@@ -113,3 +113,17 @@ def test_builder_wraps_rows_without_overlap_and_validates_panels() -> None:
         Panel("wide", (Target("x"),), width=25)
     with pytest.raises(ValueError, match="targets: panel 'empty' has no queries"):
         Panel("empty", ())
+
+
+def test_endpoint_dashboard_shows_budget_remaining_and_burn_rates_per_slo() -> None:
+    dash = endpoint_dashboard("iris", "prod", SloSettings(availability=0.999, latency_objective=0.95))
+    exprs = {p["title"]: [t["expr"] for t in p.get("targets", [])] for p in dash["panels"]}
+    assert exprs["Error budget remaining: availability (30d)"] == [
+        '1 - avg_over_time(model:shipway_request_errors:ratio_rate5m{model="iris"}[30d]) / 0.001'
+    ]
+    assert exprs["Error budget remaining: latency (30d)"] == [
+        '1 - avg_over_time(model:shipway_request_slow:ratio_rate5m{model="iris"}[30d]) / 0.05'
+    ]
+    assert exprs["Burn rate: latency"] == [
+        f'model:shipway_request_slow:ratio_rate{w}{{model="iris"}} / 0.05' for w in ("5m", "1h", "6h", "1d", "3d")
+    ]
