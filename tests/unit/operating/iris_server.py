@@ -18,14 +18,14 @@ from shipway.serving.cli import config_from_args
 from shipway.serving.config import Pin
 from shipway.serving.model import LoadedModel, ModelLoadError
 from shipway.serving.server import run
-from tests.unit.operating.conftest import iris_loader
+from tests.unit.operating.support import iris_loader
 
 
 def main() -> int:
     from sklearn.datasets import load_iris
     from sklearn.linear_model import LogisticRegression
 
-    from tests.unit.operating.conftest import IRIS_COLUMNS
+    from tests.unit.operating.support import IRIS_COLUMNS
 
     x, y = load_iris(return_X_y=True, as_frame=True)
     x.columns = IRIS_COLUMNS

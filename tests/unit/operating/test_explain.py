@@ -22,7 +22,7 @@ from shipway.explain import (
     global_tag_value,
     permutations_for,
 )
-from tests.unit.operating.conftest import AUTH, IRIS_COLUMNS, Served
+from tests.unit.operating.support import AUTH, IRIS_COLUMNS, Served
 
 FEATURES = ("a", "b", "c")
 

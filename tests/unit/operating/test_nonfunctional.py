@@ -17,8 +17,8 @@ from shipway import nonfunctional as nft
 from shipway.cli import app
 from shipway.promotion import Services
 from shipway_core.config import SloSettings
-from tests.unit.operating.conftest import IRIS_COLUMNS, live_server
 from tests.unit.operating.observability_stub import observability_stub
+from tests.unit.operating.support import IRIS_COLUMNS, live_server
 from tests.unit.operating.test_incident import FakeEngine
 
 BODY = json.dumps({"dataframe_split": {"columns": IRIS_COLUMNS, "data": [[5.1, 3.5, 1.4, 0.2]]}}).encode()
