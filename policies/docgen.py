@@ -103,6 +103,35 @@ page with `python -m policies.docgen`.
   gate-evidence rule has nothing to ask and does nothing; an unreachable registry blocks prod
   (`requireReachableRegistry: true`) and is skipped on local/dev.
 
+## Coverage: which types each rule family judges
+
+[`docs/policy-coverage.md`](policy-coverage.md) is the table of every resource type the
+components create (found by recording-mock runs of `infra` on every target and option set) and
+the common alternatives, against each rule family (encryption, exposure, privilege, audit,
+hardening, pinning, capacity, images, retention, tags). `policies/coverage.py` holds the
+families and, from the rule modules' own type constants, the types each rule judges;
+`tests/policies/test_coverage.py` fails when a component starts creating a type no family
+claims, when a family's type is judged by none of its rules, or when the table is stale
+(regenerate with `python -m tests.policies.coverage_table`). Known gaps are listed there as such.
+
+## What the rules read
+
+- **Inside JSON strings.** Some inputs arrive as JSON *strings* (an ECS task definition's
+  `containerDefinitions`, IAM documents, the AWS provider's `defaultTags`); the secrets, image and
+  tag rules parse them and judge what is inside.
+- **Every spelling of a model pin.** Besides `SHIPWAY_MODEL_URI`/`MLFLOW_MODEL_URI`, any env var
+  named `*_MODEL_URI`/`modelUri`/`*MODEL_REF` is judged as a reference and any `*_MODEL_VERSION`/
+  `modelVersion` as a version number (`latest`, `Production` are moving). A raw artifact URL is
+  accepted only as `models/<name>/<N>/` of the pinned version and, when the rule's `artifactRoot`
+  setting is given (e.g. `s3://shipway-prod-models/`), only under that registry location.
+- **Images by digest.** `any-container-image-pin-digest` requires `<repo>@sha256:<digest>` in test
+  and prod on Kubernetes workloads and KServe, SageMaker models, ECS task definitions, Azure ML
+  environments/deployments, Container Apps and Container Instances; dev accepts a tag but never
+  `latest` or no tag. It is built and tested but *pending* (not yet served, see
+  `policies/registry.py`) until the Kubernetes tracking Postgres default image is pinned by digest.
+- **Provider default tags.** Tags from the AWS provider's `defaultTags` count as the resource's
+  own. Azure has no provider-level default tags in azure-native; tags come from the component.
+
 ## Rules ({count})
 
 | rule | kind | severity | local | dev | test | prod | checks | remediation |

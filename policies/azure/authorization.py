@@ -6,9 +6,11 @@ import re
 
 from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValidationPolicy, Severity
 
-from policies._core import DEFAULT_ENFORCEMENT, get
+from policies._core import DEFAULT_ENFORCEMENT, get, items
 
 ROLE_ASSIGNMENT = "azure-native:authorization:RoleAssignment"
+ROLE_DEFINITION = "azure-native:authorization:RoleDefinition"
+_PERMISSION_LISTS = ("actions", "dataActions")
 # Built-in role definition ids that grant (almost) everything on their scope.
 BROAD_ROLES = {
     "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
@@ -52,4 +54,35 @@ roleassignment_disallow_broad_grant = ResourceValidationPolicy(
     ),
 )
 
-POLICIES = [roleassignment_disallow_broad_grant]
+def _wildcard(action: str) -> bool:
+    """``*`` or a whole provider/resource type (``Microsoft.Storage/*``, ``.../*/write`` keeps ``*``)."""
+    return action == "*" or action.endswith("/*") or "/*/" in action
+
+
+def _roledefinition_disallow_wildcards(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """A custom role is the permission list a deploy identity holds: it names exact operations."""
+    if args.resource_type != ROLE_DEFINITION:
+        return
+    for index, permission in enumerate(items(get(args.props, "permissions"))):
+        for key in _PERMISSION_LISTS:
+            for action in items(get(permission, key)):
+                if isinstance(action, str) and _wildcard(action):
+                    report_violation(
+                        f"permissions[{index}].{key} allows wildcard {action!r}; name the exact operations",
+                        None,
+                    )
+
+
+roledefinition_disallow_wildcards = ResourceValidationPolicy(
+    name="azure-authorization-roledefinition-disallow-wildcards",
+    description="Custom role definitions name exact operations: no '*' or '<provider>/*' actions.",
+    validate=_roledefinition_disallow_wildcards,
+    enforcement_level=DEFAULT_ENFORCEMENT,
+    severity=Severity.HIGH,
+    remediation_steps=(
+        "List the exact operations the identity performs (e.g. Microsoft.Resources/deployments/write) in "
+        "permissions[].actions / dataActions instead of '*' or 'Microsoft.<Provider>/*'."
+    ),
+)
+
+POLICIES = [roleassignment_disallow_broad_grant, roledefinition_disallow_wildcards]

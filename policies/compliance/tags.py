@@ -11,7 +11,8 @@ from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, decoded, entries, envir
 
 REQUIRED_TAGS: Final = ("owner", "cost-center", "environment", "data-classification")
 
-# Taggable types Shipway creates (each verified against the installed SDK's `tags` argument in tests).
+# Taggable types Shipway creates and their common alternatives (tests/policies/test_coverage.py checks
+# every created type whose installed SDK takes `tags` is here, and that each listed type takes it).
 TAGGABLE: Final = frozenset(
     {
         "aws:s3/bucket:Bucket",
@@ -22,6 +23,7 @@ TAGGABLE: Final = frozenset(
         "aws:secretsmanager/secret:Secret",
         "aws:cloudwatch/logGroup:LogGroup",
         "aws:cloudwatch/metricAlarm:MetricAlarm",
+        "aws:cloudwatch/compositeAlarm:CompositeAlarm",
         "aws:rds/instance:Instance",
         "aws:lb/loadBalancer:LoadBalancer",
         "aws:lb/listener:Listener",
@@ -35,6 +37,25 @@ TAGGABLE: Final = frozenset(
         "aws:sagemaker/mlflowTrackingServer:MlflowTrackingServer",
         "aws:appautoscaling/target:Target",
         "aws:ec2/securityGroup:SecurityGroup",
+        "aws:amp/ruleGroupNamespace:RuleGroupNamespace",
+        "aws:amp/workspace:Workspace",
+        "aws:ecs/cluster:Cluster",
+        "aws:ecs/service:Service",
+        "aws:ecs/taskDefinition:TaskDefinition",
+        "aws:grafana/workspace:Workspace",
+        "aws:iam/openIdConnectProvider:OpenIdConnectProvider",
+        "aws:rds/subnetGroup:SubnetGroup",
+        "aws:rds/cluster:Cluster",
+        "aws:rds/clusterInstance:ClusterInstance",
+        "aws:sns/topic:Topic",
+        "aws:ssm/parameter:Parameter",
+        "aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule",
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule",
+        "azure-native:applicationinsights:Component",
+        "azure-native:keyvault:Key",
+        "azure-native:keyvault:Secret",
+        "azure-native:monitor:ScheduledQueryRule",
+        "azure-native:resources:Deployment",
         "azure-native:resources:ResourceGroup",
         "azure-native:storage:StorageAccount",
         "azure-native:keyvault:Vault",

@@ -310,6 +310,15 @@ RESOURCES: dict[str, Baseline] = {
             "scope": RG,
         },
     ),
+    "role-definition": Baseline(
+        "azure-native:authorization:RoleDefinition",
+        {
+            "roleName": "shipway-prod-deployer",
+            "scope": RG,
+            "assignableScopes": [RG],
+            "permissions": [{"actions": ["Microsoft.Resources/deployments/write"], "notActions": []}],
+        },
+    ),
     "acr": Baseline(
         "azure-native:containerregistry:Registry",
         {

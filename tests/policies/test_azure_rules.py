@@ -189,6 +189,20 @@ CASES += [
         DELETE,
         ["encryption is not Enabled with keyVaultProperties.keyIdentifier; use a customer-managed key"],
     ),
+    Case(
+        "azure-authorization-roledefinition-disallow-wildcards",
+        "role-definition",
+        "permissions.0.actions",
+        ["Microsoft.Resources/deployments/write", "Microsoft.Storage/*"],
+        ["permissions[0].actions allows wildcard 'Microsoft.Storage/*'; name the exact operations"],
+    ),
+    Case(
+        "azure-authorization-roledefinition-disallow-wildcards",
+        "role-definition",
+        "permissions.0.dataActions",
+        ["*"],
+        ["permissions[0].dataActions allows wildcard '*'; name the exact operations"],
+    ),
 ]
 
 STACK_CASES = [
@@ -267,3 +281,4 @@ def test_default_scale_uses_sku_capacity_and_dev_allows_one_instance() -> None:
         "the deployment runs 1 instance(s) at minimum; prod runs at least 2"
     ]
     assert check(policy, base.type, props, config=DEV) == []
+
