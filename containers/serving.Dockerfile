@@ -18,9 +18,10 @@ COPY containers/serving-requirements.txt /tmp/requirements.txt
 RUN python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --only-binary=:all: --no-deps -r /tmp/requirements.txt \
  && /opt/venv/bin/pip check
+# The whole runtime package (pure Python, under 1 MB): serving imports reach outside
+# shipway/serving (e.g. shipway.explain), and a partial copy breaks on the next such import.
 COPY shipway_core /opt/app/shipway_core
-COPY shipway/__init__.py /opt/app/shipway/__init__.py
-COPY shipway/serving /opt/app/shipway/serving
+COPY shipway /opt/app/shipway
 # Byte-compile at build time: the user cannot write the venv at run time, and cold start counts.
 RUN /opt/venv/bin/python -m compileall -q /opt/app \
  && /opt/venv/bin/pip uninstall -y -q pip

@@ -4,6 +4,7 @@
 #   scripts/containers.sh            install podman & co. if missing, make the base, build the image
 #   scripts/containers.sh --tools    only the apt packages
 #   scripts/containers.sh --print    print the image reference the current sources build to
+#   scripts/containers.sh --mlflow   the MLflow server image (PostgreSQL driver, S3/Azure Blob clients)
 #
 # No container registry is reachable from the project's machines, so the base root filesystem is
 # made from the Debian mirror apt already uses (mmdebstrap) and imported into podman. Both the base
@@ -61,20 +62,23 @@ base_image() {
     echo "$ref"
 }
 
-# Everything that goes into the serving image, hashed: a change to any of them is a new tag.
+# Everything that goes into an image, hashed: a change to any of them is a new tag.
 image_hash() {
-    local base=$1
+    local base=$1 kind=$2
     (cd "$root" && {
         echo "$base"
-        sha256sum containers/serving.Dockerfile containers/serving-requirements.txt .dockerignore
-        find shipway_core shipway/serving shipway/__init__.py -name '*.py' -type f | LC_ALL=C sort | xargs sha256sum
+        sha256sum "containers/$kind.Dockerfile" "containers/$kind-requirements.txt" .dockerignore
+        if [ "$kind" = serving ]; then
+            find shipway_core shipway -type f -not -path '*/__pycache__/*' | LC_ALL=C sort | xargs sha256sum
+        fi
     } | sha256sum | cut -c1-16)
 }
 
-serving_image() {
-    local base ref
+# Build containers/<kind>.Dockerfile on the local base unless its input hash is already tagged.
+build_image() {
+    local kind=$1 base ref
     base=$(base_image)
-    ref="localhost/shipway-serving:$(image_hash "$base")"
+    ref="localhost/shipway-$kind:$(image_hash "$base" "$kind")"
     if podman image exists "$ref"; then echo "$ref"; return 0; fi
     echo "building $ref on $base" >&2
     local cert_args=()
@@ -82,14 +86,15 @@ serving_image() {
         # The host's bundle is mounted for pip only; it never lands in a layer.
         cert_args=(-v "$host_ca:/run/host-ca.crt:ro" --build-arg PIP_CERT=/run/host-ca.crt)
     fi
-    (cd "$root" && podman build --quiet --format docker --layers -f containers/serving.Dockerfile \
-        --build-arg "BASE=$base" "${cert_args[@]}" -t "$ref" -t localhost/shipway-serving:dev . >/dev/null)
+    (cd "$root" && podman build --quiet --format docker --layers -f "containers/$kind.Dockerfile" \
+        --build-arg "BASE=$base" "${cert_args[@]}" -t "$ref" -t "localhost/shipway-$kind:dev" . >/dev/null)
     echo "$ref"
 }
 
 case "${1:-}" in
     --tools) install_tools ;;
-    --print) image=$(base_image); echo "localhost/shipway-serving:$(image_hash "$image")" ;;
-    "") install_tools; serving_image ;;
-    *) echo "usage: $0 [--tools|--print]" >&2; exit 2 ;;
+    --print) image=$(base_image); echo "localhost/shipway-serving:$(image_hash "$image" serving)" ;;
+    --mlflow) install_tools; build_image mlflow ;;
+    "") install_tools; build_image serving ;;
+    *) echo "usage: $0 [--tools|--print|--mlflow]" >&2; exit 2 ;;
 esac

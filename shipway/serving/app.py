@@ -38,7 +38,6 @@ from shipway.serving.logsink import EventLog, LineSink, utc_now_iso
 from shipway.serving.metrics import ModelSeries, ServingMetrics
 from shipway.serving.model import LoadedModel, load_pinned_model
 from shipway.serving.openapi import openapi_document
-from shipway.serving.platform import emit_drift_window
 from shipway.serving.schema import BadRequest, Batch, parse_csv, parse_payload
 from shipway.serving.telemetry import RequestTracer, SpanIds
 
@@ -599,6 +598,10 @@ class ServingApp:
             active.series.set_drift(psi, active.drift.samples)
             # Platform contract hook (shipway_core.contract.DRIFT_LOG_*): the AWS drift alarm's
             # metric filter reads this log line; without it the alarm's metric never exists.
+            # Imported here, not at the top: the package's __init__ imports this module, and
+            # `python -m shipway.serving.platform` must not find itself imported before it runs.
+            from shipway.serving.platform import emit_drift_window
+
             emit_drift_window(self.events.emit, psi, active.drift.samples, active.model)
 
     def _reset_drift(self, active: _Active | None) -> Response:
