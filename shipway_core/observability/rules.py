@@ -75,7 +75,7 @@ class QualityObjective:
 @dataclass(frozen=True)
 class AlertTimings:
     """``for:`` durations of the non-SLO alerts. Burn-rate alerts have none: their short window
-    debounces, and a ``for`` only delays the page (and is reset by a flapping incident). Drift is
+    debounces, and a ``for`` only delays the page. Drift is
     short by default so a real check on the local stack sees it fire."""
 
     endpoint_down: str = "2m"

@@ -94,8 +94,8 @@ def test_prometheus_rule_is_the_shared_rule_file_for_this_slo(rec: Recording) ->
     # The stack's SLO numbers, not defaults, reach the expressions.
     assert 'le="0.2"' in records["model:shipway_request_slow:ratio_rate1h"]["expr"]
     assert "> 0.0144" in alerts[("ShipwayAvailabilityBudgetBurn", "page")]["expr"]  # 14.4 x (1 - 0.999)
-    assert "> 0.25" in alerts["ShipwayFeatureDrift"]["expr"]
-    assert 'job="shipway-endpoints"' in alerts["ShipwayFeatureDrift"]["expr"]
+    assert "> 0.25" in alerts[("ShipwayFeatureDrift", "ticket")]["expr"]
+    assert 'job="shipway-endpoints"' in alerts[("ShipwayFeatureDrift", "ticket")]["expr"]
 
 
 def test_dashboards_configmap_has_sidecar_label(rec: Recording) -> None:

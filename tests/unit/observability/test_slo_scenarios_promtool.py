@@ -133,3 +133,32 @@ def test_scenario_fires_exactly_the_expected_severities(scenario: Scenario, rule
         cwd=rule_file.parent,
     )
     assert proc.returncode == 0, f"{scenario.name}: {proc.stdout}{proc.stderr}"
+
+
+def test_the_route_scenario_fails_rules_that_count_every_route(rule_file: Path) -> None:
+    """The scenarios bite: the same rules with the route matcher widened to every route (what the
+    old prediction-error alert did) page on scanner 404s and a failing health probe."""
+    doc = generate_rules(SLO, ["iris"], ENV)
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+            if "expr" in rule:
+                rule["expr"] = rule["expr"].replace('route="/invocations"', 'route=~".+"')
+    (rule_file.parent / "every-route.yml").write_text(render_yaml(doc))
+    noise = next(s for s in SCENARIOS if s.noise_routes)
+    tests = {
+        "rule_files": ["every-route.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": input_series(noise),
+            "alert_rule_test": [{"eval_time": f"{noise.eval_minute}m", "alertname": alert_of(noise),
+                                 "exp_alerts": expected_alerts(noise)}],
+        }],
+    }
+    (rule_file.parent / "every-route.test.yml").write_text(render_yaml(tests))
+    proc = subprocess.run([_promtool(), "test", "rules", "every-route.test.yml"], capture_output=True, text=True,
+                          check=False, cwd=rule_file.parent)
+    assert proc.returncode != 0, proc.stdout
+    got = (proc.stdout + proc.stderr).split("got:", 1)[1]
+    assert "severity" in got and "page" in got  # it paged on traffic that is not ours
