@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-seconds", type=float, default=10.0)
     p.add_argument("--body-timeout-seconds", type=float, default=15.0,
                    help="408 and close the connection when a body has not arrived after this long")
+    p.add_argument("--header-timeout-seconds", type=float, default=10.0,
+                   help="close a connection whose request headers are not complete after this long")
     p.add_argument("--mlflow-version-route", action="store_true",
                    help="/version answers MLflow's version string, as `mlflow models serve` does "
                         "(model info stays at /model-info)")
@@ -62,7 +64,8 @@ def config_from_args(argv: Sequence[str] | None = None) -> ServingConfig:
         max_rows=a.max_rows, threadpool_rows=a.threadpool_rows,
         drift_refresh_requests=a.drift_refresh_requests, drift_refresh_seconds=a.drift_refresh_seconds,
         drift_window=a.drift_window, drain_seconds=a.drain_seconds,
-        body_timeout_seconds=a.body_timeout_seconds, mlflow_version_route=a.mlflow_version_route,
+        body_timeout_seconds=a.body_timeout_seconds, header_timeout_seconds=a.header_timeout_seconds,
+        mlflow_version_route=a.mlflow_version_route,
         metrics=not a.no_metrics, access_log=not a.no_access_log,
         explain=a.explain, explain_max_evaluations=a.explain_max_evaluations,
     )

@@ -96,6 +96,9 @@ class ServingConfig:
     # A body that has not fully arrived after this long gets 408 and its connection closed
     # (slowloris: Content-Length 100, 10 bytes sent, then silence).
     body_timeout_seconds: float = 15.0
+    # A connection whose request line and headers are not complete after this long is closed
+    # (also one that sends nothing at all).
+    header_timeout_seconds: float = 10.0
     # /version answers MLflow's version string as `mlflow models serve` does (clients' readiness
     # helpers compare it) instead of Shipway's model info, which is always at /model-info.
     mlflow_version_route: bool = False
@@ -114,8 +117,8 @@ class ServingConfig:
             value = getattr(self, name)
             if value < 1:
                 raise ValueError(f"{name} {value!r} must be a positive integer")
-        if not self.body_timeout_seconds > 0:
-            raise ValueError(f"body_timeout_seconds {self.body_timeout_seconds!r} must be a positive number "
-                             f"of seconds")
+        for name in ("body_timeout_seconds", "header_timeout_seconds"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} {getattr(self, name)!r} must be a positive number of seconds")
         if not 0 < self.port < 65536:
             raise ValueError(f"port {self.port!r} must be in 1..65535")

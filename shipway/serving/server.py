@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 from typing import Any
@@ -30,12 +31,58 @@ def uvicorn_config(app: ServingApp, config: ServingConfig) -> Any:
     import uvicorn
 
     fast = all(importlib.util.find_spec(m) is not None for m in ("uvloop", "httptools"))
+    http: Any = header_timeout_protocol(config.header_timeout_seconds) if fast else "h11"
     return uvicorn.Config(
         app, host=config.host, port=config.port, workers=1,
-        loop="uvloop" if fast else "asyncio", http="httptools" if fast else "h11",
+        loop="uvloop" if fast else "asyncio", http=http,
         lifespan="on", access_log=False, log_config=None, server_header=False, date_header=False,
         timeout_graceful_shutdown=int(max(1, config.drain_seconds)), timeout_keep_alive=30,
     )
+
+
+def header_timeout_protocol(seconds: float) -> type:
+    """uvicorn's httptools protocol with a deadline on the request line and headers.
+
+    uvicorn times out idle keep-alive connections but not a request whose headers never
+    finish (slowloris), nor a connection that sends nothing; this closes both after
+    ``seconds``. The body has its own deadline in the app (408).
+    """
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class HeaderTimeoutProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm_header_timer()
+
+        def on_headers_complete(self) -> None:
+            self._cancel_header_timer()
+            super().on_headers_complete()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            super().connection_lost(exc)
+
+        def _arm_header_timer(self) -> None:
+            self._cancel_header_timer()
+            self._header_timer = self.loop.call_later(seconds, self._headers_too_slow)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _headers_too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def run(config: ServingConfig, *, loader: Loader | None = None) -> int:

@@ -106,7 +106,10 @@ def test_uvicorn_is_configured_for_a_single_fast_worker(tmp_path: Path) -> None:
     pin = write(tmp_path, json.dumps({"model_name": "m", "model_version": 1, "tracking_uri": "sqlite:///x.db"}))
     config = ServingConfig(pin_file=str(pin), port=8101, drain_seconds=10)
     uv = uvicorn_config(ServingApp(config, log_stream=io.BytesIO(), process_metrics=False), config)
-    assert (uv.host, uv.port, uv.workers, uv.loop, uv.http) == ("127.0.0.1", 8101, 1, "uvloop", "httptools")
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    assert (uv.host, uv.port, uv.workers, uv.loop) == ("127.0.0.1", 8101, 1, "uvloop")
+    assert isinstance(uv.http, type) and issubclass(uv.http, HttpToolsProtocol)  # + a header deadline
     assert (uv.access_log, uv.lifespan, uv.timeout_graceful_shutdown) == (False, "on", 10)
 
 

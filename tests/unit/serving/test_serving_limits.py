@@ -23,6 +23,7 @@ from shipway.serving.schema import ColumnSpec, InputSchema
 from shipway.serving.server import uvicorn_config
 
 BODY_TIMEOUT = 1.0
+HEADER_TIMEOUT = 1.0
 SCHEMA = InputSchema(columns=(ColumnSpec("x", "double"),))
 
 
@@ -44,7 +45,8 @@ def server(tmp_path: Path) -> Iterator[int]:
     pin = tmp_path / "pin.json"
     pin.write_text(json.dumps({"model_name": "stub", "model_version": 1, "tracking_uri": "http://127.0.0.1:1"}))
     port = free_port()
-    config = ServingConfig(pin_file=str(pin), port=port, body_timeout_seconds=BODY_TIMEOUT, environment="test")
+    config = ServingConfig(pin_file=str(pin), port=port, body_timeout_seconds=BODY_TIMEOUT,
+                           header_timeout_seconds=HEADER_TIMEOUT, environment="test")
     app = ServingApp(config, log_stream=io.BytesIO(), loader=stub_loader, process_metrics=False)
     server = uvicorn.Server(uvicorn_config(app, config))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -101,3 +103,35 @@ def test_a_complete_request_on_the_same_server_is_answered(server: int) -> None:
         reply = s.recv(65536)
     assert reply.startswith(b"HTTP/1.1 200")
     assert reply.endswith(b'{"predictions":[0.0]}')
+
+
+@pytest.mark.parametrize("sent", [
+    b"",  # connects and sends nothing
+    b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty",  # headers that never finish
+])
+def test_connections_whose_headers_never_finish_are_closed(server: int, sent: bytes) -> None:
+    socks = []
+    for _ in range(20):
+        s = socket.create_connection(("127.0.0.1", server), timeout=5)
+        if sent:
+            s.sendall(sent)
+        socks.append(s)
+    started = time.monotonic()
+    try:
+        results = [closed_within(s, max(0.1, HEADER_TIMEOUT + 3 - (time.monotonic() - started))) for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+    assert results == [True] * 20
+
+
+def test_keep_alive_requests_after_the_header_deadline_still_work(server: int) -> None:
+    body = b'{"inputs": {"x": [1.0]}}'
+    request = (b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    with socket.create_connection(("127.0.0.1", server), timeout=5) as s:
+        s.sendall(request)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        time.sleep(HEADER_TIMEOUT + 0.3)  # past the first request's header deadline, within keep-alive
+        s.sendall(request)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
