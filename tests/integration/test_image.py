@@ -315,3 +315,37 @@ def test_missing_platform_variable_fails_start_naming_it(image: str, started: li
         "SHIPWAY_PLATFORM: 'lambda' is not a platform the serving image knows; "
         "set it to one of sagemaker, azureml, kubernetes"
     )
+
+
+@pytest.fixture(scope="module")
+def mlflow_image() -> str:
+    done = subprocess.run([str(ROOT / "scripts" / "containers.sh"), "--mlflow"], capture_output=True, text=True,
+                          timeout=1800, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_mlflow_image_has_the_postgresql_driver_and_artifact_store_clients(mlflow_image: str) -> None:
+    # Connecting to a closed port must fail in the driver (connection refused), not on a missing
+    # module: that is the difference between this image and the slim upstream one.
+    probe = (
+        "import boto3, azure.storage.blob, azure.identity, prometheus_flask_exporter, sqlalchemy, os\n"
+        "try:\n"
+        "    sqlalchemy.create_engine('postgresql://mlflow@127.0.0.1:1/mlflow').connect()\n"
+        "except sqlalchemy.exc.OperationalError as exc:\n"
+        "    print('driver-ok' if 'refused' in str(exc) else exc)\n"
+        "print(os.getuid())\n"
+    )
+    out = podman("run", "--rm", "--network", "none", mlflow_image, "python", "-c", probe).stdout.split()
+    assert out == ["driver-ok", "10001"]
+
+
+def test_mlflow_image_serves_the_registry(mlflow_image: str, started: list[str]) -> None:
+    port = free_port()
+    cid = podman("run", "--detach", "--no-healthcheck", "--network", "host", mlflow_image,
+                 "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+                 "--backend-store-uri", "sqlite:////tmp/mlflow.db", "--workers", "1").stdout.strip()
+    started.append(cid)
+    wait_for(f"http://127.0.0.1:{port}/health", timeout=120)
+    res = httpx.get(f"http://127.0.0.1:{port}/api/2.0/mlflow/registered-models/search", timeout=10)
+    assert res.status_code == 200, res.text
