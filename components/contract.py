@@ -31,6 +31,11 @@ class EndpointCapability(Protocol):
     model_version: pulumi.Output[int]
 
 
+def tracking_uri_of(tracking: TrackingCapability) -> pulumi.Output[str]:
+    """The tracking server's URI; typed on the protocol so mypy checks every target's component."""
+    return tracking.tracking_uri
+
+
 @dataclass
 class EndpointExports:
     """Mirrors :class:`shipway_core.outputs.EndpointOutputs`."""
@@ -43,10 +48,11 @@ class EndpointExports:
 
     @classmethod
     def of(cls, endpoint: EndpointCapability, status: pulumi.Input[str],
-           api_key_ref: pulumi.Input[str] | None = None) -> EndpointExports:
+           api_key_ref: pulumi.Input[str] | None = None,
+           request_log: pulumi.Input[str] | None = None) -> EndpointExports:
         """From a target's endpoint component and its status handle (STATUS_SCHEMES)."""
         return cls(url=endpoint.endpoint_url, version=endpoint.model_version, status=status,
-                   api_key_ref=api_key_ref)
+                   api_key_ref=api_key_ref, request_log=request_log)
 
 
 @dataclass

@@ -21,7 +21,12 @@ from components.aws.observability import Observability
 from components.aws.secrets import Secrets
 from components.aws.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
-from components.contract import EndpointExports, ObservabilityExports, PlatformExports
+from components.contract import (
+    EndpointExports,
+    ObservabilityExports,
+    PlatformExports,
+    tracking_uri_of,
+)
 from shipway_core.config import StackConfig
 
 # Which stack secrets each consumer may read; anything else is stored but readable by no workload.
@@ -115,7 +120,7 @@ def build_platform(
     return PlatformExports(
         cloud="aws",
         environment=env,
-        tracking_uri=tracking.tracking_uri,
+        tracking_uri=tracking_uri_of(tracking),
         registry_uri=cfg.registry_uri or tracking.tracking_uri,
         endpoints={m: EndpointExports.of(e, status[m], api_key_ref=api_key) for m, e in endpoints.items()},
         observability=ObservabilityExports(metrics_url=observability.prometheus_endpoint,

@@ -14,7 +14,12 @@ from components.azure.observability import MonitoredResources, Observability
 from components.azure.secrets import Secrets
 from components.azure.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
-from components.contract import EndpointExports, ObservabilityExports, PlatformExports
+from components.contract import (
+    EndpointExports,
+    ObservabilityExports,
+    PlatformExports,
+    tracking_uri_of,
+)
 from shipway_core.config import StackConfig
 
 # The only platform secrets an inference endpoint may read; others (e.g. a self-hosted
@@ -122,7 +127,7 @@ def build_platform(
     return PlatformExports(
         cloud="azure",
         environment=env,
-        tracking_uri=tracking.tracking_uri,
+        tracking_uri=tracking_uri_of(tracking),
         registry_uri=tracking.registry_uri,
         endpoints={m: EndpointExports.of(e, status[m], api_key_ref=api_key_ref) for m, e in endpoints.items()},
         observability=ObservabilityExports(alerts_url=observability.action_group_id,

@@ -13,7 +13,12 @@ from typing import Any
 import pulumi
 
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
-from components.contract import EndpointExports, ObservabilityExports, PlatformExports
+from components.contract import (
+    EndpointExports,
+    ObservabilityExports,
+    PlatformExports,
+    tracking_uri_of,
+)
 from components.kubernetes.endpoint import InferenceEndpoint
 from components.kubernetes.namespace import EnvironmentNamespace, EnvironmentNamespaceArgs
 from components.kubernetes.observability import Observability
@@ -111,7 +116,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) 
     return PlatformExports(
         cloud="kubernetes",
         environment=env,
-        tracking_uri=tracking.tracking_uri,
+        tracking_uri=tracking_uri_of(tracking),
         registry_uri=registry,
         endpoints={
             m: EndpointExports.of(e, pulumi.Output.concat("kubernetes:", ns, "/", endpoint_name(m)),

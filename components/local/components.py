@@ -78,6 +78,8 @@ class TrackingServer(pulumi.ComponentResource):
 
     url: pulumi.Output[str]
     """The tracking/registry URI clients use."""
+    tracking_uri: pulumi.Output[str]
+    """The same URI under the name every target's tracking server exposes (TrackingCapability)."""
     pid: pulumi.Output[int]
     """PID of the server process (for `env status`; it is stopped by the provider)."""
     process: Resource
@@ -103,8 +105,9 @@ class TrackingServer(pulumi.ComponentResource):
         }, pulumi.ResourceOptions(parent=self, retain_on_delete=False), placement)
         # Depend on the process so consumers wait until the server is healthy.
         self.url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
+        self.tracking_uri = self.url
         self.pid = self.process.pid
-        self.register_outputs({"url": self.url, "pid": self.pid})
+        self.register_outputs({"url": self.url, "tracking_uri": self.tracking_uri, "pid": self.pid})
 
 
 class Secrets(pulumi.ComponentResource):
@@ -137,6 +140,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
 
     url: pulumi.Output[str]
     """Base URL of the endpoint (POST /invocations)."""
+    endpoint_url: pulumi.Output[str]
+    """The same URL under the name every target's endpoint exposes (EndpointCapability)."""
     model_version: pulumi.Output[int]
     """The exact registry version served."""
     api_key_file: pulumi.Output[str]
@@ -174,10 +179,11 @@ class InferenceEndpoint(pulumi.ComponentResource):
             "requestLog": str(data / "requests.jsonl"),
         }, pulumi.ResourceOptions(parent=self), placement)
         self.url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
+        self.endpoint_url = self.url
         self.model_version = self.process.modelVersion  # type: ignore[attr-defined]
         self.api_key_file = pulumi.Output.from_input(api_key_file)
         self.request_log = pulumi.Output.from_input(str(data / "requests.jsonl"))
-        self.register_outputs({"url": self.url, "model_version": self.model_version,
+        self.register_outputs({"url": self.url, "endpoint_url": self.endpoint_url, "model_version": self.model_version,
                                "api_key_file": self.api_key_file, "request_log": self.request_log})
 
 

@@ -8,7 +8,12 @@ from pathlib import Path
 import pulumi
 
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
-from components.contract import EndpointExports, ObservabilityExports, PlatformExports
+from components.contract import (
+    EndpointExports,
+    ObservabilityExports,
+    PlatformExports,
+    tracking_uri_of,
+)
 from components.local.components import (
     LOOPBACK,
     InferenceEndpoint,
@@ -90,10 +95,10 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
     return PlatformExports(
         cloud="local",
         environment=cfg.environment,
-        tracking_uri=tracking.url,
+        tracking_uri=tracking_uri_of(tracking),
         registry_uri=registry_uri,
-        endpoints={m: EndpointExports(url=e.url, version=e.model_version, status=e.url, api_key_ref=e.api_key_file,
-                                      request_log=e.request_log) for m, e in endpoints.items()},
+        endpoints={m: EndpointExports.of(e, status=e.url, api_key_ref=e.api_key_file, request_log=e.request_log)
+                   for m, e in endpoints.items()},
         observability=ObservabilityExports(metrics_url=observability.prometheus_url,
                                            alerts_url=observability.alertmanager_url,
                                            traces_url=tracing.query_url),

@@ -205,3 +205,22 @@ def test_audit_log_option_points_elsewhere(invoke, tmp_path: Path):
         ]
         == 4
     )
+
+
+def test_env_status_reads_cloud_outputs_without_probing_them(invoke, engine):
+    """A SageMaker endpoint's outputs (what crashed `env status` before the contract) are read,
+    not probed from this machine: the deployed version is reported and health stays unknown."""
+    engine.outputs["dev"] = {
+        "cloud": "aws", "environment": "dev", "trackingUri": "arn:aws:sagemaker:eu-west-1:000000000000:mlflow/t",
+        "registryUri": "arn:aws:sagemaker:eu-west-1:000000000000:mlflow/t",
+        "endpoints": {MODEL: {"url": "https://runtime.example.invalid/endpoints/shipway-dev-iris/invocations",
+                              "version": 1, "status": "sagemaker:eu-west-1:shipway-dev-iris",
+                              "apiKeyRef": "arn:aws:secretsmanager:eu-west-1:000000000000:secret:k"}},
+        "observability": {}, "target": {"region": "eu-west-1"},
+    }
+    result = invoke("env", "status", "dev", "--output", "json")
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)["envs"]
+    (model,) = row["models"]
+    assert (row["deployed"], model["health"], model["serving_version"]) == (True, "unknown", None)
+    assert model["detail"].startswith("deployed at version 1; live status is read through sagemaker")
