@@ -12,7 +12,7 @@ Format (``"format": 1``)::
      "features": {
         "<numeric>": {"kind": "numeric", "edges": [null, e1, ..., e9, null],
                       "fractions": [f0, ..., f9], "null_rate": r, "min": lo, "max": hi,
-                      "quantiles": [q0, ..., q100]},
+                      "quantiles": [q0, ..., q100], "std": s},
         "<categorical>": {"kind": "categorical", "fractions": {"a": 0.5, ...}, "null_rate": r}}}
 
 * ``edges`` are reference quantiles; the first and last are ``null`` and mean -inf/+inf, so every
@@ -24,7 +24,9 @@ Format (``"format": 1``)::
 * ``fractions`` are over non-null values; ``null_rate`` is separate so a pipeline that starts
   sending nulls is visible even when the non-null distribution is unchanged.
 * ``quantiles`` (optional, 101 points) lets a KS test run against a profile when the raw training
-  data is not at hand; consumers that do not need it ignore it.
+  data is not at hand; consumers that do not need it ignore it. With ``std`` (the reference
+  standard deviation) it is also what the normalised Wasserstein distance needs
+  (:func:`reference_scale` estimates ``std`` from the sketch for profiles written before it).
 """
 
 from __future__ import annotations
@@ -130,7 +132,18 @@ def numeric_entry(sorted_values: np.ndarray, n_rows: int, bins: int) -> dict[str
     if present:
         sketch = sorted_quantiles(sorted_values, np.linspace(0.0, 1.0, SKETCH_POINTS))
         entry["quantiles"] = [float(q) for q in sketch]
+        # The scale of the normalised Wasserstein distance: live and batch divide by the same number.
+        entry["std"] = float(sorted_values.std())
     return entry
+
+
+def reference_scale(entry: Mapping[str, Any]) -> float:
+    """The reference standard deviation of a numeric entry; older profiles without ``std`` get
+    the normal-consistent estimate from the sketch's interquartile range (IQR / 1.349)."""
+    if entry.get("std") is not None:
+        return float(entry["std"])
+    q = entry.get("quantiles") or []
+    return (float(q[75]) - float(q[25])) / 1.349 if len(q) == SKETCH_POINTS else 0.0
 
 
 def numeric_feature(series: pd.Series, bins: int) -> dict[str, Any]:

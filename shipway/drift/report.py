@@ -26,6 +26,7 @@ from shipway.drift.profile import (
     is_numeric_column,
     numeric_entry,
     numeric_values,
+    reference_scale,
     sorted_bin_counts,
     validate_profile,
 )
@@ -33,12 +34,15 @@ from shipway.drift.stats import (
     categorical_psi,
     chi_square,
     fractions_of,
+    jensen_shannon,
     ks_2samp_sorted,
     ks_against_sketch,
     psi,
+    sketch_of,
+    wasserstein_normed,
 )
 
-RULES = ("any", "all", "psi", "test")
+RULES = ("effect", "any", "all", "psi", "test")
 NULL_SLOT = "\x00null"  # cannot collide with a category name read from JSON/CSV text
 MAX_PLOTTED_CATEGORIES = 20
 
@@ -47,13 +51,24 @@ MAX_PLOTTED_CATEGORIES = 20
 class DriftThresholds:
     """When a feature counts as drifted.
 
-    ``rule``: ``any`` flags when PSI *or* the test flags (the default: either signal is worth a
-    look), ``all`` needs both, ``psi``/``test`` use one signal only.
+    ``rule``: ``effect`` (the default) decides on effect size, which does not grow with the
+    sample: a numeric feature drifts when its normalised Wasserstein distance exceeds
+    ``wasserstein`` (0.1: a 0.1-sd mean shift), a categorical one when its Jensen-Shannon
+    distance exceeds ``jensen_shannon`` (0.06: about a 7-10 point move of one share), and the
+    test (KS / chi-square at ``p_value``) must confirm. Below ``small_sample`` non-null rows on
+    either side distances are noisy and the test decides alone. The null rate is its own signal:
+    a change of more than ``null_rate`` (0.03 = 3 points) flags the feature whatever its values.
+    The older p-value/PSI rules remain: ``any`` flags when PSI *or* the test flags, ``all``
+    needs both, ``psi``/``test`` use one signal only (at large volume ``any``/``test`` flag noise).
     """
 
     psi: float = 0.2
     p_value: float = 0.01
-    rule: str = "any"
+    rule: str = "effect"
+    wasserstein: float = 0.1
+    jensen_shannon: float = 0.06
+    null_rate: float = 0.03
+    small_sample: int = 1000
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -62,6 +77,37 @@ class DriftThresholds:
             raise ValueError(f"psi: {self.psi!r} is not valid; use a positive PSI threshold")
         if not 0 < self.p_value < 1:
             raise ValueError(f"p_value: {self.p_value!r} is not valid; use a p-value between 0 and 1")
+        for name in ("wasserstein", "jensen_shannon", "null_rate"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 < value < math.inf):
+                raise ValueError(f"{name}: {value!r} is not valid; use a positive distance threshold")
+        if not (isinstance(self.small_sample, int) and self.small_sample >= 1):
+            raise ValueError(f"small_sample: {self.small_sample!r} is not valid; use a row count of at least 1")
+
+    def effect_threshold(self, kind: str) -> float:
+        """The distance threshold of a numeric or categorical feature."""
+        return self.wasserstein if kind == "numeric" else self.jensen_shannon
+
+    def judge(
+        self, kind: str, *, psi_value: float, effect: float, p_value: float, null_delta: float, n: int
+    ) -> tuple[bool, tuple[str, ...]]:
+        """Whether a feature drifted under any rule, and every signal that fired.
+
+        Reasons: ``effect`` (distance above its threshold), ``test`` (p below ``p_value``),
+        ``psi`` (PSI above ``psi``), ``nulls`` (null rate moved more than ``null_rate``).
+        """
+        hits = {
+            "effect": effect > self.effect_threshold(kind),
+            "test": p_value < self.p_value,
+            "psi": psi_value > self.psi,
+            "nulls": abs(null_delta) > self.null_rate,
+        }
+        reasons = tuple(r for r, hit in hits.items() if hit)
+        if self.rule != "effect":
+            return self.decide(psi_value, p_value)
+        # Distances are noisy on few rows: there the test decides alone; otherwise it confirms.
+        drifted = hits["test"] if n < self.small_sample else hits["effect"] and hits["test"]
+        return drifted or hits["nulls"], reasons
 
     def decide(self, psi_value: float, p_value: float) -> tuple[bool, tuple[str, ...]]:
         """Whether a feature drifted, and which signals said so."""
@@ -93,6 +139,9 @@ class FeatureDrift:
     bins: tuple[str, ...] = ()
     reference_fractions: tuple[float, ...] = ()
     current_fractions: tuple[float, ...] = ()
+    effect: float = math.nan
+    effect_measure: str = ""  # wasserstein (normalised by the reference sd) | jensen-shannon
+    effect_threshold: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -182,7 +231,21 @@ def _numeric(
     else:
         test, res = "none", None
     statistic, p_value = (res.statistic, res.pvalue) if res else (float("nan"), 1.0)
-    drifted, reasons = thresholds.decide(value, p_value)
+    ref_sketch = entry.get("quantiles")
+    effect = (
+        wasserstein_normed(ref_sketch, sketch_of(cur, len(ref_sketch)), reference_scale(entry))
+        if ref_sketch and cur.size
+        else math.nan
+    )
+    n_ref = round(n_reference * (1.0 - ref_null))
+    drifted, reasons = thresholds.judge(
+        "numeric",
+        psi_value=value,
+        effect=effect,
+        p_value=p_value,
+        null_delta=cur_null - ref_null,
+        n=min(n_ref, int(cur.size)),
+    )
     if cur.size == 0 and len(current):
         drifted, reasons = True, ("no-values",)
     return FeatureDrift(
@@ -200,6 +263,9 @@ def _numeric(
         bins=_bin_labels(edges),
         reference_fractions=tuple(float(f) for f in entry["fractions"]),
         current_fractions=tuple(float(f) for f in cur_fractions),
+        effect=effect,
+        effect_measure="wasserstein",
+        effect_threshold=thresholds.wasserstein,
     )
 
 
@@ -220,7 +286,15 @@ def _categorical(
         {**{k: (1 - cur_null) * f for k, f in cur_fractions.items()}, NULL_SLOT: cur_null},
     )
     res = chi_square(ref_counts, cur_counts)
-    drifted, reasons = thresholds.decide(value, res.pvalue)
+    effect = jensen_shannon(ref_fractions, cur_fractions) if total else math.nan
+    drifted, reasons = thresholds.judge(
+        "categorical",
+        psi_value=value,
+        effect=effect,
+        p_value=res.pvalue,
+        null_delta=cur_null - ref_null,
+        n=min(round(sum(ref_counts.values())), total),
+    )
     if total == 0 and len(current):
         drifted, reasons = True, ("no-values",)
     ranked = sorted(
@@ -243,6 +317,9 @@ def _categorical(
         bins=tuple(shown),
         reference_fractions=tuple(float(ref_fractions.get(k, 0.0)) for k in shown),
         current_fractions=tuple(float(cur_fractions.get(k, 0.0)) for k in shown),
+        effect=effect,
+        effect_measure="jensen-shannon",
+        effect_threshold=thresholds.jensen_shannon,
     )
 
 

@@ -37,7 +37,7 @@ def test_profile_has_the_exact_documented_shape() -> None:
     assert set(profile) == {"format", "n_rows", "features"}
     assert profile["format"] == 1 and profile["n_rows"] == 1000
     x = profile["features"]["x"]
-    assert set(x) == {"kind", "edges", "fractions", "null_rate", "min", "max", "quantiles"}
+    assert set(x) == {"kind", "edges", "fractions", "null_rate", "min", "max", "quantiles", "std"}
     assert x["kind"] == "numeric"
     assert len(x["edges"]) == 11 and len(x["fractions"]) == 10
     assert x["edges"][0] is None and x["edges"][-1] is None

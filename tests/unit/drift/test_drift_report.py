@@ -41,7 +41,9 @@ def test_raw_reference_flags_exactly_the_drifted_features(reference, current) ->
     by_name = {f.name: f for f in report.features}
     assert by_name["shifted"].test == "ks" and by_name["colour"].test == "chi2"
     assert by_name["stable"].psi < 0.01 and by_name["shifted"].psi > 0.2
-    assert set(by_name["shifted"].reasons) == {"psi", "test"}
+    assert set(by_name["shifted"].reasons) == {"effect", "psi", "test"}
+    assert by_name["shifted"].effect_measure == "wasserstein"
+    assert by_name["shifted"].effect == pytest.approx(1.0, abs=0.05)
     assert report.reference_rows == 20_000 and report.current_rows == 20_000
 
 
@@ -67,7 +69,7 @@ def test_rules_choose_which_signals_must_agree() -> None:
     assert t_all.decide(0.05, 0.001) == (False, ("test",))
     assert DriftThresholds(rule="psi").decide(0.3, 0.5) == (True, ("psi",))
     assert DriftThresholds(rule="test").decide(0.3, 0.5) == (False, ("psi",))
-    with pytest.raises(ValueError, match="rule: 'some' is not valid; allowed: any, all, psi, test"):
+    with pytest.raises(ValueError, match="rule: 'some' is not valid; allowed: effect, any, all, psi, test"):
         DriftThresholds(rule="some")
     with pytest.raises(ValueError, match="p_value: 1.5 is not valid"):
         DriftThresholds(p_value=1.5)
@@ -93,7 +95,15 @@ def test_report_dict_is_json_serialisable(reference, current) -> None:
     doc = compute_drift(reference, current).to_dict()
     parsed = json.loads(json.dumps(doc))
     assert parsed["drift_detected"] is True
-    assert parsed["thresholds"] == {"psi": 0.2, "p_value": 0.01, "rule": "any"}
+    assert parsed["thresholds"] == {
+        "psi": 0.2,
+        "p_value": 0.01,
+        "rule": "effect",
+        "wasserstein": 0.1,
+        "jensen_shannon": 0.06,
+        "null_rate": 0.03,
+        "small_sample": 1000,
+    }
     assert {f["name"] for f in parsed["features"]} == {"stable", "shifted", "scaled", "colour", "size"}
 
 

@@ -106,7 +106,7 @@ def test_drift_window_filter_by_model_can_leave_nothing(files) -> None:
     ("args", "message"),
     [
         (["--output", "yaml"], "'yaml' is not valid; allowed: json, table"),
-        (["--rule", "most"], "rule: 'most' is not valid; allowed: any, all, psi, test"),
+        (["--rule", "most"], "rule: 'most' is not valid; allowed: effect, any, all, psi, test"),
         (["--since", "yesterday"], "'yesterday' is not an ISO-8601 time"),
     ],
 )
