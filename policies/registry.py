@@ -10,7 +10,7 @@ from typing import Final
 
 from pulumi_policy import Policy
 
-from policies.aws import cloudwatch, ecr, iam, kms, lb, rds, s3, sagemaker
+from policies.aws import cloudwatch, ecr, iam, kms, lb, rds, s3, sagemaker, sns
 from policies.azure import authorization, containerregistry, keyvault, machinelearning, monitor, storage
 from policies.compliance import regions, tags
 from policies.kubernetes import network, rbac, workloads
@@ -27,6 +27,7 @@ MODULES: Final = (
     cloudwatch,
     rds,
     lb,
+    sns,
     storage,
     keyvault,
     authorization,

@@ -70,6 +70,9 @@ RESOURCES: dict[str, Baseline] = {
             "tags": TAGS,
         },
     ),
+    "sns-topic": Baseline(
+        "aws:sns/topic:Topic", {"name": "shipway-prod-alerts", "kmsMasterKeyId": KMS_ARN, "tags": TAGS}
+    ),
     "sm-secret": Baseline("aws:secretsmanager/secret:Secret", {"kmsKeyId": KMS_ARN, "tags": TAGS}),
     "log-group": Baseline(
         "aws:cloudwatch/logGroup:LogGroup",

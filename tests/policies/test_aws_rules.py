@@ -39,6 +39,13 @@ DESCRIBE_VPC = {
 AUD = {"token.actions.githubusercontent.com:aud": "sts.amazonaws.com"}
 
 CASES = [
+    Case(
+        "aws-sns-topic-require-kms-key",
+        "sns-topic",
+        "kmsMasterKeyId",
+        DELETE,
+        ["kmsMasterKeyId is not set; encrypt the topic with a customer-managed KMS key"],
+    ),
     # IAM
     Case(
         "aws-iam-policy-disallow-wildcards",
