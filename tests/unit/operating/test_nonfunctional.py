@@ -5,6 +5,7 @@ tests/integration/test_operating.py (it starts real processes)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,13 +38,25 @@ def test_percentiles_are_nearest_rank() -> None:
     assert nft.percentile([7.0], 99) == 7.0 and nft.percentile([], 50) is None
 
 
-def test_load_at_a_paced_rate_meets_the_slo(candidate: nft.Target) -> None:
+def test_load_sends_every_scheduled_request_and_judges_it_against_the_slo(candidate: nft.Target) -> None:
     result = nft.load_test(candidate, BODY, SloSettings(), model="iris", version=3, rps=40, seconds=2)
     f = result.figures
     assert (f["requests"], f["ok"], f["errors"], f["error_rate"]) == (80, 80, {}, 0.0)
     assert f["p50_ms"] <= f["p95_ms"] <= f["p99_ms"]
-    assert 36 <= f["achieved_rps"] <= 44  # paced, not as fast as possible
-    assert result.passed, result.checks
+    checks = {c.name: c for c in result.checks}
+    assert set(checks) == {"latency_p99", "error_rate", "offered_rate"}
+    assert checks["error_rate"].passed
+    # Latency and the offered rate depend on this shared machine: their verdicts follow the figures.
+    assert checks["latency_p99"].passed == (f["p99_ms"] <= SloSettings().latency_p99_ms)
+    assert checks["offered_rate"].passed == (f["achieved_rps"] >= 36)
+
+
+def test_requests_are_paced_never_sent_before_they_are_due(candidate: nft.Target) -> None:
+    samples, _ = asyncio.run(nft._paced(candidate.invocations, candidate.auth(), BODY, rps=50, seconds=1,
+                                        concurrency=4))
+    sent = sorted(s.sent for s in samples)
+    assert len(sent) == 50
+    assert all(t >= i / 50 - 0.002 for i, t in enumerate(sent))  # open loop: the schedule, not a burst
 
 
 def test_load_fails_against_an_slo_it_cannot_meet(candidate: nft.Target) -> None:
