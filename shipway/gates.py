@@ -4,9 +4,11 @@ Four gates, thresholds from the target env's :class:`shipway_core.config.GateSet
 
 * ``metric-thresholds``: the version's run logged each metric in ``min_metrics`` at or above
   its minimum;
-* ``no-regression``: scored *for real* on a golden dataset (both versions loaded with
+* ``no-regression``: scored *for real* on one evaluation set (both versions loaded with
   ``mlflow.pyfunc``), the candidate's accuracy is at most ``max_regression`` below the
-  version currently pinned in the env;
+  version currently pinned in the env. The set belongs to the environment or the champion
+  (:func:`select_evaluation_set`); a candidate's own set fails the gate when there is a
+  champion. Its source, owner and SHA-256 are evidence;
 * ``signature-compatibility``: the candidate accepts every input the current version
   accepts, with the same types (extra *optional* inputs are fine; extra required ones would
   break existing callers);
@@ -69,6 +71,9 @@ class GateInputs:
     golden: pd.DataFrame | None
     golden_source: str
     baseline: Mapping[str, Any] | None
+    # Who owns the evaluation set: "environment", "champion" or "candidate" (see
+    # :func:`select_evaluation_set`). None: a caller that does not say (recorded as such).
+    golden_owner: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,8 +207,37 @@ def _golden_problem(inputs: GateInputs) -> str | None:
     return None
 
 
+EVALUATION_OWNERS = ("environment", "champion", "candidate")
+
+
+def select_evaluation_set(
+    environment: tuple[pd.DataFrame, str] | None,
+    champion: tuple[pd.DataFrame, str] | None,
+    candidate: tuple[pd.DataFrame, str] | None,
+) -> tuple[pd.DataFrame | None, str, str | None]:
+    """The set both versions are scored on: the environment's, else the champion's.
+
+    The candidate's own set is used only when there is no champion to compare with (a first
+    promotion): a candidate that ships an easy test set must not pass the no-regression gate
+    on it. Returns ``(frame, source, owner)``.
+    """
+    for owner, found in (("environment", environment), ("champion", champion), ("candidate", candidate)):
+        if found is not None:
+            return found[0], found[1], owner
+    return None, "no evaluation set from the environment, the champion or the candidate", None
+
+
+def dataset_sha256(frame: pd.DataFrame) -> str:
+    """Content hash of an evaluation set (its canonical CSV), recorded as gate evidence so an
+    auditor can tell which rows a verdict rests on."""
+    import hashlib
+
+    return hashlib.sha256(frame.to_csv(index=False, lineterminator="\n").encode()).hexdigest()
+
+
 def regression_gate(inputs: GateInputs) -> GateResult:
-    """Candidate golden accuracy may drop at most ``max_regression`` below the current version's."""
+    """Candidate accuracy may drop at most ``max_regression`` below the current version's, both
+    scored on the same evaluation set owned by the environment or the champion."""
     gate = "no-regression"
     problem = _golden_problem(inputs)
     if problem:
@@ -211,7 +245,24 @@ def regression_gate(inputs: GateInputs) -> GateResult:
     assert inputs.golden is not None
     cand, cur = inputs.candidate, inputs.current
     allowed = inputs.settings.max_regression
-    base = {"golden": inputs.golden_source, "rows": len(inputs.golden), "allowed_drop": allowed}
+    owner = inputs.golden_owner
+    if owner is not None and owner not in EVALUATION_OWNERS:
+        raise ValueError(f"golden_owner: {owner!r} is not valid; allowed: {', '.join(EVALUATION_OWNERS)}")
+    base = {
+        "golden": inputs.golden_source,
+        "golden_owner": owner or "unrecorded",
+        "golden_sha256": dataset_sha256(inputs.golden),
+        "rows": len(inputs.golden),
+        "allowed_drop": allowed,
+    }
+    if owner == "candidate" and cur is not None:
+        return _failed(
+            gate,
+            f"evaluation set {inputs.golden_source} belongs to the candidate; score both versions on "
+            f"the environment's or version {cur.version}'s set (an easy set of its own proves nothing)",
+            current_version=cur.version,
+            **base,
+        )
     try:
         cand_acc = accuracy(cand.predict, inputs.golden)
     except Exception as exc:

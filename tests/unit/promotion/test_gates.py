@@ -230,6 +230,74 @@ def test_regression_needs_a_labelled_golden_set(golden, message):
     assert gates.regression_gate(pure_inputs(fake(2), fake(1), golden=golden)).message == message
 
 
+# Issue 18, honest gates: the candidate predicts the label from x perfectly only on the easy rows
+# it ships (x <= 2); on the champion's set it gets half right, the champion all of them.
+EASY = pd.DataFrame({"x": [1.0, 2.0], "label": [1, 1]})
+CHAMPION_SET = pd.DataFrame({"x": [1.0, 2.0, 3.0, 4.0], "label": [1, 1, 0, 0]})
+_easy_model = fake(2, predict=lambda f: np.ones(len(f), dtype=int))
+_champion = fake(1, predict=lambda f: (f["x"].to_numpy() <= 2).astype(int))
+
+
+def _honest(golden: pd.DataFrame, source: str, owner: str | None) -> GateInputs:
+    return GateInputs(
+        env="prod",
+        settings=NO_METRICS,
+        candidate=_easy_model,
+        current=_champion,
+        golden=golden,
+        golden_source=source,
+        baseline=None,
+        golden_owner=owner,
+    )
+
+
+def test_candidate_scoring_only_on_its_own_easy_set_fails_when_a_champion_exists():
+    result = gates.regression_gate(_honest(EASY, "golden.csv of version 2", "candidate"))
+    assert not result.passed
+    assert result.message == (
+        "gate 'no-regression' failed: evaluation set golden.csv of version 2 belongs to the candidate; "
+        "score both versions on the environment's or version 1's set (an easy set of its own proves nothing)"
+    )
+    assert result.evidence["golden_owner"] == "candidate"
+
+
+def test_both_versions_are_scored_on_the_champions_set_and_its_hash_is_evidence():
+    frame, source, owner = gates.select_evaluation_set(
+        None, (CHAMPION_SET, "golden.csv of version 1"), (EASY, "golden.csv of version 2")
+    )
+    assert (source, owner) == ("golden.csv of version 1", "champion")
+    result = gates.regression_gate(_honest(frame, source, owner))
+    assert result.message == (
+        "gate 'no-regression' failed: golden accuracy 0.5000 vs current 1.0000 (drop 0.5000 > allowed 0.0100)"
+    )
+    assert result.evidence["golden"] == "golden.csv of version 1"
+    assert result.evidence["golden_owner"] == "champion"
+    assert result.evidence["golden_sha256"] == gates.dataset_sha256(CHAMPION_SET)
+    assert gates.dataset_sha256(CHAMPION_SET) != gates.dataset_sha256(CHAMPION_SET.assign(label=[1, 1, 0, 1]))
+    assert json.loads(json.dumps(result.evidence))["golden_sha256"] == result.evidence["golden_sha256"]
+
+
+def test_the_environments_set_wins_over_the_champions_and_the_candidates():
+    env_set = (CHAMPION_SET.iloc[:3], "stacks/eval/prod.csv")
+    frame, source, owner = gates.select_evaluation_set(
+        env_set, (CHAMPION_SET, "golden.csv of version 1"), (EASY, "golden.csv of version 2")
+    )
+    assert (source, owner, len(frame)) == ("stacks/eval/prod.csv", "environment", 3)
+    # A first promotion has no champion: the candidate's own set is all there is, and it is allowed.
+    frame, source, owner = gates.select_evaluation_set(None, None, (EASY, "golden.csv of version 2"))
+    assert owner == "candidate"
+    first = gates.regression_gate(
+        GateInputs("prod", NO_METRICS, _easy_model, None, frame, source, None, golden_owner=owner)
+    )
+    assert first.passed and first.evidence["golden_owner"] == "candidate"
+    assert gates.select_evaluation_set(None, None, None)[0] is None
+
+
+def test_unknown_evaluation_owner_is_named():
+    with pytest.raises(ValueError, match="golden_owner: 'ops' is not valid; allowed: environment, champion, candidate"):
+        gates.regression_gate(_honest(CHAMPION_SET, "x.csv", "ops"))
+
+
 def test_candidate_that_cannot_score_fails_with_the_error():
     def broken(_frame):
         raise ValueError("expected 5 features\nsecond line")
