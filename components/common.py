@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import pulumi
 
 # Re-exported: the components validate pins with the one rule the stack parser uses.
+from shipway_core.config import SloSettings
 from shipway_core.names import validate_model_pin as validate_model_pin
 
 REQUIRED_TAGS = ("owner", "cost-center", "environment", "data-classification")
@@ -92,8 +93,15 @@ class ObservabilityArgs:
     endpoints: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)  # model -> scrape target
     availability: float = 0.995
     latency_p99_ms: float = 250.0
+    latency_objective: float = 0.99
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
     # Days the environment's logs are kept; None: the target's default. Targets that keep no
     # logs themselves (kubernetes, local) reject a value instead of ignoring it.
     log_retention_days: int | None = None
+
+    def slo(self) -> SloSettings:
+        """The stack's SLOs as the shared rule generators take them (one place, every target)."""
+        return SloSettings(availability=self.availability, latency_p99_ms=self.latency_p99_ms,
+                           latency_objective=self.latency_objective, max_error_rate=self.max_error_rate,
+                           drift_psi=self.drift_psi)

@@ -24,21 +24,16 @@ import pulumi_aws as aws
 
 from components.aws._base import account_facts, aws_tags, policy_json, prefix, scoped_role, statement
 from components.common import ObservabilityArgs
-from shipway_core.config import AwsSettings, SloSettings
+from shipway_core.config import AwsSettings
 from shipway_core.observability.rules import generate_rules
 
 _GRAFANA_QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
 
 
-def slo_of(args: ObservabilityArgs) -> SloSettings:
-    """The stack's SLO as the shared generators take it (targets not in the Args keep defaults)."""
-    return SloSettings(availability=args.availability, latency_p99_ms=args.latency_p99_ms, drift_psi=args.drift_psi)
-
-
 def slo_rules(args: ObservabilityArgs) -> dict[str, Any]:
     """The shared Prometheus rule file (``shipway_core.observability.rules``) for AMP: the same
     recording rules and burn-rate alerts as every other target."""
-    return generate_rules(slo_of(args), sorted(args.endpoints), args.environment)
+    return generate_rules(args.slo(), sorted(args.endpoints), args.environment)
 
 
 def alertmanager_definition(topic_arn: str, region: str) -> str:

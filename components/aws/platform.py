@@ -70,6 +70,8 @@ def build_platform(
             endpoints={m: endpoint_name(env, m) for m in cfg.models},
             availability=cfg.slo.availability,
             latency_p99_ms=cfg.slo.latency_p99_ms,
+            latency_objective=cfg.slo.latency_objective,
+            max_error_rate=cfg.slo.max_error_rate,
             drift_psi=cfg.slo.drift_psi,
             log_retention_days=settings.log_retention_days,
         ),

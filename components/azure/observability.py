@@ -10,7 +10,6 @@ import pulumi_azure_native as azure_native
 
 from components.azure._shared import AzureTarget, access, client_config, grant
 from components.common import ObservabilityArgs, validate_tags
-from shipway_core.config import SloSettings
 from shipway_core.observability.azure import azure_rules
 from shipway_core.observability.rules import generate_rules
 
@@ -53,17 +52,12 @@ def drift_query(endpoint_name: str) -> str:
     )
 
 
-def slo_of(args: ObservabilityArgs) -> SloSettings:
-    """The stack's SLO as the shared generators take it (targets not in the Args keep defaults)."""
-    return SloSettings(availability=args.availability, latency_p99_ms=args.latency_p99_ms, drift_psi=args.drift_psi)
-
-
 def prometheus_rules(
     args: ObservabilityArgs, action_group_id: pulumi.Input[str]
 ) -> list[azure_native.alertsmanagement.PrometheusRuleArgs]:
     """The shared rule file (same SLIs, burn-rate alerts and names as every target) as managed-
     Prometheus rules; alerts notify the action group."""
-    rules = azure_rules(generate_rules(slo_of(args), sorted(args.endpoints), args.environment))
+    rules = azure_rules(generate_rules(args.slo(), sorted(args.endpoints), args.environment))
     return [
         azure_native.alertsmanagement.PrometheusRuleArgs(record=r["record"], expression=r["expression"], enabled=True)
         if "record" in r

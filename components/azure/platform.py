@@ -104,6 +104,7 @@ def build_platform(
         "observability",
         ObservabilityArgs(env, tags, endpoints={m: e.endpoint_url for m, e in endpoints.items()},
                           availability=cfg.slo.availability, latency_p99_ms=cfg.slo.latency_p99_ms,
+                          latency_objective=cfg.slo.latency_objective,
                           drift_psi=cfg.slo.drift_psi, max_error_rate=cfg.slo.max_error_rate,
                           log_retention_days=cfg.azure.log_retention_days),
         target,

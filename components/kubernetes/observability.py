@@ -37,7 +37,7 @@ from components.kubernetes.podspec import (
     topology_spread,
     validate_object_name,
 )
-from shipway_core.config import KubernetesSettings, SloSettings
+from shipway_core.config import KubernetesSettings
 from shipway_core.observability.dashboards import all_dashboards
 from shipway_core.observability.rules import JOB, alert_names, generate_rules
 
@@ -129,19 +129,14 @@ def service_monitor_spec(component: str, port: str, namespace: pulumi.Input[str]
     }
 
 
-def slo_of(args: ObservabilityArgs) -> SloSettings:
-    """The stack's SLO as the shared rule generator takes it (targets not in the Args keep defaults)."""
-    return SloSettings(availability=args.availability, latency_p99_ms=args.latency_p99_ms, drift_psi=args.drift_psi)
-
-
 def prometheus_rule_spec(args: ObservabilityArgs) -> dict[str, Any]:
     """Recording + alerting rules from ``shipway_core.observability.rules``: the same on every target."""
-    return generate_rules(slo_of(args), sorted(args.endpoints), args.environment)
+    return generate_rules(args.slo(), sorted(args.endpoints), args.environment)
 
 
 def dashboard_files(args: ObservabilityArgs) -> dict[str, str]:
     """ConfigMap data for Grafana's sidecar: the shared platform + per-endpoint dashboards."""
-    boards = all_dashboards(sorted(args.endpoints), args.environment, slo_of(args))
+    boards = all_dashboards(sorted(args.endpoints), args.environment, args.slo())
     return {file: json.dumps(board, sort_keys=True) for file, board in sorted(boards.items())}
 
 

@@ -85,6 +85,8 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) 
             endpoints={m: f"http://{endpoint_name(m)}.{plain_ns}.svc.cluster.local" for m in cfg.models},
             availability=cfg.slo.availability,
             latency_p99_ms=cfg.slo.latency_p99_ms,
+            latency_objective=cfg.slo.latency_objective,
+            max_error_rate=cfg.slo.max_error_rate,
             drift_psi=cfg.slo.drift_psi,
         ),
         settings,
