@@ -47,6 +47,7 @@ HTTP_TIMEOUT = 3.0
 LOG_TAIL_LINES = 500
 REQUEST_TAIL_LINES = 50
 AUDIT_RECORDS = 50
+RECENT_ALERTS = 50
 _SLUG = re.compile(r"[^a-z0-9]+")
 
 
@@ -151,7 +152,9 @@ class Sources:
     pins: Mapping[str, int]
     slo: SloSettings = field(default_factory=SloSettings)
     get: Getter = http_json
-    api_keys: Mapping[str, str] = field(default_factory=dict)
+    # Notifications the environment's receiver got (firing and resolved, newest first); on the
+    # local target the alert sink's file (shipway.commands.alerts.read_alerts), else None.
+    recent_alerts: Callable[[], list[dict[str, Any]]] | None = None
 
 
 def _prom(sources: Sources, query: str) -> list[dict[str, Any]]:
@@ -213,6 +216,9 @@ def collect_alerts(sources: Sources, model: str | None) -> dict[str, Any]:
         doc = sources.get(obs.metrics_url.rstrip("/") + "/api/v1/alerts", {})
         out["prometheus"] = [a for a in doc.get("data", {}).get("alerts", [])
                              if not model or a.get("labels", {}).get("model") in (None, model)]
+    if sources.recent_alerts is not None:
+        out["received"] = [a for a in sources.recent_alerts()
+                           if not model or (a.get("labels") or {}).get("model") in (None, model)][:RECENT_ALERTS]
     return out
 
 
@@ -356,6 +362,14 @@ def _alert_events(incident: Incident, alerts: Mapping[str, Any]) -> None:
         what = f"alert {labels.get('alertname', '?')} firing ({labels.get('severity', '?')})"
         if started and (started, what) not in seen:
             incident.event(str(started), what, "Alertmanager")
+    for note in alerts.get("received", []):
+        if note.get("status") != "resolved":
+            continue
+        labels = note.get("labels") or {}
+        when = note.get("ends_at") or note.get("received_at")
+        what = f"alert {note.get('alertname') or labels.get('alertname', '?')} resolved"
+        if when and (str(when), what) not in seen:
+            incident.event(str(when), what, "alert receiver")
 
 
 def _versions(record: Mapping[str, Any]) -> str:
@@ -384,6 +398,9 @@ def summary_markdown(incident: Incident, collected: Mapping[str, Any], errors: M
     firing = [a.get("labels", {}) for a in alerts.get("alertmanager", [])]
     lines += [f"- {a.get('alertname', '?')} ({a.get('severity', '?')}) model={a.get('model', '-')}"
               for a in firing] or ["- none"]
+    received = alerts.get("received", [])
+    if received:
+        lines += ["", f"Recent notifications: {len(received)} (firing and resolved, in alerts.json)"]
     lines += ["", "## SLO burn (bad ratio / error budget; 1 = spending exactly the budget)", "",
               "| model | availability 5m | availability 1h | latency 5m | latency 1h | p99 ms |",
               "| --- | --- | --- | --- | --- | --- |"]

@@ -21,6 +21,7 @@ import typer
 from shipway import audit as audit_mod
 from shipway import incident as incident_mod
 from shipway import stackfile
+from shipway.commands.alerts import read_alerts
 from shipway.commands.common import (
     ACTOR_OPTION,
     AUDIT_LOG_OPTION,
@@ -35,6 +36,7 @@ from shipway.commands.common import (
     services_from,
 )
 from shipway_core.config import SloSettings
+from shipway_core.local import data_root
 from shipway_core.outputs import OutputsError, PlatformOutputs
 
 app = typer.Typer(no_args_is_help=True)
@@ -54,8 +56,13 @@ def _sources(ctx: typer.Context, env: str, audit_log: Path | None) -> incident_m
     outputs = PlatformOutputs.from_exports(services.engine.stack_outputs(env), stack=env)
     path = stackfile.stack_path(root, env)
     pins = stackfile.read_pins(path) if path.exists() else {}
-    slo = stackfile.load_config(path).slo if path.exists() else SloSettings()
-    return incident_mod.Sources(outputs=outputs, audit=services.audit(), pins=pins, slo=slo)
+    cfg = stackfile.load_config(path) if path.exists() else None
+    recent = None
+    if cfg is not None and cfg.cloud == "local":
+        sink = data_root(cfg, root) / "alerts" / "alerts.jsonl"
+        recent = lambda: read_alerts(sink)  # noqa: E731 - read at snapshot time, not now
+    return incident_mod.Sources(outputs=outputs, audit=services.audit(), pins=pins,
+                                slo=cfg.slo if cfg is not None else SloSettings(), recent_alerts=recent)
 
 
 @app.command("open")

@@ -70,6 +70,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[F
     (data / "serving.log").write_text(
         '{"level": "info", "event": "startup"}\n'
         '{"ts": "2026-03-02T09:00:01Z", "level": "error", "event": "model_error", "trace_id": "ab12"}\n')
+    sink = tmp_path / ".shipway" / "local" / "local" / "alerts"
+    sink.mkdir(parents=True)
+    (sink / "alerts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in (
+        {"received_at": "2026-03-02T08:40:00+00:00", "status": "firing", "alertname": "ShipwayLatencyBudgetBurn",
+         "labels": {"alertname": "ShipwayLatencyBudgetBurn", "model": "iris"}, "ends_at": None},
+        {"received_at": "2026-03-02T08:46:00+00:00", "status": "resolved", "alertname": "ShipwayLatencyBudgetBurn",
+         "labels": {"alertname": "ShipwayLatencyBudgetBurn", "model": "iris"}, "ends_at": "2026-03-02T08:45:30Z"},
+        {"received_at": "2026-03-02T08:47:00+00:00", "status": "firing", "alertname": "ShipwayFeatureDrift",
+         "labels": {"alertname": "ShipwayFeatureDrift", "model": "other"}, "ends_at": None})))
     (data / "requests.jsonl").write_text("".join(
         json.dumps({"request_id": str(i), "predictions": [0]}) + "\n" for i in range(80)))
     # Until audit.ACTIONS lists "incident" (requested from the audit owner), accept it here.
@@ -117,6 +126,9 @@ def test_snapshot_collects_every_source_into_one_timestamped_directory(
     assert slo["latency_p99_ms"] == pytest.approx(310.0)
     alerts = json.loads((dest / "alerts.json").read_text())
     assert [a["labels"]["alertname"] for a in alerts["alertmanager"]] == ["ShipwayAvailabilityBudgetBurn"]
+    # The receiver's notifications, newest first, this model's only (firing and resolved).
+    assert [(a["alertname"], a["status"]) for a in alerts["received"]] == [
+        ("ShipwayLatencyBudgetBurn", "resolved"), ("ShipwayLatencyBudgetBurn", "firing")]
     assert json.loads((dest / "drift.json").read_text())["models"]["iris"]["petal_width"] == pytest.approx(0.41)
     traces = json.loads((dest / "traces.json").read_text())
     assert traces["errors"][0]["traceID"] == "error-trace-1"
@@ -159,10 +171,11 @@ def test_close_records_the_incident_and_its_timeline_and_seeds_the_review(
     assert (record["env"], record["model"], record["outcome"]) == ("local", "iris", "closed")
     assert record["actor"] == "oncall@example.org" and record["reason"] == "rolled back to v2"
     events = [e["event"] for e in record["details"]["timeline"]]
-    assert events[0] == "alert ShipwayAvailabilityBudgetBurn firing (page)"  # it started before the open
-    assert events[1] == "incident opened: 5xx after v3"
+    assert events[0] == "alert ShipwayLatencyBudgetBurn resolved"  # at its ends_at, from the receiver
+    assert events[1] == "alert ShipwayAvailabilityBudgetBurn firing (page)"  # it started before the open
+    assert events[2] == "incident opened: 5xx after v3"
     assert events[-1] == "incident closed: rolled back to v2"
-    assert record["details"]["timeline"][0]["ts"] == ALERT_STARTED
+    assert record["details"]["timeline"][1]["ts"] == ALERT_STARTED
     assert AuditLog(services.audit_path).verify(anchors=[]).ok  # type: ignore[arg-type]
     review = Path(doc["review"]).read_text()
     assert "| 2026-03-02T08:55:00Z | alert ShipwayAvailabilityBudgetBurn firing (page) | Alertmanager |" in review
