@@ -88,6 +88,11 @@ build_image() {
     fi
     (cd "$root" && podman build --quiet --format docker --layers -f "containers/$kind.Dockerfile" \
         --build-arg "BASE=$base" "${cert_args[@]}" -t "$ref" -t "localhost/shipway-$kind:dev" . >/dev/null)
+    # Drop this image's older input-hash tags so rebuilds do not pile up (in-use ones stay). The
+    # untagged build-stage images are kept: they hold the pip layer cache, and only their small
+    # top layer differs between builds.
+    podman images --format '{{.Repository}}:{{.Tag}}' "localhost/shipway-$kind" \
+        | grep -v -e ":dev$" -e "^$ref$" | xargs -r podman rmi >/dev/null 2>&1 || true
     echo "$ref"
 }
 
