@@ -691,10 +691,13 @@ def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Ma
         problems.missing("azure.subscriptionId", "the Azure subscription to deploy to; "
                          + _SET.format(key="azure.subscriptionId", stack=stack))
     if cloud == "kubernetes":
-        for attr, key in (("serving_image", "kubernetes.servingImage"), ("mlflow_image", "kubernetes.mlflowImage")):
+        for attr, key in (("serving_image", "kubernetes.servingImage"), ("mlflow_image", "kubernetes.mlflowImage"),
+                          ("postgres_image", "kubernetes.postgresImage"),
+                          ("otel_collector_image", "kubernetes.otelCollectorImage")):
             image = getattr(kubernetes, attr)
             if not _by_digest_where_required(environment, image):
-                problems.add(key, image, f"{environment} runs images by digest (<repo>@sha256:<digest>), "
+                problems.add(key, image, f"{environment} runs images by digest: pin it as "
+                                         "<repository>@sha256:<digest> (the release-image workflow prints it), "
                                          "never 'latest' or an untagged image")
         if kubernetes.artifact_store != "pvc" and not kubernetes.artifact_uri:
             problems.missing("kubernetes.artifactUri", f"the {kubernetes.artifact_store} artifact location; "

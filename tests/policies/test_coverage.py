@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -82,10 +84,9 @@ def test_coverage_doc_is_generated_and_current() -> None:
 
 
 
-def test_pending_image_rule_finds_exactly_the_tag_pinned_default_on_the_recorded_kubernetes_platform() -> None:
-    """Why the image rule is pending: on what the components create for prod (KServe on), the
-    configured images are by digest but component defaults are not. Fails once they are fixed:
-    then move the rule into policies/registry.py MODULES."""
+def test_the_image_rule_finds_nothing_on_a_prod_kubernetes_platform_whose_stack_pins_digests() -> None:
+    """The stack config refuses tag-pinned images in test/prod (shipway_core.config), so what the
+    components create from a valid prod stack passes the served image rule; a tag fails it."""
     from components.kubernetes.platform import build_platform
     from policies.registry import by_name
     from tests.policies.baselines import PROD
@@ -93,19 +94,17 @@ def test_pending_image_rule_finds_exactly_the_tag_pinned_default_on_the_recorded
     from tests.support.recording import record
     from tests.unit.kubernetes.k8s_support import plain, secret_outputs, stack_config
 
-    cfg = stack_config("prod", models={"churn": {"version": 3, "instances": 2}}, kubernetes={"kserve": True})
-    recording = record(lambda: build_platform(cfg, secret_outputs()), stack="prod")
     rule = by_name("any-container-image-pin-digest")
-    found = {
-        r.name: check(rule, r.type, plain(r.inputs), config=PROD, name=r.name) for r in recording.resources
-    }
-    flagged = {name: messages for name, messages in found.items() if messages}
-    # The images the stack config pins (serving, MLflow) pass; what is flagged are third-party
-    # defaults baked into components (Postgres, and the OTel collector where observability runs).
-    serving = [r.name for r in recording.resources if r.type == "kubernetes:serving.kserve.io/v1beta1:InferenceService"]
-    assert serving and not any(name in flagged for name in serving)
-    assert flagged["mlflow-postgres-statefulset"] == [
+    cfg = stack_config("prod", models={"churn": {"version": 3, "instances": 2}}, kubernetes={"kserve": True})
+
+    def flagged(config: Any) -> dict[str, list[str]]:
+        recording = record(lambda: build_platform(config, secret_outputs()), stack="prod")
+        found = {r.name: check(rule, r.type, plain(r.inputs), config=PROD, name=r.name) for r in recording.resources}
+        return {name: messages for name, messages in found.items() if messages}
+
+    assert flagged(cfg) == {}
+    # What the stack parser refuses in prod, forced past it: the served rule catches it too.
+    tagged = replace(cfg, kubernetes=replace(cfg.kubernetes, postgres_image="docker.io/library/postgres:17"))
+    assert flagged(tagged) == {"mlflow-postgres-statefulset": [
         "containers[postgres].image 'docker.io/library/postgres:17' is pinned by tag '17' only; in prod pin "
-        "it as <repository>@sha256:<digest>"
-    ]
-    assert set(flagged) <= {"mlflow-postgres-statefulset", "observability-otel-collector-deployment"}
+        "it as <repository>@sha256:<digest>"]}

@@ -21,6 +21,8 @@ AZURE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 KUBERNETES_IMAGES: dict[str, Any] = {
     "servingImage": f"registry.example.internal/shipway/serving@{DIGEST}",
     "mlflowImage": f"registry.example.internal/shipway/mlflow@{DIGEST}",
+    "postgresImage": f"registry.example.internal/library/postgres@{DIGEST}",
+    "otelCollectorImage": f"registry.example.internal/otel/opentelemetry-collector-k8s@{DIGEST}",
 }
 # Decrypted secret values, as the engine hands them to the program.
 SECRETS = {"endpointApiKey": "0123456789abcdef0123456789abcdef", "trackingDbPassword": "not-a-real-password"}
