@@ -1,14 +1,15 @@
-"""Promotion and rollback on a throwaway ``local`` stack, under paced load; plus its engine timings.
+"""Promotion and rollback as a user runs them: the real ``shipway`` CLI, under paced load.
 
-The stack is built exactly like the integration tests' ``make_project`` (own project dir,
-file backend, data dir and ports in a temp dir), so the developer's ``local`` stack, state
-and processes are never touched. ``shipway model promote`` cannot target such a project
-(its engine resolves the checkout's own ``stacks/`` and backend), so what is measured is the
-mechanism it drives: the pin edit in the stack file + ``pulumi up`` with the real CLI.
+The throwaway project is built exactly like the integration tests' ``make_project`` (own
+project dir, file backend, data dir and ports in a temp dir) with its stack named ``local``,
+and every command runs as ``shipway --root <project> model promote|rollback ...`` in its own
+process, so the figures include what a user waits for: CLI start-up, gates, the pin edit,
+``pulumi up``, verification and the audit records.
 
-pin-to-serving = from the pin edit until ``/version`` on the endpoint reports the new version;
-up = until ``pulumi up`` returned. A paced load generator (separate process) sends
-requests across every promote and rollback; any non-200 or connection error is a failure.
+command = the whole CLI invocation; pin to serving = from the stack file's change until the
+endpoint's ``/version`` reports the new version; serving = from the command's start until then.
+A paced load generator (separate process) sends requests across every promote and rollback; any
+non-200 or connection error is a failure.
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ MODEL = "iris-classifier"
 class PromotionResults:
     """Raw samples; RESULTS.md shows medians."""
 
-    promote_serving_s: list[float] = field(default_factory=list)
-    promote_up_s: list[float] = field(default_factory=list)
+    promote_serving_s: list[float] = field(default_factory=list)  # pin written -> /version reports it
+    promote_up_s: list[float] = field(default_factory=list)  # the whole `shipway model promote` command
     rollback_serving_s: list[float] = field(default_factory=list)
-    rollback_up_s: list[float] = field(default_factory=list)
+    rollback_up_s: list[float] = field(default_factory=list)  # the whole `shipway model rollback` command
     first_up_s: float | None = None
     preview_s: list[float] = field(default_factory=list)
     noop_up_s: list[float] = field(default_factory=list)
@@ -49,31 +50,54 @@ def _version(base: str) -> int | None:
     return int(json.loads(body)["model_version"])
 
 
-def _timed_pin_change(project: Any, base: str, version: int) -> tuple[float, float]:
-    """(pin-to-serving seconds, pin-to-up-returned seconds) for one pin change."""
+def _timed_command(project: Any, base: str, version: int, argv: list[str]) -> tuple[float, float]:
+    """(pin-to-serving seconds, whole-command seconds) for one `shipway` command that re-pins."""
+    import os
+    import subprocess
+
+    pinned: list[float] = []
     seen: list[float] = []
     done = threading.Event()
+    before = project.stack_file.read_text()
 
-    def watch(t0: float) -> None:
+    def watch() -> None:
         while not done.is_set():
-            if _version(base) == version:
-                seen.append(time.perf_counter() - t0)
+            if not pinned and project.stack_file.read_text() != before:
+                pinned.append(time.perf_counter())
+            if pinned and _version(base) == version:
+                seen.append(time.perf_counter())
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
 
+    env = {**os.environ, **project.env, "SHIPWAY_ROOT": str(project.dir)}
+    watcher = threading.Thread(target=watch, daemon=True)
     t0 = time.perf_counter()
-    project.pin(MODEL, version)
-    watcher = threading.Thread(target=watch, args=(t0,), daemon=True)
     watcher.start()
     try:
-        project.pulumi("up", "--yes", "--skip-preview")
-        up_s = time.perf_counter() - t0
+        out = subprocess.run([str(procs.PYTHON), "-m", "shipway.cli", *argv, "--allow-dirty", "--output", "json"],
+                             env=env, text=True, capture_output=True, timeout=600, check=False)
+        command_s = time.perf_counter() - t0
         watcher.join(30)
     finally:
         done.set()
+    if out.returncode != 0:
+        raise RuntimeError(f"shipway {' '.join(argv)} failed ({out.returncode}):\n{out.stdout[-2000:]}"
+                           f"\n{out.stderr[-2000:]}")
     if not seen:
-        raise RuntimeError(f"/version never reported {version} after pulumi up")
-    return seen[0], up_s
+        raise RuntimeError(f"/version never reported {version} after `shipway {' '.join(argv)}`")
+    return seen[0] - pinned[0], command_s
+
+
+def _shipway(project: Any, argv: list[str]) -> None:
+    import os
+    import subprocess
+
+    env = {**os.environ, **project.env, "SHIPWAY_ROOT": str(project.dir)}
+    out = subprocess.run([str(procs.PYTHON), "-m", "shipway.cli", *argv], env=env, text=True,
+                         capture_output=True, timeout=900, check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"shipway {' '.join(argv)} failed ({out.returncode}):\n{out.stdout[-2000:]}"
+                           f"\n{out.stderr[-2000:]}")
 
 
 def _timed(fn: Callable[[], Any]) -> float:
@@ -90,7 +114,7 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
     out = PromotionResults()
     logs = procs.log_dir("promotion")
     with tempfile.TemporaryDirectory(prefix="shipway-bench-promotion-") as tmp:
-        project = make_project(Path(tmp), stack="t-bench")
+        project = make_project(Path(tmp), stack="local")
         loadgen: procs.Proc | None = None
         try:
             store, artifacts = project.tracking_store
@@ -99,7 +123,8 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
             v2 = train_and_register(store, variant="forest", artifact_root=artifacts).version
             project.pin(MODEL, v1)
             progress("promotion: first pulumi up of the throwaway local stack")
-            out.first_up_s = _timed(lambda: project.pulumi("up", "--yes", "--skip-preview"))
+            # `platform up` as a user runs it: the first up verifies v1 and records it as known-good.
+            out.first_up_s = _timed(lambda: _shipway(project, ["platform", "up", "--stack", "local", "--no-train"]))
             progress(f"promotion: first up {out.first_up_s:.1f}s")
             base = project.outputs()["endpoints"][MODEL]["url"]
             for _ in range(rounds):
@@ -117,14 +142,15 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
                                    "--max-seconds", "900"], logs / "loadgen.log", env=env, cwd=procs.ROOT)
             time.sleep(2)
             for i in range(rounds):
-                serving_s, up_s = _timed_pin_change(project, base, v2)
+                serving_s, up_s = _timed_command(project, base, v2, [
+                    "model", "promote", MODEL, "--to", "local", "--version", str(v2), "--apply"])
                 out.promote_serving_s.append(serving_s)
                 out.promote_up_s.append(up_s)
-                progress(f"promotion round {i + 1}: promote serving {serving_s:.1f}s (up returned {up_s:.1f}s)")
-                serving_s, up_s = _timed_pin_change(project, base, v1)
+                progress(f"promotion round {i + 1}: promote command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
+                serving_s, up_s = _timed_command(project, base, v1, ["model", "rollback", MODEL, "--env", "local"])
                 out.rollback_serving_s.append(serving_s)
                 out.rollback_up_s.append(up_s)
-                progress(f"promotion round {i + 1}: rollback serving {serving_s:.1f}s (up returned {up_s:.1f}s)")
+                progress(f"promotion round {i + 1}: rollback command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
             time.sleep(2)
             procs.stop(loadgen)
             loadgen = None

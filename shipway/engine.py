@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,11 @@ def repo_root() -> Path:
 
 
 def tools_bin(root: Path | None = None) -> Path:
-    """Where setup puts the built pulumi CLI, its language host and plugin scripts."""
-    return (root or repo_root()) / ".shipway" / "tools" / "bin"
+    """Where setup puts the built pulumi CLI, its language host and plugin scripts (a checkout
+    chosen with --root that has no tools of its own uses the installed checkout's)."""
+    chosen = (root or repo_root()) / ".shipway" / "tools" / "bin"
+    installed = Path(__file__).resolve().parent.parent / ".shipway" / "tools" / "bin"
+    return chosen if chosen.is_dir() or not installed.is_dir() else installed
 
 
 def state_dir(root: Path | None = None) -> Path:
@@ -69,7 +73,8 @@ def pulumi_env(stack: str | None = None, root: Path | None = None,
     env["PULUMI_SKIP_UPDATE_CHECK"] = "true"
     env["PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION"] = "true"
     env.setdefault("PULUMI_HOME", str(root / ".shipway" / "pulumi-home"))
-    env["PULUMI_PYTHON_CMD"] = str(root / ".venv" / "bin" / "python")
+    venv_python = root / ".venv" / "bin" / "python"
+    env["PULUMI_PYTHON_CMD"] = str(venv_python if venv_python.exists() else Path(sys.executable))
     if stack is not None and (stack == "local" or stack.startswith("t-")):
         env.setdefault("PULUMI_CONFIG_PASSPHRASE", LOCAL_DEV_PASSPHRASE)
     return env

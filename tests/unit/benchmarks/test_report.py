@@ -79,8 +79,9 @@ def test_goals_are_judged_on_the_worst_cell_and_medians():
     assert measured["cold"] == 3.0
     assert measured["drift_speed"] == pytest.approx(60.0)
     assert measured["drift_memory"] == pytest.approx(0.1)
-    assert measured["promote"] == 5.0
-    assert measured["rollback"] == 3.5
+    assert measured["promote_serving"] == 5.0
+    assert measured["rollback_serving"] == 3.5
+    assert measured["promote"] == 5.0 and measured["rollback"] == 4.0  # whole commands
     assert measured["failed"] == 0.0
 
 
@@ -91,7 +92,8 @@ def test_p99_goal_takes_the_highest_ratio_across_one_row_cells():
 
 
 def test_not_met_lists_only_measured_misses():
-    assert not_met(doc()) == ["rps_100", "cold"]
+    # promote 5 s <= 8 s; pin to serving 5 s > 4 s; rollback 4 s <= 5 s; its pin to serving 3.5 s > 2 s
+    assert not_met(doc()) == ["rps_100", "cold", "promote_serving", "rollback_serving"]
     assert "promote" not in not_met(doc(promotion={}))
 
 
