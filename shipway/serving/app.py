@@ -645,14 +645,15 @@ def _parser(content_type: bytes | None) -> Callable[[bytes, Any, int], Batch] | 
         return parse_payload
     if content_type is None:
         return _unsupported("no Content-Type header; send 'Content-Type: application/json' or 'text/csv'")
+    # Parsed exactly as MLflow's scoring server does (case-sensitive type, quotes kept), so the
+    # same headers are accepted and refused.
     mime, *pairs = (part.strip() for part in content_type.decode("latin-1").split(";"))
-    params = {key.strip().lower(): value.strip().strip('"') for key, _, value in (p.partition("=") for p in pairs)}
+    params = {key: value for key, _, value in (p.partition("=") for p in pairs)}
     charset = params.pop("charset", "utf-8").lower()
     if charset != "utf-8":
         return _unsupported(f"charset '{charset}' is not supported; send the body as UTF-8 (charset=utf-8)")
     if params:
         return _unsupported(f"Content-Type parameters {sorted(params)} are not supported; only charset=utf-8 is")
-    mime = mime.lower()
     if mime == _JSON_TYPE:
         return parse_payload
     if mime == _CSV:

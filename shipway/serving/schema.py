@@ -176,6 +176,9 @@ def parse_csv(body: bytes, schema: InputSchema, max_rows: int) -> Batch:
         raise BadRequest(f"CSV body is empty; send a header row with the columns {schema.describe()} "
                          f"and one line per row")
     header, data = rows[0], rows[1:]
+    if data and all(len(row) == len(header) + 1 for row in data):
+        # pandas.read_csv takes a leading extra field on every row as the index; so does MLflow.
+        data = [row[1:] for row in data]
     for i, row in enumerate(data):
         if len(row) > len(header):
             raise BadRequest(f"CSV line {i + 2} has {len(row)} fields but the header has {len(header)}")
@@ -235,20 +238,38 @@ def _from_split(value: Any, schema: InputSchema, max_rows: int) -> tuple[dict[st
             raise BadRequest(f"unknown key 'dataframe_split.{key}'; expected 'columns' and 'data'")
     columns = value.get("columns", _MISSING)
     data = value.get("data", _MISSING)
-    if columns is _MISSING:
-        raise BadRequest(f"dataframe_split.columns is required: a list of column names such as "
-                         f"{schema.describe()}")
-    if not isinstance(columns, list) or not all(type(c) is str for c in columns):
-        raise BadRequest("dataframe_split.columns must be a list of column-name strings")
-    if len(set(columns)) != len(columns):
-        dup = next(c for i, c in enumerate(columns) if c in columns[:i])
-        raise BadRequest(f"dataframe_split.columns has column '{dup}' more than once")
     if data is _MISSING:
         raise BadRequest("dataframe_split.data is required: a list of rows, each a list of values")
-    if not isinstance(data, list):
-        raise BadRequest("dataframe_split.data must be a list of rows, each a list of values")
+    if columns is _MISSING:
+        # MLflow numbers the columns 0..n-1, so the signature's columns are missing.
+        raise BadRequest(f"dataframe_split.columns is required: a list of column names such as "
+                         f"{schema.describe()}", INVALID_PARAMETER_VALUE)
+    if not isinstance(columns, list) or not all(type(c) is str for c in columns):
+        raise BadRequest("dataframe_split.columns must be a list of column-name strings")
+    try:
+        if len(set(columns)) != len(columns):
+            dup = next(c for i, c in enumerate(columns) if c in columns[:i])
+            raise BadRequest(f"dataframe_split.columns has column '{dup}' more than once")
+        if not isinstance(data, list):
+            raise BadRequest("dataframe_split.data must be a list of rows, each a list of values")
+    except BadRequest:
+        # MLflow still builds a frame from these and then finds signature columns missing.
+        _require_columns(set(columns), schema)
+        raise
     _check_rows(len(data), max_rows)
-    return _transpose(data, columns, "dataframe_split.data"), len(data)
+    try:
+        return _transpose(data, columns, "dataframe_split.data"), len(data)
+    except BadRequest:
+        # MLflow still builds a frame from these and then finds signature columns missing.
+        _require_columns(set(columns), schema)
+        raise
+
+
+def _require_columns(present: set[str], schema: InputSchema) -> None:
+    for spec in schema.columns:
+        if spec.required and spec.name not in present:
+            raise BadRequest(f"missing column '{spec.name}'; the model expects the columns "
+                             f"{schema.describe()}", INVALID_PARAMETER_VALUE)
 
 
 def _transpose(rows: list[Any], columns: Sequence[str], where: str) -> dict[str, list[Any]]:
@@ -272,7 +293,7 @@ def _from_records(
     for i, record in enumerate(value):
         if type(record) is not dict:
             raise BadRequest(f"{where}[{i}] must be an object mapping column name to value, "
-                             f"got {_type_name(record)}")
+                             f"got {_type_name(record)}", INVALID_PARAMETER_VALUE)
     raw: dict[str, list[Any]] = {}
     for spec in schema.columns:
         values = [r.get(spec.name, _MISSING) for r in value]
@@ -291,11 +312,11 @@ def _from_inputs(value: Any, where: str, schema: InputSchema, max_rows: int) -> 
     if isinstance(value, dict):
         for name, col in value.items():
             if type(col) is not list:
-                raise BadRequest(f"{where}.{name} must be a list of values, one per row")
+                raise BadRequest(f"{where}.{name} must be a list of values, one per row", INVALID_PARAMETER_VALUE)
         lengths = {len(col) for col in value.values()}
         if len(lengths) > 1:
             raise BadRequest(f"{where} columns have different lengths {sorted(lengths)}; "
-                             f"every column needs one value per row")
+                             f"every column needs one value per row", INVALID_PARAMETER_VALUE)
         n_rows = lengths.pop() if lengths else 0
         _check_rows(n_rows, max_rows)
         _check_tensor_values(value, where)
@@ -327,10 +348,10 @@ def _check_tensor_values(raw: Mapping[str, list[Any]], where: str) -> None:
                 raise BadRequest(f"{where} column '{name}' row {row}: expected a value, got an object")
             if type(v) is list and nested is None:
                 nested = (name, row)
-        if kinds != {list} or len({len(v) for v in values}) > 1:
-            # Arrays mixed with values, or of several lengths: not even a (ragged) numpy array.
-            raise BadRequest(f"{where} column '{name}' row {nested[1] if nested else 0}: expected a value, "
-                             f"got an array")
+        if where == "instances" and (kinds != {list} or len({len(v) for v in values}) > 1):
+            # MLflow builds one array per `instances` column: arrays mixed with values (or of
+            # several lengths) do not form one, which it reports as unreadable input.
+            raise BadRequest(f"{where} column '{name}' mixes arrays and values")
     if nested is not None:
         raise BadRequest(f"{where} column '{nested[0]}' row {nested[1]}: expected a value, got an array",
                          INVALID_PARAMETER_VALUE)
@@ -343,7 +364,9 @@ def _refuse_positional(rows: list[Any], where: str, schema: InputSchema) -> None
     (INVALID_PARAMETER_VALUE), unless the rows do not even form a numeric array (nested
     values, ragged rows, text for an all-numeric model): those fail earlier, as BAD_REQUEST.
     """
-    scalars = (int, float, bool, type(None)) if schema.all_numeric else (int, float, bool, str, type(None))
+    # Numeric models: text or nesting breaks the float array. Others get an object array,
+    # which only nested lists break.
+    scalars = (int, float, bool, type(None)) if schema.all_numeric else (int, float, bool, str, dict, type(None))
     width = len(rows[0]) if type(rows[0]) is list else -1
     for i, row in enumerate(rows):
         if type(row) is not list or len(row) != width or not all(isinstance(v, scalars) for v in row):

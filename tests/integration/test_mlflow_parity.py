@@ -238,16 +238,50 @@ MALFORMED = [
     b'{"dataframe_split": 1}', b'{"dataframe_split": {"columns": ["a"]}}',
     b'{"dataframe_records": {"a": 1}}', b'{"inputs": "abc"}', b'{"inputs": []}',
     b'{"dataframe_split": {"columns": [], "data": []}}', b"\xff\xfe\x00",
+    b'{"dataframe_split": {"data": [[1, 2, 3, 4]]}}', b'{"dataframe_split": {"columns": ["a", "a"], "data": [[1, 2]]}}',
+    b'{"dataframe_split": {"columns": ["a"], "data": [[1]], "orient": 1}}', b'{"dataframe_records": []}',
+    b'{"dataframe_records": [1, 2]}', b'{"dataframe_records": [[1, 2]]}', b'{"inputs": {"a": [1], "b": [1, 2]}}',
+    b'{"inputs": {"a": 1}}', b'{"instances": {}}', b'{"dataframe_split": {"columns": ["a"], "data": [5]}}',
 ]
 CONTENT_TYPES = ["application/json", "application/json; charset=utf-8", "application/json;charset=UTF-8",
                  "text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1",
                  "application/json; format=pandas-split", "text/csv", "text/csv; charset=utf-8"]
 
 
+def fixed_cases(frame: Any) -> list[Case]:
+    """Hand-picked edges around the generated ones: index, sizes, CSV shapes."""
+    columns = list(frame.columns)
+    records = _rows(frame, random.Random(5), 3)
+    split = {"columns": columns, "data": [[r[c] for c in columns] for r in records]}
+    big = _rows(frame, random.Random(6), 1000)
+    header = ",".join(columns)
+    first = ",".join(str(records[0][c]) for c in columns)
+    return [
+        Case("split with index", json.dumps({"dataframe_split": {**split, "index": [7, 8, 9]}}).encode(), JSON),
+        Case("split 1000 rows", json.dumps({"dataframe_split": {"columns": columns, "data": [
+            [r[c] for c in columns] for r in big]}}).encode(), JSON),
+        Case("records 1000 rows", json.dumps({"dataframe_records": big}).encode(), JSON),
+        Case("csv header only", (header + "\n").encode(), "text/csv"),
+        Case("csv quoted", (header + "\n" + ",".join(f'"{records[0][c]}"' for c in columns) + "\n").encode(),
+             "text/csv"),
+        Case("csv extra field", (header + "\n" + first + ",9\n").encode(), "text/csv"),
+        Case("csv crlf", (header + "\r\n" + first + "\r\n").encode(), "text/csv"),
+        Case("csv no trailing newline", (header + "\n" + first).encode(), "text/csv"),
+        Case("csv 1000 rows", _csv(big, columns), "text/csv"),
+        Case("json charset quoted", json.dumps({"dataframe_split": split}).encode(),
+             'application/json; charset="utf-8"'),
+        Case("json uppercase type", json.dumps({"dataframe_split": split}).encode(), "APPLICATION/JSON"),
+        Case("parquet type", b"PAR1", "application/vnd.apache.parquet"),
+    ]
+
+
+JSON = "application/json"
+
+
 def generate(frame: Any, types: dict[str, str], seed: int, count: int) -> list[Case]:
     """``count`` seeded requests for one model (same seed, same cases: failures reproduce)."""
     rng = random.Random(seed)
-    cases: list[Case] = []
+    cases: list[Case] = fixed_cases(frame)
     columns = list(frame.columns)
     while len(cases) < count:
         n = rng.choice([1, 1, 2, 3, 5, 17, 64])
@@ -333,6 +367,8 @@ def documented_difference(case: Case) -> str | None:
     """Requests docs/serving.md lists as answered differently on purpose."""
     if case.content_type is None:
         return "no Content-Type: MLflow 500 (unhandled), Shipway 415"
+    if case.content_type.startswith("application/vnd.apache.parquet"):
+        return "parquet: MLflow reads it, Shipway 415"
     return None
 
 

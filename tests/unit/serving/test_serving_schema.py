@@ -90,7 +90,7 @@ def test_csv_bodies_parse_with_the_signature_types() -> None:
     (b"a,b,c,d\nx,1,y,true\n", "CSV column 'a' row 0: 'x' is not a valid double"),
     (b"a,b,c,d\n1,1.5,y,true\n", "CSV column 'b' row 0: '1.5' is not a valid long"),
     (b"a,b,c,d\n1,1,y,maybe\n", "CSV column 'd' row 0: 'maybe' is not a valid boolean"),
-    (b"a,b\n1,2,3\n", "CSV line 2 has 3 fields but the header has 2"),
+    (b"a,b,c,d\n1,2,x,true,5,6\n", "CSV line 2 has 6 fields but the header has 4"),
     (b"a,b,c\n1,2,x\n", f"missing column 'd'; the model expects the columns {COLS}"),
     (b"\xff\xfe", "CSV body is not valid UTF-8: 'utf-8' codec can't decode byte 0xff in position 0: "
                    "invalid start byte"),
@@ -123,7 +123,7 @@ def test_extra_columns_are_ignored_like_mlflow() -> None:
      f"dataframe_split.columns is required: a list of column names such as {COLS}"),
     (b'{"dataframe_split": {"columns": ["a", 1], "data": [[1]]}}',
      "dataframe_split.columns must be a list of column-name strings"),
-    (b'{"dataframe_split": {"columns": ["a", "a"], "data": [[1, 1]]}}',
+    (b'{"dataframe_split": {"columns": ["a", "b", "c", "d", "a"], "data": [[1, 1, "x", true, 1]]}}',
      "dataframe_split.columns has column 'a' more than once"),
     (b'{"dataframe_split": {"columns": ["a"]}}',
      "dataframe_split.data is required: a list of rows, each a list of values"),
@@ -131,10 +131,12 @@ def test_extra_columns_are_ignored_like_mlflow() -> None:
      "payload has no rows; send at least one row"),
     (b'{"dataframe_split": {"columns": ["a"], "data": []}}',
      f"missing column 'b'; the model expects the columns {COLS}"),
+    (b'{"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [[1, 2, "x", true], [3]]}}',
+     "dataframe_split.data[1] has 1 values but there are 4 columns"),
     (b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2], [3]]}}',
-     "dataframe_split.data[1] has 1 values but there are 2 columns"),
-    (b'{"dataframe_split": {"columns": ["a"], "data": [5]}}',
-     "dataframe_split.data[0] must be a list of 1 values, got integer"),
+     f"missing column 'c'; the model expects the columns {COLS}"),
+    (b'{"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [5]}}',
+     "dataframe_split.data[0] must be a list of 4 values, got integer"),
     (b'{"dataframe_split": {"columns": ["a", "b", "c", "d"], "data": [[1, 2, "x", true]]}}', None),
     (b'{"dataframe_split": {"columns": ["a", "b", "c"], "data": [[1, 2, "x"]]}}',
      f"missing column 'd'; the model expects the columns {COLS}"),
@@ -224,3 +226,8 @@ def test_a_json_body_sent_as_csv_is_missing_columns_like_mlflow() -> None:
     with pytest.raises(BadRequest) as err:
         parse_csv(b'{"dataframe_split": {"columns": ["a", "b"], "data": [[1, 2]]}}', NUMERIC, 10)
     assert err.value.code == INVALID_PARAMETER_VALUE
+
+
+def test_a_csv_leading_field_on_every_row_is_the_index_as_in_pandas() -> None:
+    batch = parse_csv(b"a,b,c,d\n7,1.5,1,x,true\n", SCHEMA, 10)
+    assert (batch.columns["a"], batch.columns["d"]) == ([1.5], [True])
