@@ -30,6 +30,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shipway.drift import profile as drift_profile
+from shipway.drift import stats as drift_stats
+from shipway.drift.profile import category_counts
 from shipway_core.config import GateSettings
 
 GATES = ("metric-thresholds", "no-regression", "signature-compatibility", "data-consistency")
@@ -415,47 +418,21 @@ def coarsen_bins(expected: np.ndarray, actual: np.ndarray, n_rows: int,
 
 
 def psi(expected: np.ndarray, actual: np.ndarray) -> float:
-    """Population stability index, empty bins floored at ``PSI_EPSILON``."""
-    e = np.maximum(np.asarray(expected, dtype=float), PSI_EPSILON)
-    a = np.maximum(np.asarray(actual, dtype=float), PSI_EPSILON)
-    return float(np.sum((a - e) * np.log(a / e)))
+    """Population stability index: the drift module's one implementation (``PSI_EPSILON`` floor)."""
+    return drift_stats.psi(expected, actual, PSI_EPSILON)
 
 
 def categorical_psi(expected: Mapping[str, float], values: pd.Series) -> float:
     """PSI over the union of baseline and golden categories."""
-    observed = values.dropna().astype(str).value_counts(normalize=True).to_dict()
-    cats = sorted(set(expected) | set(observed))
-    return psi(np.array([expected.get(c, 0.0) for c in cats]), np.array([observed.get(c, 0.0) for c in cats]))
+    total = values.notna().sum()
+    observed = {k: v / total for k, v in category_counts(values).items()} if total else {}
+    return drift_stats.categorical_psi(expected, observed, PSI_EPSILON)
 
 
 def build_profile(frame: pd.DataFrame, bins: int = 10) -> dict[str, Any]:
-    """Training baseline profile (``baseline_profile.json`` format 1) from a feature frame."""
-    features: dict[str, Any] = {}
-    for name in frame.columns:
-        col = frame[name]
-        null_rate = float(col.isna().mean()) if len(col) else 0.0
-        if _is_numeric(col):
-            vals = col.dropna().to_numpy(dtype=float)
-            qs = (
-                np.unique(np.quantile(vals, np.linspace(0, 1, bins + 1)[1:-1])) if len(vals) else np.array([])
-            )
-            edges: list[float | None] = [None, *[float(q) for q in qs], None]
-            features[str(name)] = {
-                "kind": "numeric",
-                "edges": edges,
-                "fractions": numeric_fractions(col, edges).tolist(),
-                "null_rate": null_rate,
-                "min": float(vals.min()) if len(vals) else None,
-                "max": float(vals.max()) if len(vals) else None,
-            }
-        else:
-            fractions = col.dropna().astype(str).value_counts(normalize=True).to_dict()
-            features[str(name)] = {
-                "kind": "categorical",
-                "fractions": {str(k): float(v) for k, v in fractions.items()},
-                "null_rate": null_rate,
-            }
-    return {"format": PROFILE_FORMAT, "n_rows": int(len(frame)), "features": features}
+    """Training baseline profile: the same function training uses (``shipway.drift.profile``), so
+    the gate's tests build baselines exactly as training does."""
+    return drift_profile.build_profile(frame, bins=bins)
 
 
 def _feature_problems(

@@ -23,6 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from shipway.drift import stats as drift_stats
+from shipway.drift.profile import SKETCH_POINTS, reference_scale
+
 PSI_EPSILON = 1e-4
 
 
@@ -35,9 +38,7 @@ def psi(actual_counts: np.ndarray, expected_fractions: np.ndarray) -> float:
     total = float(actual_counts.sum())
     if total <= 0:
         return 0.0
-    a = np.maximum(actual_counts / total, PSI_EPSILON)
-    e = np.maximum(expected_fractions, PSI_EPSILON)
-    return float(np.sum((a - e) * np.log(a / e)))
+    return drift_stats.psi(expected_fractions, actual_counts / total, PSI_EPSILON)  # the one PSI
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class NumericFeature:
     name: str
     edges: np.ndarray
     expected: np.ndarray
+    # The profile's 101-point quantile sketch and standard deviation: live values are also
+    # counted between sketch points so the window's quantiles (and the normalised Wasserstein
+    # distance the batch report decides on) can be recovered. None for profiles without one.
+    sketch: np.ndarray | None = None
+    scale: float = 0.0
 
     @property
     def n_bins(self) -> int:
@@ -130,7 +136,17 @@ def _numeric(name: str, spec: Mapping[str, Any], null_rate: float) -> NumericFea
     if any(b < a for a, b in zip(edges, edges[1:], strict=False)):
         raise ProfileError(f"features.{name}.edges must be sorted ascending")
     expected = np.array([*((1.0 - null_rate) * float(f) for f in fractions), null_rate])
-    return NumericFeature(name=name, edges=np.array(edges, dtype=np.float64), expected=expected)
+    quantiles = spec.get("quantiles")
+    sketch = None
+    if isinstance(quantiles, list) and len(quantiles) == SKETCH_POINTS:
+        sketch = np.asarray(quantiles, dtype=np.float64)
+    return NumericFeature(
+        name=name,
+        edges=np.array(edges, dtype=np.float64),
+        expected=expected,
+        sketch=sketch,
+        scale=reference_scale(spec) if sketch is not None else 0.0,
+    )
 
 
 def _categorical(name: str, spec: Mapping[str, Any], null_rate: float) -> CategoricalFeature:
@@ -183,6 +199,12 @@ class DriftMonitor:
         self.samples = 0.0
         self._pending = 0
         self._last_refresh = self._clock()
+        # Counts between sketch points: slot i holds sketch[i-1] <= x < sketch[i] (open ends).
+        self._sketch_counts: dict[str, np.ndarray] = {
+            n: np.zeros(SKETCH_POINTS + 1)
+            for n, f in self.features.items()
+            if isinstance(f, NumericFeature) and f.sketch is not None
+        }
 
     @property
     def counts(self) -> dict[str, np.ndarray]:
@@ -206,11 +228,18 @@ class DriftMonitor:
         self.samples += n_rows
         self._pending += 1
         if self.samples >= self.window:
-            for counts in self.counts.values():
+            for counts in [*self.counts.values(), *self._sketch_counts.values()]:
                 counts *= 0.5
             self.samples *= 0.5
 
     def _observe_numeric(self, feature: NumericFeature, values: list[Any], n_rows: int) -> None:
+        if feature.sketch is not None:
+            arr = np.asarray(values, dtype=np.float64)
+            arr = arr[np.isfinite(arr)]
+            sketch_counts = self._sketch_counts[feature.name]
+            sketch_counts += np.bincount(
+                np.searchsorted(feature.sketch, arr, side="right"), minlength=sketch_counts.size
+            )
         last_bin = feature.n_bins - 1
         if n_rows <= 8:
             small = self._small[feature.name]
@@ -257,3 +286,48 @@ class DriftMonitor:
         self._last_refresh = self._clock()
         counts = self.counts
         return {n: psi(counts[n], f.expected) for n, f in self.features.items()}
+
+    def effect_sizes(self) -> dict[str, float]:
+        """The batch report's effect size per feature for the current window: the normalised
+        Wasserstein distance (numeric, from the window's quantiles recovered from the sketch
+        counts) and the Jensen-Shannon distance (categorical, over non-null counts; unseen
+        values pooled as one category). NaN for an empty window or a profile without a sketch."""
+        counts = self.counts
+        out: dict[str, float] = {}
+        for name, feature in self.features.items():
+            if isinstance(feature, NumericFeature):
+                out[name] = self._numeric_effect(feature)
+            else:
+                out[name] = self._categorical_effect(feature, counts[name])
+        return out
+
+    def _numeric_effect(self, feature: NumericFeature) -> float:
+        sketch_counts = self._sketch_counts.get(feature.name)
+        if feature.sketch is None or sketch_counts is None or sketch_counts.sum() <= 0:
+            return math.nan
+        current = window_sketch(feature.sketch, sketch_counts)
+        return drift_stats.wasserstein_normed(feature.sketch, current, feature.scale)
+
+    @staticmethod
+    def _categorical_effect(feature: CategoricalFeature, counts: np.ndarray) -> float:
+        present = counts[:-1]  # categories, then "other"; the null slot is its own signal
+        if present.sum() <= 0:
+            return math.nan
+        names = [*feature.index, "\x00other"]
+        expected = feature.expected[:-1]
+        return drift_stats.jensen_shannon(
+            dict(zip(names, expected.tolist(), strict=True)), dict(zip(names, present.tolist(), strict=True))
+        )
+
+
+def window_sketch(reference_sketch: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The window's quantiles at the reference sketch's probabilities, from counts between
+    reference sketch points (slot ``i``: ``sketch[i-1] <= x < sketch[i]``).
+
+    The window CDF is known exactly at each sketch point (``#(x < sketch[k]) / n``) and taken
+    linear in between; mass beyond the reference range sits at its ends. Sketch points are one
+    percentile apart, so the recovered quantiles are within one percentile step of the exact ones.
+    """
+    cdf = np.cumsum(counts)[:-1] / counts.sum()  # F(sketch[k]^-), k = 0..100
+    probs = np.linspace(0.0, 1.0, reference_sketch.size)
+    return np.interp(probs, cdf, reference_sketch)
