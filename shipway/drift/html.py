@@ -57,7 +57,7 @@ h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:24px 0 8px}
 table{border-collapse:collapse;width:100%}
 th,td{padding:4px 8px;border-bottom:1px solid #e3e6eb;text-align:left}
 th[data-sort]{cursor:pointer;text-decoration:underline dotted}
-.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:16px}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(430px,1fr));gap:16px}
 figure{margin:0;border:1px solid #e3e6eb;border-radius:6px;padding:8px} figcaption{font-weight:600}
 svg text{font:11px system-ui,sans-serif;fill:#1d2330} .legend span{display:inline-block;margin-right:12px}
 .sw{display:inline-block;width:10px;height:10px;margin-right:4px}
@@ -101,13 +101,17 @@ def distribution_svg(feature: FeatureDrift) -> str:
     """Reference vs current fractions per bin (numeric) or category, as paired bars."""
     n = max(len(feature.bins), 1)
     width, height, pad_l, pad_b = 340, 190, 34, 54
+    # Labels are rotated 40 degrees down-right, so the last ones reach past the plot: the
+    # canvas gets a right margin as wide as a rotated 18-character label instead of clipping it.
+    label_room = 70
     plot_w, plot_h = width - pad_l - 6, height - pad_b - 10
     top = max([*feature.reference_fractions, *feature.current_fractions, 0.01])
     group = plot_w / n
     bar = max(group / 2 - 2, 1)
     parts = [
         f'<svg class="plot distribution" role="img" aria-label="{escape(feature.name)} distribution" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">',
+        f'width="{width + label_room}" height="{height + label_room // 2}" '
+        f'viewBox="0 0 {width + label_room} {height + label_room // 2}">',
         f'<line x1="{pad_l}" y1="{10 + plot_h}" x2="{width - 6}" y2="{10 + plot_h}" stroke="#9aa3b0"/>',
         f'<text x="{pad_l - 4}" y="16" text-anchor="end">{top:.0%}</text>',
     ]
@@ -141,12 +145,22 @@ def _summary_rows(report: DriftReport) -> str:
             f'<tr data-feature="{escape(f.name)}" data-drifted="{str(f.drifted).lower()}" '
             f'data-psi="{f.psi if math.isfinite(f.psi) else 0}" '
             f'data-p="{f.p_value if math.isfinite(f.p_value) else 1}">'
-            f"<td>{escape(f.name)}</td><td>{f.kind}</td><td>{_num(f.psi)}</td><td>{f.test}</td>"
+            f'<td>{escape(f.name)}</td><td>{f.kind}</td><td class="effect" data-effect="{_num(f.effect)}">'
+            f"{_effect_cell(f)}</td><td>{_num(f.psi)}</td><td>{f.test}</td>"
             f"<td>{_num(f.statistic)}</td><td>{_num(f.p_value)}</td>"
             f"<td>{_num(f.reference_null_rate, 3)} → {_num(f.current_null_rate, 3)}</td>"
             f"<td>{status} {escape(', '.join(f.reasons))}</td></tr>"
         )
     return "".join(rows)
+
+
+def _effect_cell(f: FeatureDrift) -> str:
+    """Effect size against its threshold, e.g. ``wasserstein 0.25 > 0.1``: what the default rule
+    decides on; the p-value next to it is context (it confirms, and decides alone on few rows)."""
+    if not f.effect_measure:
+        return "n/a"
+    above = math.isfinite(f.effect) and f.effect > f.effect_threshold
+    return f"{f.effect_measure} {_num(f.effect, 3)} {'&gt;' if above else '≤'} {_num(f.effect_threshold, 3)}"
 
 
 def script_hash(script: str = _SCRIPT) -> str:
@@ -186,12 +200,15 @@ def render_html(report: DriftReport, title: str = "Shipway drift report") -> str
 <body data-report-ready="false">
 <h1>{escape(title)}</h1>
 <p class="meta">Generated {escape(report.generated_at)} · reference rows {report.reference_rows} ·
-current rows {report.current_rows} · thresholds: PSI &gt; {t.psi}, p &lt; {t.p_value}, rule {t.rule}</p>
+current rows {report.current_rows} · rule {t.rule}: Wasserstein (sd) &gt; {t.wasserstein}, Jensen-Shannon
+&gt; {t.jensen_shannon}, confirmed by p &lt; {t.p_value} (the test alone below {t.small_sample} rows), null rate
+moved &gt; {t.null_rate} · PSI &gt; {t.psi} shown for reference</p>
 <p>{verdict}</p>{missing}
 <h2>PSI by feature</h2>{psi_ranking_svg(report.features, t.psi)}
 <h2>Summary</h2>
 <label><input type="checkbox" id="only-drifted"> show drifted features only</label>
-<table id="summary"><thead><tr><th>feature</th><th>kind</th><th data-sort="psi">PSI</th><th>test</th>
+<table id="summary"><thead><tr><th>feature</th><th>kind</th><th>effect size vs threshold</th>
+<th data-sort="psi">PSI</th><th>test</th>
 <th>statistic</th><th data-sort="p">p-value</th><th>null rate (ref → cur)</th><th>status</th></tr></thead>
 <tbody>{_summary_rows(report)}</tbody></table>
 <h2>Distributions</h2>

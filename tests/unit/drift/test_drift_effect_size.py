@@ -119,3 +119,16 @@ def test_bad_effect_thresholds_are_named(field: str, value: float) -> None:
 def test_bad_small_sample_is_named() -> None:
     with pytest.raises(ValueError, match="small_sample: 0 is not valid"):
         DriftThresholds(small_sample=0)
+
+
+def test_html_report_shows_effect_size_against_threshold_and_unclipped_labels() -> None:
+    from shipway.drift.html import render_html
+
+    report = compute_drift(_frame(5, 20_000), _frame(6, 20_000, mean=0.25, share=0.02))
+    html = render_html(report)
+    by_name = {f.name: f for f in report.features}
+    assert f"wasserstein {by_name['mean_shift'].effect:.3g} &gt; 0.1" in html
+    assert f"jensen-shannon {by_name['share'].effect:.3g} ≤ 0.06" in html
+    assert "effect size vs threshold" in html
+    # The distribution plots are wider than their plot area: room for the rotated bin labels.
+    assert 'width="410" height="225" viewBox="0 0 410 225"' in html
