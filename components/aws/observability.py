@@ -24,7 +24,8 @@ import pulumi_aws as aws
 
 from components.aws._base import account_facts, aws_tags, policy_json, prefix, scoped_role, statement
 from components.common import ObservabilityArgs
-from shipway_core.config import AwsSettings
+from shipway_core.config import AwsSettings, SloSettings
+from shipway_core.observability import cloudwatch
 from shipway_core.observability.rules import generate_rules
 
 _GRAFANA_QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
@@ -34,6 +35,24 @@ def slo_rules(args: ObservabilityArgs) -> dict[str, Any]:
     """The shared Prometheus rule file (``shipway_core.observability.rules``) for AMP: the same
     recording rules and burn-rate alerts as every other target."""
     return generate_rules(args.slo(), sorted(args.endpoints), args.environment)
+
+
+def _metric_query(
+    query: Mapping[str, Any], endpoint_name: pulumi.Input[str]
+) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+    stat = query["MetricStat"]
+    dims = {d["Name"]: d["Value"] for d in stat["Metric"]["Dimensions"]} | {"EndpointName": endpoint_name}
+    return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+        id=query["Id"],
+        return_data=False,
+        metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+            namespace=stat["Metric"]["Namespace"],
+            metric_name=stat["Metric"]["MetricName"],
+            dimensions=dims,
+            period=stat["Period"],
+            stat=stat["Stat"],
+        ),
+    )
 
 
 def alertmanager_definition(topic_arn: str, region: str) -> str:
@@ -239,6 +258,8 @@ class Observability(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        for model, endpoint_name in sorted(args.endpoints.items()):
+            self._slo_alarms(name, f"{prefix(env)}-{model}", endpoint_name, args.slo(), topic.arn, tags)
         self.grafana_url = (
             self._grafana(name, env, settings, tags, facts, workspace)
             if settings.managed_grafana
@@ -274,6 +295,42 @@ class Observability(pulumi.ComponentResource):
                 "alert_rules": self.alert_rules,
             }
         )
+
+    def _slo_alarms(self, name: str, alarm_prefix: str, endpoint_name: pulumi.Input[str], slo: SloSettings,
+                    topic_arn: pulumi.Input[str], tags: Mapping[str, str]) -> None:
+        """The SLOs as CloudWatch alarms on the endpoint's SageMaker metrics (``cloudwatch.py``):
+        silent window alarms, and one notifying composite per SLO and severity."""
+        windows, composites = cloudwatch.alarms(slo, alarm_prefix)
+        parts = []
+        for w in windows:
+            parts.append(aws.cloudwatch.MetricAlarm(
+                f"{name}-{w.name}",
+                name=w.name,
+                alarm_description=f"{w.slo} SLO: bad ratio over {w.window} above {w.burn_rate:g}x the budget",
+                comparison_operator=w.comparison,
+                threshold=w.threshold,
+                evaluation_periods=1,
+                treat_missing_data="notBreaching",  # no traffic: no datapoint, as NaN in PromQL
+                metric_queries=[
+                    aws.cloudwatch.MetricAlarmMetricQueryArgs(id="ratio", expression=w.expression, return_data=True),
+                    *(_metric_query(q, endpoint_name) for q in w.metrics),
+                ],
+                actions_enabled=False,  # only the composites notify: one alert per SLO and severity
+                tags=dict(tags),
+                opts=pulumi.ResourceOptions(parent=self),
+            ))
+        for c in composites:
+            aws.cloudwatch.CompositeAlarm(
+                f"{name}-{c.name}",
+                alarm_name=c.name,
+                alarm_description=f"{c.slo} SLO error budget burning ({c.severity}); runbook "
+                f"docs/runbooks/Shipway{c.slo.capitalize()}BudgetBurn.md",
+                alarm_rule=c.rule,
+                alarm_actions=[topic_arn],
+                ok_actions=[topic_arn],
+                tags={**tags, "severity": c.severity, "slo": c.slo},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=parts),
+            )
 
     def _grafana(
         self,

@@ -15,6 +15,7 @@ from components.aws.observability import Observability
 from components.aws.secrets import Secrets, secret_key
 from components.common import ObservabilityArgs, SecretsArgs
 from shipway_core.config import SloSettings
+from shipway_core.observability import cloudwatch
 from shipway_core.observability.rules import generate_rules
 from tests.support.recording import FAKE_ACCOUNT, record, resolve
 from tests.unit.aws.support import KEY_ARN, REGION, SETTINGS, TAGS, doc, outputs, statements_by_sid
@@ -190,7 +191,11 @@ def test_observability_children_and_encryption():
             ("aws:grafana/workspace:Workspace", "obs-grafana"),
             ("aws:ssm/parameter:Parameter", "obs-otel-config"),
         ]
+        + [(r.type, r.name) for r in rec.resources if r.type.startswith("aws:cloudwatch/") and "Alarm" in r.type]
     )
+    # 2 SLOs x 4 tiers x 2 windows silent alarms + one notifying composite per SLO and severity
+    assert len(rec.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")) == 16
+    assert len(rec.of_type("aws:cloudwatch/compositeAlarm:CompositeAlarm")) == 4
     assert rec.named("obs-alerts").inputs["kmsMasterKeyId"] == KEY_ARN
     assert rec.named("obs-prometheus").inputs["kmsKeyArn"] == KEY_ARN
     for log_group in rec.of_type("aws:cloudwatch/logGroup:LogGroup"):
@@ -212,8 +217,27 @@ def test_slo_rules_are_the_shared_rule_file_for_the_args_slo():
     assert "> 0.0144" in page["expr"]  # 14.4 x (1 - 0.999)
 
 
-def test_alertmanager_publishes_to_the_topic():
+def test_cloudwatch_slo_alarms_come_from_the_shared_definition():
     rec = _observability()
+    slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25)
+    windows, composites = cloudwatch.alarms(slo, "shipway-prod-churn")
+    alarms = {a.inputs["name"]: a.inputs for a in rec.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert sorted(alarms) == sorted(w.name for w in windows)
+    fast = alarms["shipway-prod-churn-availability-14.4x-1h"]
+    assert (fast["threshold"], fast["comparisonOperator"], fast["treatMissingData"], fast["actionsEnabled"]) == (
+        pytest.approx(0.0144), "GreaterThanThreshold", "notBreaching", False)
+    queries = {q["id"]: q for q in fast["metricQueries"]}
+    assert queries["ratio"]["expression"] == "bad / total"
+    assert queries["bad"]["metric"]["dimensions"] == {"EndpointName": "shipway-prod-churn", "VariantName": "AllTraffic"}
+    assert (queries["bad"]["metric"]["period"], queries["bad"]["metric"]["stat"]) == (3600, "Sum")
+    latency = {q["id"]: q for q in alarms["shipway-prod-churn-latency-1x-3d"]["metricQueries"]}
+    assert latency["fast"]["metric"]["stat"] == "PR(:200000)"
+    composite = {c.inputs["alarmName"]: c.inputs for c in rec.of_type("aws:cloudwatch/compositeAlarm:CompositeAlarm")}
+    assert {n: c["alarmRule"] for n, c in composite.items()} == {c.name: c.rule for c in composites}
+    assert composite["shipway-prod-churn-availability-page"]["alarmActions"] == [
+        "arn:aws:mock:eu-west-1:000000000000:obs-alerts"
+    ]
+    assert composite["shipway-prod-churn-latency-ticket"]["tags"]["severity"] == "ticket"
     definition = rec.named("obs-alertmanager").inputs["definition"]
     assert "topic_arn: arn:aws:mock:eu-west-1:000000000000:obs-alerts" in definition
     assert f"region: {REGION}" in definition
