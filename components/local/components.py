@@ -322,6 +322,9 @@ def alertmanager_config(webhook_url: str | None = None) -> str:
         "route": {"receiver": "local", "group_by": ["alertname", "model"], "group_wait": "5s",
                   "group_interval": "30s", "repeat_interval": "4h"},
         "receivers": [receiver],
+        # One incident, one notification: while an SLO pages, its ticket for the same model is held.
+        "inhibit_rules": [{"source_matchers": ['severity="page"'], "target_matchers": ['severity="ticket"'],
+                           "equal": ["alertname", "model"]}],
     }
     return yaml.safe_dump(config, sort_keys=False)
 
