@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Shipway setup: everything the project needs, from a machine with only the OS image.
 # Idempotent and cached: a second run takes seconds.
-#   - Debian packages: Prometheus (+promtool), Alertmanager, Chromium (report tests), wrk (load)
+#   - Debian packages: Prometheus (+promtool), Alertmanager (+amtool), Chromium (report tests), wrk (load),
+#     podman + runc + mmdebstrap + skopeo (the serving image is built and run in the tests; see
+#     scripts/containers.sh, which builds it, cached by its inputs)
 #   - Python venv (.venv) with the pinned project + dev dependencies
 #   - the Pulumi CLI and its Python language host, built from Go modules (no download site
 #     is reachable from our machines), plus our plugin scripts, in .shipway/tools/bin
@@ -17,7 +19,8 @@ t0=$(date +%s)
 # --- Debian packages --------------------------------------------------------------------
 need=()
 for pair in prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
-            chromium:chromium wrk:wrk git:git go:golang-go; do
+            amtool:prometheus-alertmanager chromium:chromium wrk:wrk git:git go:golang-go \
+            podman:podman runc:runc mmdebstrap:mmdebstrap skopeo:skopeo newuidmap:uidmap; do
   cmd=${pair%%:*}; pkg=${pair##*:}
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
