@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 from shipway.cli import app
 from shipway.commands.new import ProjectExistsError, generate_model_project
 
-EXPECTED = [".gitignore", "README.md", "ci.sh", "pyproject.toml", "stack-snippet.yaml", "tests/test_model.py", "train.py"]
+EXPECTED = [".gitignore", "README.md", "ci.sh", "pyproject.toml", "stack-snippet.yaml", "tests/test_model.py",
+            "train.py"]
 
 
 def invoke(*args: str):
