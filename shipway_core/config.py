@@ -172,8 +172,11 @@ class KubernetesSettings:
     """Kubernetes target settings."""
 
     namespace: str | None = None  # default: shipway-<environment>
-    serving_image: str = "ghcr.io/shipway/serving:0.1.0"
-    mlflow_image: str = "ghcr.io/mlflow/mlflow:v3.17.2"
+    # The images release-image.yml builds and pushes (containers/); the MLflow one carries the
+    # PostgreSQL driver the in-cluster tracking database needs. Tags are for dev: test and prod
+    # stacks pin each by digest (the parser refuses a tag there).
+    serving_image: str = "ghcr.io/shipway/shipway-serving:0.1.0"
+    mlflow_image: str = "ghcr.io/shipway/shipway-mlflow:0.1.0"
     artifact_store: str = "pvc"  # pvc | s3 | azureblob
     external_secrets: bool = False
     kserve: bool = False
