@@ -39,6 +39,7 @@ from shipway import audit as audit_mod
 from shipway import gates as gates_mod
 from shipway import stackfile
 from shipway.audit import AuditLog
+from shipway.explain import explanation_link
 from shipway.lazymodel import LazyModel
 from shipway.locks import LockBusy as LockBusy
 from shipway.locks import env_lock
@@ -349,7 +350,10 @@ class Promoter:
                 apply=req.apply,
                 reason=req.reason,
                 gates=report.evidence(),
-                details={"stack_file": outcome.stack_file, "apply": req.apply},
+                details={"stack_file": outcome.stack_file, "apply": req.apply,
+                         # the version's global explanation (compliance evidence), when training stored one
+                         "explanation": explanation_link(registry.tracking_uri, req.model, cand_info.version,
+                                                         cand_info.tags)},
             )
             if req.apply:
                 self._apply_verify_or_rollback(outcome, cfg, registry, edit, cand, golden, req.reason)

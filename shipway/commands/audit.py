@@ -37,6 +37,8 @@ def _log(ctx: typer.Context, audit_log: Path | None) -> AuditLog:
 
 
 def _version_change(rec: dict[str, Any]) -> str:
+    if rec.get("action") == "incident":
+        return str((rec.get("details") or {}).get("incident") or "incident")
     if rec.get("action") in ("apply", "verify"):
         return f"v{rec.get('to_version')}"
     return f"v{rec.get('from_version')} -> v{rec.get('to_version')}"
