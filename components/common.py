@@ -73,6 +73,8 @@ class InferenceEndpointArgs:
     latency_p99_ms: float = 250.0
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
+    # Serve POST /explain (per-feature attributions) beside /invocations; off costs nothing.
+    explain: bool = False
 
 
 @dataclass

@@ -46,6 +46,7 @@ API_KEY_SECRET_ARN = "SHIPWAY_API_KEY_SECRET_ARN"  # noqa: S105 - a variable nam
 # user-assigned identity that may read it (Key Vault Secrets User on that one secret).
 API_KEY_SECRET_URI = "SHIPWAY_API_KEY_SECRET_URI"  # noqa: S105 - a variable name, not a secret
 IDENTITY_CLIENT_ID = "SHIPWAY_IDENTITY_CLIENT_ID"
+EXPLAIN = "SHIPWAY_EXPLAIN"  # "true": serve POST /explain (models.<name>.explain in the stack)
 OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 # Set by Azure ML itself: its managed-identity token endpoint (the App Service 2017-09-01 protocol).
 AZUREML_MSI_ENDPOINT = "MSI_ENDPOINT"
@@ -112,7 +113,7 @@ CONTRACTS: dict[str, PlatformContract] = {
         readiness=Probe(PING),
         scoring=Probe(INVOCATIONS),
         required_env=_PIN_ENV,
-        optional_env=(MODEL_URI, TRACKING_URI, API_KEY_SECRET_ARN, OTLP_ENDPOINT),
+        optional_env=(MODEL_URI, TRACKING_URI, API_KEY_SECRET_ARN, OTLP_ENDPOINT, EXPLAIN),
         model_dir=SAGEMAKER_MODEL_DIR,
         log_fields=((DRIFT_LOG_EVENT, DRIFT_LOG_FIELDS),),
     ),
@@ -126,7 +127,7 @@ CONTRACTS: dict[str, PlatformContract] = {
         readiness=Probe(READY),
         scoring=Probe(INVOCATIONS),
         required_env=_PIN_ENV,
-        optional_env=(MODEL_URI, TRACKING_URI, API_KEY_SECRET_URI, IDENTITY_CLIENT_ID, OTLP_ENDPOINT),
+        optional_env=(MODEL_URI, TRACKING_URI, API_KEY_SECRET_URI, IDENTITY_CLIENT_ID, OTLP_ENDPOINT, EXPLAIN),
         model_dir_env=AZUREML_MODEL_DIR,
     ),
     # Kubernetes: startup/liveness on /health, readiness on /ready (the rolling-update gate),
@@ -137,7 +138,7 @@ CONTRACTS: dict[str, PlatformContract] = {
         readiness=Probe(READY),
         scoring=Probe(INVOCATIONS),
         required_env=(*_PIN_ENV, TRACKING_URI),
-        optional_env=(MODEL_URI, API_KEY_FILE, PORT, PIN_FILE, OTLP_ENDPOINT),
+        optional_env=(MODEL_URI, API_KEY_FILE, PORT, PIN_FILE, OTLP_ENDPOINT, EXPLAIN),
     ),
 }
 

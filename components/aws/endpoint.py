@@ -194,6 +194,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
         }
         if args.otlp_endpoint is not None:
             environment[contract.OTLP_ENDPOINT] = args.otlp_endpoint
+        if args.explain:
+            environment[contract.EXPLAIN] = "true"
         if api_key_secret_arn is not None:
             # Fetched by the app at start with the role's secretsmanager:GetSecretValue (below).
             environment[contract.API_KEY_SECRET_ARN] = api_key_secret_arn

@@ -95,7 +95,7 @@ def build_platform(
                 otlp_endpoint=settings.otlp_endpoint,
                 latency_p99_ms=cfg.slo.latency_p99_ms,
                 max_error_rate=cfg.slo.max_error_rate,
-                drift_psi=cfg.slo.drift_psi,
+                drift_psi=cfg.slo.drift_psi, explain=pin.explain,
             ),
             settings,
             kms_key_arn=key.key_arn,

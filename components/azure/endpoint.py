@@ -265,6 +265,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
         }
         if args.otlp_endpoint is not None:
             env[contract.OTLP_ENDPOINT] = args.otlp_endpoint
+        if args.explain:
+            env[contract.EXPLAIN] = "true"
         if API_KEY_SECRET in self._secrets.uris:
             # Read at start from Key Vault with this identity (Key Vault Secrets User on that secret).
             env[contract.API_KEY_SECRET_URI] = self._secrets.uris[API_KEY_SECRET]

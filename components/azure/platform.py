@@ -88,7 +88,7 @@ def build_platform(
                 environment=env, model_name=model, model_version=pin.version,
                 tracking_uri=tracking.tracking_uri, tags=tags, instance_count=pin.instances,
                 latency_p99_ms=cfg.slo.latency_p99_ms, max_error_rate=cfg.slo.max_error_rate,
-                drift_psi=cfg.slo.drift_psi),
+                drift_psi=cfg.slo.drift_psi, explain=pin.explain),
             target, workspace, refs, previous_version=cfg.azure.previous_versions.get(model), opts=opts)
 
     diagnostics: dict[str, pulumi.Input[str]] = {

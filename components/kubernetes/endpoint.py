@@ -90,6 +90,8 @@ def serving_env(args: InferenceEndpointArgs, name: str) -> list[dict[str, Any]]:
     ]
     if args.otlp_endpoint is not None:
         env.append({"name": contract.OTLP_ENDPOINT, "value": args.otlp_endpoint})
+    if args.explain:
+        env.append({"name": contract.EXPLAIN, "value": "true"})
     return env
 
 

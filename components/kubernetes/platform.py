@@ -107,7 +107,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) 
                 otlp_endpoint=observability.otlp_endpoint,
                 latency_p99_ms=cfg.slo.latency_p99_ms,
                 max_error_rate=cfg.slo.max_error_rate,
-                drift_psi=cfg.slo.drift_psi,
+                drift_psi=cfg.slo.drift_psi, explain=pin.explain,
             ),
             settings,
             api_key_secret=secret_name("endpointApiKey"),

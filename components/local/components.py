@@ -177,6 +177,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
             "dataDir": str(data),
             "pinFile": str(data / "pin.json"),
             "requestLog": str(data / "requests.jsonl"),
+            # Only when on: an endpoint without explanations keeps the inputs it always had.
+            **({"explain": True} if args.explain else {}),
         }, pulumi.ResourceOptions(parent=self), placement)
         self.url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
         self.endpoint_url = self.url

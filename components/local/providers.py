@@ -231,6 +231,8 @@ class EndpointProvider(_ProcessProvider):
         ]
         if props.get("otlpEndpoint"):
             argv += ["--otlp-endpoint", props["otlpEndpoint"]]
+        if props.get("explain"):
+            argv.append("--explain")
         _private_file(Path(props["requestLog"]))
         return self.spawn(props, argv)
 

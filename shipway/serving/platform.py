@@ -253,9 +253,12 @@ def startup(env: Mapping[str, str], workdir: Path) -> Startup:
     port = env.get(c.PORT) or str(c.SERVING_PORT)
     if not port.isdigit():
         raise PlatformError(f"{c.PORT}: {port!r} is not valid; set it to a TCP port number such as 8080")
+    explain = env.get(c.EXPLAIN, "false")
+    if explain not in ("true", "false"):
+        raise PlatformError(f"{c.EXPLAIN}: {explain!r} is not valid; set it to true or false")
     config = ServingConfig(
         pin_file=str(pin_path), host=c.CONTAINER_HOST, port=int(port), api_key_file=api_key_file(env, workdir),
-        otlp_endpoint=env.get(c.OTLP_ENDPOINT) or None, environment=environment,
+        otlp_endpoint=env.get(c.OTLP_ENDPOINT) or None, environment=environment, explain=explain == "true",
     )
     return Startup(platform.platform, config, Pin(name, version, source), model_dir)
 

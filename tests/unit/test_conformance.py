@@ -273,3 +273,35 @@ def test_secret_names_follow_one_rule_on_every_target(target: str, tmp_path: Any
         "values: secret name 'db_password' is not valid; use the camelCase config key it is set with "
         "(`pulumi config set --secret shipway:<key>`), e.g. endpointApiKey"
     )
+
+
+def _serving_env(target: str, rec: Recording, model: str) -> dict[str, Any]:
+    """The environment (or, on local, the process inputs) a target gives the serving app."""
+    if target == "aws":
+        sm_model = next(r for r in rec.of_type("aws:sagemaker/model:Model") if r.name.startswith(model))
+        return dict(_dig(sm_model.inputs, "primaryContainer.environment"))
+    if target == "azure":
+        deployment = next(r for r in rec.of_type("azure-native:machinelearningservices:OnlineDeployment")
+                          if r.name.startswith(model))
+        return dict(_dig(deployment.inputs, "properties.environmentVariables"))
+    if target == "kubernetes":
+        deployment = rec.one("kubernetes:apps/v1:Deployment", f"serve-{model}-deployment")
+        (container,) = _dig(deployment.inputs, "spec.template.spec.containers")
+        return {e["name"]: e.get("value") for e in container["env"]}
+    (server,) = [r for r in rec.resources if r.name == f"{model}-server"]
+    return dict(server.inputs)
+
+
+@pytest.mark.parametrize("target", ["local", "aws", "azure", "kubernetes"])
+def test_explanations_opted_in_per_model_reach_the_serving_app_on_every_target(
+        target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipway_core import contract
+
+    models = {"iris-classifier": {"version": 2, "explain": True}, "churn": {"version": 3}}
+    stack, raw = stack_raw(target, {"models": models})
+    rec = run_program(target, stack, raw, monkeypatch)
+    on, off = _serving_env(target, rec, "iris-classifier"), _serving_env(target, rec, "churn")
+    if target == "local":
+        assert (on.get("explain"), "explain" in off) == (True, False)
+    else:
+        assert (on.get(contract.EXPLAIN), contract.EXPLAIN in off) == ("true", False)
