@@ -146,6 +146,15 @@ def _register(client: Any, tracking_uri: str, name: str, variant: str, seed: int
                                                                "shipway.variant": variant})
     # Training artifacts belong to the version too, so gates and drift find them by version.
     client.set_model_version_tag(name, mv.version, "shipway.run_id", run.info.run_id)
+    # The global explanation (feature importance) is evidence stored with the version; a
+    # promotion's audit record links it (shipway.explain, the one attribution method).
+    from shipway.explain import global_explanation_tags
+
+    columns = list(x_train.columns)
+    for key, value in global_explanation_tags(
+            lambda rows: model.predict_proba(pd.DataFrame(rows, columns=columns)),
+            x_train.to_numpy(dtype=float), columns).items():
+        client.set_model_version_tag(name, mv.version, key, value)
     _wait_ready(client, name, int(mv.version))
     return Registered(name, int(mv.version), variant, created=True, accuracy=accuracy)
 
