@@ -107,6 +107,12 @@ class SloSettings:
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
     freshness_hours: float = 24.0
+    # Drift decisions on effect size (shipway.drift.report.DriftThresholds): normalised
+    # Wasserstein distance (numeric, in training sd), Jensen-Shannon distance (categorical),
+    # null-rate change.
+    drift_wasserstein: float = 0.1
+    drift_jensen_shannon: float = 0.06
+    drift_null_rate: float = 0.03
 
 
 @dataclass(frozen=True)
@@ -358,6 +364,12 @@ _SLO_FIELDS = {
     "maxErrorRate": ("max_error_rate", _fraction, "use a fraction between 0 and 1"),
     "driftPsi": ("drift_psi", _pos_num, "use a positive PSI threshold (0.1 moderate, 0.25 major)"),
     "freshnessHours": ("freshness_hours", _pos_num, "use a positive number of hours"),
+    "driftWasserstein": ("drift_wasserstein", _pos_num,
+                         "use a positive distance in training standard deviations (0.1 = a 0.1-sd shift)"),
+    "driftJensenShannon": ("drift_jensen_shannon", lambda v: _pos_num(v) and v <= 1,
+                           "use a Jensen-Shannon distance between 0 and 1 (0.06 = about a 7-10 point share move)"),
+    "driftNullRate": ("drift_null_rate", lambda v: _pos_num(v) and v <= 1,
+                      "use a fraction between 0 and 1 (0.03 = a 3-point change of the null rate)"),
 }
 
 _AWS_FIELDS = {

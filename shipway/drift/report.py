@@ -121,6 +121,19 @@ class DriftThresholds:
         return drifted, reasons
 
 
+def thresholds_from_slo(slo: Any, **overrides: Any) -> DriftThresholds:
+    """Drift thresholds from a stack's ``shipway_core.config.SloSettings`` (per model and env)."""
+    return DriftThresholds(
+        **{
+            "psi": slo.drift_psi,
+            "wasserstein": slo.drift_wasserstein,
+            "jensen_shannon": slo.drift_jensen_shannon,
+            "null_rate": slo.drift_null_rate,
+            **overrides,
+        }
+    )
+
+
 @dataclass(frozen=True)
 class FeatureDrift:
     """Drift of one feature, with the binned distributions the HTML report plots."""

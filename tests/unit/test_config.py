@@ -212,3 +212,18 @@ def test_latency_slo_has_its_own_objective_and_a_threshold_on_a_histogram_bounda
         "shipway:slo.latencyObjective: 1 is not valid; use a fraction between 0.9 and 1 "
         "(e.g. 0.99 of requests under latencyP99Ms)"
     ]
+
+
+def test_drift_effect_thresholds_are_configurable_and_bad_values_are_named():
+    cfg = example_config("local", {**GOOD, "slo": {"driftWasserstein": 0.2, "driftJensenShannon": 0.1}})
+    assert (cfg.slo.drift_wasserstein, cfg.slo.drift_jensen_shannon, cfg.slo.drift_null_rate) == (0.2, 0.1, 0.03)
+    defaults = example_config("local", GOOD).slo
+    assert (defaults.drift_wasserstein, defaults.drift_jensen_shannon) == (0.1, 0.06)
+    assert problems("local", slo={"driftJensenShannon": 1.5}) == [
+        "shipway:slo.driftJensenShannon: 1.5 is not valid; use a Jensen-Shannon distance between 0 and 1 "
+        "(0.06 = about a 7-10 point share move)"
+    ]
+    assert problems("local", slo={"driftWasserstein": 0}) == [
+        "shipway:slo.driftWasserstein: 0 is not valid; use a positive distance in training standard deviations "
+        "(0.1 = a 0.1-sd shift)"
+    ]

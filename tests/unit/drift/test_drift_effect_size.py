@@ -132,3 +132,17 @@ def test_html_report_shows_effect_size_against_threshold_and_unclipped_labels() 
     assert "effect size vs threshold" in html
     # The distribution plots are wider than their plot area: room for the rotated bin labels.
     assert 'width="410" height="225" viewBox="0 0 410 225"' in html
+
+
+def test_thresholds_come_from_the_stacks_slo_settings() -> None:
+    from shipway.drift.report import thresholds_from_slo
+    from shipway_core.config import SloSettings
+
+    t = thresholds_from_slo(SloSettings(drift_wasserstein=0.3, drift_null_rate=0.1), rule="any")
+    assert (t.wasserstein, t.jensen_shannon, t.null_rate, t.psi, t.rule) == (0.3, 0.06, 0.1, 0.2, "any")
+    # A looser stack threshold changes the verdict on the same data.
+    reference, current = _frame(7, 20_000), _frame(8, 20_000, mean=0.25)
+    strict = {f.name: f.drifted for f in compute_drift(reference, current).features}
+    looser = thresholds_from_slo(SloSettings(drift_wasserstein=0.3))
+    loose = {f.name: f.drifted for f in compute_drift(reference, current, thresholds=looser).features}
+    assert strict["mean_shift"] and not loose["mean_shift"]
