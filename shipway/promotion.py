@@ -224,6 +224,21 @@ def load_golden(registry: Registry, info: VersionInfo, path: Path | None) -> tup
     return pd.read_csv(found), source
 
 
+def evaluation_set(registry: Registry, candidate: VersionInfo, champion: VersionInfo | None,
+                   path: Path | None) -> tuple[pd.DataFrame | None, str, str | None]:
+    """The set the gates score candidate and champion on: ``--golden PATH`` (the environment's),
+    else the champion's golden set, else (first promotion only) the candidate's own
+    (``gates.select_evaluation_set``): a candidate shipping an easy set cannot pass on it."""
+    def found(info: VersionInfo | None, given: Path | None) -> tuple[pd.DataFrame, str] | None:
+        if info is None and given is None:
+            return None
+        frame, source = load_golden(registry, info, given)  # type: ignore[arg-type]
+        return (frame, source) if frame is not None else None
+
+    environment = found(None, path) if path is not None else None
+    return gates_mod.select_evaluation_set(environment, found(champion, None), found(candidate, None))
+
+
 def _relative(root: Path, path: Path) -> str:
     try:
         return str(path.relative_to(root))
@@ -324,8 +339,9 @@ class Promoter:
                 return outcome
             cand = LazyModel(registry, cand_info)
             cur = LazyModel(registry, registry.version(req.model, current)) if current is not None else None
-            golden, golden_source = load_golden(registry, cand_info, req.golden)
-            report = self._run_gates(registry, cfg, env, cand, cur, golden, golden_source)
+            golden, golden_source, owner = evaluation_set(registry, cand_info, cur.info if cur else None,
+                                                          req.golden)
+            report = self._run_gates(registry, cfg, env, cand, cur, golden, golden_source, owner)
             outcome.gates = report.evidence()
             if not report.passed:
                 rec = self._record(
@@ -368,6 +384,7 @@ class Promoter:
         cur: LazyModel | None,
         golden: pd.DataFrame | None,
         golden_source: str,
+        golden_owner: str | None = None,
     ) -> gates_mod.GateReport:
         self.s.progress(
             f"running quality gates for '{cand.info.name}' version {cand.info.version} in '{env}'"
@@ -380,6 +397,7 @@ class Promoter:
             current=cur.under_test() if cur is not None else None,
             golden=golden,
             golden_source=golden_source,
+            golden_owner=golden_owner,
             baseline=baseline,
         )
         report = gates_mod.run_gates(inputs)

@@ -400,3 +400,18 @@ def test_probe_size_bounds_the_error_rate_with_95_percent_confidence(max_error_r
     assert n == expected
     # zero failures in n requests: the chance of that at the objective's rate is at most 5 %
     assert (1 - max_error_rate) ** n <= 0.05 or n == 300
+
+
+def test_the_no_regression_gate_scores_both_versions_on_the_champions_set(services, registry):
+    """Honest gates: with a champion pinned, candidate and champion are scored on the champion's
+    golden set (the candidate cannot bring an easy one), and which set is evidence."""
+    outcome = Promoter(services).promote(PromoteRequest(MODEL, "dev", version=4, reason="retrain"))
+    evidence = outcome.gates["gates"]["no-regression"]
+    assert evidence["golden_owner"] == "champion"
+    assert evidence["golden"] == "golden.csv of version 1"
+    assert len(evidence["golden_sha256"]) == 64
+
+
+def test_a_first_promotion_scores_the_candidate_on_its_own_set(services, registry):
+    outcome = Promoter(services).promote(PromoteRequest(MODEL, "test", version=1))
+    assert outcome.gates["gates"]["no-regression"]["golden_owner"] == "candidate"
