@@ -61,6 +61,7 @@ class ModelUnderTest:
     metrics: Mapping[str, float]
     signature: Any | None  # mlflow.models.ModelSignature
     predict: Predictor
+    tags: Mapping[str, str] = field(default_factory=dict)  # registry tags (non-functional evidence)
 
 
 @dataclass(frozen=True)
@@ -518,9 +519,25 @@ def consistency_gate(inputs: GateInputs) -> GateResult:
 # ------------------------------------------------------------------------- running
 
 
+def nonfunctional_gate(inputs: GateInputs) -> GateResult:
+    """The environment requires passing `shipway test load|resilience|security` evidence on the
+    candidate version (tags written by those commands)."""
+    from shipway.nonfunctional import missing_evidence
+
+    gate, required = "non-functional", inputs.settings.require_nonfunctional
+    problems = missing_evidence(inputs.candidate.tags, required)
+    if problems:
+        return _failed(gate, "; ".join(problems), required=list(required))
+    return _passed(gate, f"{', '.join(required)} evidence passed on version {inputs.candidate.version}",
+                   required=list(required))
+
+
 def run_gates(inputs: GateInputs) -> GateReport:
     """Run every gate (never stopping early) and collect the report."""
-    results = (metric_gate(inputs), regression_gate(inputs), signature_gate(inputs), consistency_gate(inputs))
+    results: tuple[GateResult, ...] = (metric_gate(inputs), regression_gate(inputs), signature_gate(inputs),
+                                       consistency_gate(inputs))
+    if inputs.settings.require_nonfunctional:
+        results += (nonfunctional_gate(inputs),)
     return GateReport(
         env=inputs.env, model=inputs.candidate.name, version=inputs.candidate.version, results=results
     )

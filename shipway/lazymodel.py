@@ -48,4 +48,5 @@ class LazyModel:
             metrics=self.registry.run_metrics(self.info.run_id),
             signature=self.signature(),
             predict=self.predict,
+            tags=dict(self.info.tags),
         )

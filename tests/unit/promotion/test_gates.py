@@ -491,3 +491,30 @@ def test_small_golden_sets_compare_merged_bins():
     assert a.tolist() == pytest.approx([0.3, 0.3, 0.4])
     e, a, k = coarsen_bins(expected, actual, n_rows=10_000)  # plenty of rows: bins untouched
     assert k == 10 and a.tolist() == actual.tolist()
+
+
+# ------------------------------------------------------------------- non-functional evidence
+
+
+@pytest.mark.parametrize(
+    ("tags", "passed", "message"),
+    [
+        ({}, False, "gate 'non-functional' failed: load: no evidence; run `shipway test load MODEL --version N`; "
+                    "security: no evidence; run `shipway test security MODEL --version N`"),
+        ({"shipway.nft.load": '{"passed": true}', "shipway.nft.security": '{"passed": false}'}, False,
+         "gate 'non-functional' failed: security: the last run failed (tag shipway.nft.security)"),
+        ({"shipway.nft.load": '{"passed": true}', "shipway.nft.security": '{"passed": true}'}, True,
+         "gate 'non-functional' passed: load, security evidence passed on version 3"),
+    ],
+)
+def test_required_non_functional_evidence_is_a_gate(tags, passed, message):
+    settings = GateSettings(min_metrics={}, require_nonfunctional=("load", "security"))
+    cand = ModelUnderTest(MODEL, 3, None, {}, None, lambda frame: [0] * len(frame), tags=tags)
+    report = gates.run_gates(pure_inputs(cand, settings=settings))
+    result = {r.gate: r for r in report.results}["non-functional"]
+    assert (result.passed, result.message) == (passed, message)
+
+
+def test_no_non_functional_gate_unless_the_environment_requires_one():
+    cand = ModelUnderTest(MODEL, 3, None, {}, None, lambda frame: [0] * len(frame))
+    assert "non-functional" not in {r.gate for r in gates.run_gates(pure_inputs(cand)).results}
