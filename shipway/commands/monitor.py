@@ -124,14 +124,17 @@ def drift(
     until: Annotated[str | None, typer.Option(help="Only requests before this ISO-8601 time.")] = None,
     psi_threshold: Annotated[float, typer.Option(help="Flag a feature when PSI exceeds this.")] = 0.2,
     p_value: Annotated[float, typer.Option(help="Flag a feature when the KS/chi-square p-value is below this.")] = 0.01,
-    rule: Annotated[str, typer.Option(help="any | all | psi | test: which signals must agree to flag.")] = "any",
+    rule: Annotated[str, typer.Option(
+        help="effect (default: effect size over its threshold, confirmed by the test; the test alone decides "
+             "below 1,000 rows) | any | all | psi | test.")] = "effect",
     bins: Annotated[int, typer.Option(help="Quantile bins when --reference is raw data.")] = 10,
     report_json: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
     html: Annotated[Path | None, typer.Option(help="Write the self-contained HTML report here.")] = None,
     output: Annotated[str, typer.Option(help="json | table")] = "table",
     fail_on_drift: Annotated[bool, typer.Option(help="Exit 1 when any feature is flagged (for CI and cron).")] = False,
 ) -> None:
-    """Compare a window of logged inputs with the training baseline: PSI and KS per feature.
+    """Compare a window of logged inputs with the training baseline: effect size (Wasserstein distance,
+    Jensen-Shannon distance, null rate) per feature, with PSI and the KS/chi-square p-value as context.
 
     Example: shipway monitor drift requests.jsonl --baseline baseline_profile.json --html drift.html
     """
