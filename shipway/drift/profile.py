@@ -236,6 +236,8 @@ def fetch_profile(name: str, version: int, tracking_uri: str, dest: Path) -> dic
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    from shipway.registry import mlflow_uris
+
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     mv = client.get_model_version(name, str(version))
     candidates: list[dict[str, str]] = []
@@ -246,7 +248,10 @@ def fetch_profile(name: str, version: int, tracking_uri: str, dest: Path) -> dic
     errors: list[str] = []
     for where in candidates:
         try:
-            local = mlflow.artifacts.download_artifacts(**where, dst_path=str(dest), tracking_uri=tracking_uri)
+            # MLflow 3 resolves a `models:/m-<id>` source through the process-wide URIs, not the
+            # one passed here: unset, it would open (and create) ./mlflow.db in the caller's cwd.
+            with mlflow_uris(tracking_uri):
+                local = mlflow.artifacts.download_artifacts(**where, dst_path=str(dest), tracking_uri=tracking_uri)
         except (MlflowException, OSError) as exc:
             errors.append(f"{where}: {exc}")
             continue
