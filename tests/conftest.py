@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -17,4 +18,23 @@ def _current_event_loop() -> Iterator[None]:
         asyncio.get_event_loop_policy().get_event_loop()
     except RuntimeError:
         asyncio.set_event_loop(asyncio.new_event_loop())
+    yield
+
+
+# mlflow.set_tracking_uri/set_registry_uri(uri) also export MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI
+# for subprocesses, and setting them back to None does not remove the variables: a test that
+# pointed MLflow at its own store would silently redirect every later client built without an
+# explicit registry (seen: "attempt to write a readonly database" into another test's store).
+_MLFLOW_URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_AT_START = {name: os.environ.get(name) for name in _MLFLOW_URI_VARIABLES}
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_mlflow_uris() -> Iterator[None]:
+    """Each test starts with the MLflow URI variables the session started with."""
+    for name, value in _AT_START.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
     yield

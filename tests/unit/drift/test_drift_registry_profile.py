@@ -28,7 +28,7 @@ def test_profile_logged_at_training_is_fetched_by_name_and_version(tmp_path: Pat
         exp = mlflow.create_experiment("drift", artifact_location=(tmp_path / "artifacts").as_uri())
         with mlflow.start_run(experiment_id=exp) as run:
             logged = log_profile(train)
-        client = MlflowClient(uri)
+        client = MlflowClient(uri, registry_uri=uri)
         client.create_registered_model("iris")
         client.create_model_version("iris", source=run.info.artifact_uri, run_id=run.info.run_id)
     finally:
