@@ -40,7 +40,7 @@ from typing import Any
 
 GENESIS_HASH = "0" * 64
 DEFAULT_RELATIVE_PATH = Path(".shipway/audit/audit.jsonl")
-ACTIONS = ("promote", "rollback", "apply", "verify", "incident")
+ACTIONS = ("promote", "rollback", "apply", "prepare", "verify", "incident")
 
 # Fields every record carries, in display order (hash-chain fields last).
 RECORD_FIELDS = (

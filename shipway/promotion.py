@@ -44,7 +44,7 @@ from shipway.lazymodel import LazyModel
 from shipway.locks import LockBusy as LockBusy
 from shipway.locks import env_lock
 from shipway.registry import Registry, RegistryError, VersionInfo
-from shipway.verify import Check, VerificationResult, verify_deployment
+from shipway.targets.base import AdapterContext, Check, TargetAdapter, VerificationResult, adapter_for
 from shipway_core.config import StackConfig
 from shipway_core.outputs import OutputsError, PlatformOutputs
 
@@ -100,10 +100,30 @@ class Services:
     # A cap on the verification probe, whose size comes from statistics (verify.probe_requests).
     probe_seconds: float = 10.0
     progress: Callable[[str], None] = lambda _msg: None
-    verifier: Callable[..., VerificationResult] = verify_deployment
+    # The local target's probe (shipway.verify.verify_deployment); tests inject one with a fake client.
+    verifier: Callable[..., VerificationResult] | None = None
+    # AWS API endpoint override (moto on 127.0.0.1 in tests) and an assumed-role boto3 session.
+    aws_endpoint_url: str | None = None
+    aws_session: Any = None
 
     def repo_root(self) -> Path:
         return Path(self.engine.repo_root())
+
+    def adapter(self, env: str, cfg: StackConfig, audit: AuditLog | None = None) -> TargetAdapter:
+        """The target adapter of a deployed stack (raises PromotionError when it has no outputs)."""
+        return adapter_for(platform_outputs(self, env), cfg, self.adapter_context(audit))
+
+    def adapter_context(self, audit: AuditLog | None = None) -> AdapterContext:
+        def outputs_of(env: str) -> PlatformOutputs | None:
+            try:
+                return platform_outputs(self, env)
+            except PromotionError:
+                return None
+
+        return AdapterContext(root=self.repo_root(), registry_factory=self.registry_factory,
+                              tracking_uri=self.tracking_uri, audit=audit, probe_seconds=self.probe_seconds,
+                              outputs_of=outputs_of, verifier=self.verifier, aws_session=self.aws_session,
+                              aws_endpoint_url=self.aws_endpoint_url)
 
     def audit(self) -> AuditLog:
         return AuditLog(self.audit_path or self.repo_root() / audit_mod.DEFAULT_RELATIVE_PATH)
@@ -148,6 +168,7 @@ class Outcome:
     message: str | None = None
     audit_seq: list[int] = field(default_factory=list)
     gates: dict[str, Any] | None = None
+    prepare: dict[str, Any] | None = None
     apply: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
     rollback: dict[str, Any] | None = None
@@ -274,6 +295,42 @@ class Promoter:
             **fields,
         )
 
+    def _adapter(self, env: str, cfg: StackConfig) -> TargetAdapter | None:
+        """The stack's target adapter, or None while the stack has no outputs (never deployed)."""
+        try:
+            return self.s.adapter(env, cfg, self.audit)
+        except PromotionError:
+            return None
+
+    def _registry(self, cfg: StackConfig, env: str) -> Registry:
+        """The env's registry through its target adapter; an explicit --tracking-uri wins, and a stack
+        never deployed has no adapter yet, so its configured registry URI is used."""
+        if not self.s.tracking_uri:
+            adapter = self._adapter(env, cfg)
+            if adapter is not None:
+                return adapter.registry()
+        return self.s.registry_factory(tracking_uri_for(self.s, cfg, env))
+
+    def _prepare(self, cfg: StackConfig, model: str, version: int, reason: str) -> dict[str, Any] | None:
+        """The target's explicit, audited step before `up` (AWS: copy the package into the env's bucket)."""
+        env = cfg.environment
+        adapter = self._adapter(env, cfg)
+        if adapter is None:
+            return None  # first deployment: the stack creates its bucket; the component packages the version
+        self.s.progress(f"preparing '{model}' version {version} on {adapter.cloud}")
+        try:
+            result = adapter.prepare(model, version).as_dict()
+        except Exception as exc:
+            self._record("prepare", env, model, to_version=version, outcome="failed", reason=reason,
+                         details={"error": f"{type(exc).__name__}: {exc}"})
+            raise PromotionError(f"preparing version {version} of '{model}' for '{env}' failed: {exc}",
+                                 {"prepare": {"error": str(exc)}}) from exc
+        if result["action"] != "none":
+            rec = self._record("prepare", env, model, to_version=version, outcome=result["action"], reason=reason,
+                               details=result)
+            result["audit_seq"] = rec["seq"]
+        return result
+
     def _outcome(self, model: str, env: str, path: Path, current: int | None, target: int) -> Outcome:
         """The result promote and rollback both report; its status is "unchanged" (and final) when
         ``target`` is pinned already, so there is nothing to do."""
@@ -304,7 +361,8 @@ class Promoter:
         assert version is not None  # noqa: S101 - a pin always names a version
         edit = stackfile.plan_pin(path, model, version)
         if apply:
-            self._preflight(registry, {**stackfile.read_pins(path), model: version})
+            self._preflight(registry, {**stackfile.read_pins(path), model: version},
+                            self._adapter(outcome.env, stackfile.load_config(path)))
         stackfile.apply_edit(edit)
         rec = self._record(
             action,
@@ -330,7 +388,7 @@ class Promoter:
         _ = self.actor  # resolve who is acting before doing any work
         with env_lock(self.root, env):
             cfg = stackfile.load_config(path)
-            registry = self.s.registry_factory(tracking_uri_for(self.s, cfg, env))
+            registry = self._registry(cfg, env)
             self.s.progress(f"checking version {version} of '{req.model}' in the registry")
             cand_info = _require(registry, req.model, version, "--version")
             current = cfg.models[req.model].version if req.model in cfg.models else None
@@ -454,23 +512,14 @@ class Promoter:
         self.s.progress(f"verifying '{model}' version {version} in '{env}'")
         features: pd.DataFrame | None = None
         try:
-            url, api_key = self._endpoint(env, model)
+            adapter = self.s.adapter(env, cfg, self.audit)
             offline = None
             if golden is not None and lazy is not None and gates_mod.LABEL_COLUMN in golden.columns:
                 features = golden.drop(columns=[gates_mod.LABEL_COLUMN]).head(SMOKE_ROWS)
                 offline = gates_mod.predictions(lazy.predict, features)
             elif known_good_rows is not None:
                 features = known_good_rows
-            result = self.s.verifier(
-                model=model,
-                version=version,
-                url=url,
-                api_key=api_key,
-                features=features,
-                offline=offline,
-                slo=cfg.slo,
-                probe_seconds=self.s.probe_seconds,
-            )
+            result = adapter.verify(model, version, cfg.slo, features=features, offline=offline)
         except Exception as exc:  # any failure to verify is a failed verification, never a silent pass
             result = VerificationResult(
                 model=model,
@@ -510,15 +559,6 @@ class Promoter:
             return None
         return golden.drop(columns=[gates_mod.LABEL_COLUMN], errors="ignore").head(SMOKE_ROWS)
 
-    def _endpoint(self, env: str, model: str) -> tuple[str, str | None]:
-        """URL and API key of the model's endpoint, from the stack's outputs."""
-        endpoint = platform_outputs(self.s, env).endpoints.get(model)
-        if endpoint is None:
-            raise PromotionError(f"stack '{env}' has no endpoint output for '{model}'")
-        ref = endpoint.api_key_ref
-        api_key = Path(ref).read_text().strip() if ref and ref.startswith("/") and Path(ref).is_file() else None
-        return endpoint.url, api_key
-
     def _apply_verify_or_rollback(
         self,
         outcome: Outcome,
@@ -530,6 +570,7 @@ class Promoter:
         reason: str,
     ) -> None:
         env, model, version = cfg.environment, edit.model, edit.to_version
+        outcome.prepare = self._prepare(cfg, model, version, reason)
         outcome.apply = self._up(env, model, version, f"promote {model} to v{version}", reason)
         result = self._verify(cfg, env, model, version, cand, golden, reason)
         outcome.verification = result.as_dict()
@@ -549,10 +590,13 @@ class Promoter:
         outcome.status, outcome.rollback = "rolled-back", rolled
         raise PromotionError(f"{failed}; rolled back to {where}", outcome.as_dict())
 
-    def _preflight(self, registry: Registry, pins: Mapping[str, int]) -> None:
+    def _preflight(self, registry: Registry, pins: Mapping[str, int], adapter: TargetAdapter | None) -> None:
         """Every pin the stack will have must exist and be READY before `up`; checked before the
         stack file is written, so a missing version stops the run with nothing changed."""
         self.s.progress("pre-flight: checking every pinned version is READY")
+        if adapter is not None:
+            adapter.preflight(pins)
+            return
         for name, version in sorted(pins.items()):
             registry.require_ready(name, version)
 
@@ -614,7 +658,7 @@ class Promoter:
             outcome = self._outcome(req.model, env, path, current, target)
             if outcome.status == "unchanged":
                 return outcome
-            registry = self.s.registry_factory(tracking_uri_for(self.s, cfg, env))
+            registry = self._registry(cfg, env)
             info = _require(registry, req.model, target, "--to")
             self._pin(
                 "rollback",
@@ -626,6 +670,7 @@ class Promoter:
                 details={"automatic": False, "apply": req.apply},
             )
             if req.apply:
+                outcome.prepare = self._prepare(cfg, req.model, target, req.reason)
                 outcome.apply = self._up(
                     env, req.model, target, f"rollback {req.model} to v{target}", req.reason
                 )

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
 
@@ -34,6 +34,8 @@ import httpx
 import numpy as np
 import pandas as pd
 
+from shipway.targets.base import Check as Check
+from shipway.targets.base import VerificationResult as VerificationResult
 from shipway_core.config import SloSettings
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -63,44 +65,6 @@ class EndpointContract:
         # platform tested itself.
         auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         return {**auth, TRAFFIC_HEADER: TRAFFIC_CLASS}
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verification check: its verdict, the sentence, the numbers."""
-
-    name: str
-    ok: bool
-    message: str
-    data: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class VerificationResult:
-    """All checks; ``reason`` is the first failing check's message."""
-
-    model: str
-    version: int
-    url: str
-    checks: tuple[Check, ...]
-
-    @property
-    def ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-    @property
-    def reason(self) -> str:
-        return next((c.message for c in self.checks if not c.ok), "")
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "model": self.model,
-            "version": self.version,
-            "url": self.url,
-            "reason": self.reason,
-            "checks": {c.name: {"ok": c.ok, "message": c.message, **c.data} for c in self.checks},
-        }
 
 
 def require_loopback(url: str) -> None:

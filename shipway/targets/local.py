@@ -1,0 +1,135 @@
+"""The local target's adapter: the serving processes on 127.0.0.1, the stack's MLflow server.
+
+Verification is :mod:`shipway.verify`'s loopback probe (the only place loopback is allowed);
+alarms are the firing alerts the stack's Alertmanager holds for the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from shipway.targets.base import (
+    AdapterContext,
+    Alarm,
+    Check,
+    EndpointState,
+    PrepareResult,
+    RollbackDecision,
+    TargetError,
+    VerificationResult,
+    alarm_signal,
+    decide,
+    known_good_from_audit,
+)
+from shipway_core.config import SloSettings, StackConfig
+from shipway_core.outputs import EndpointOutputs, PlatformOutputs
+
+if TYPE_CHECKING:
+    from shipway.registry import Registry
+
+
+def local_api_key(endpoint: EndpointOutputs) -> str | None:
+    """The local target keeps an endpoint's API key in a 0600 file named by ``apiKeyRef``."""
+    ref = endpoint.api_key_ref
+    return Path(ref).read_text().strip() if ref and ref.startswith("/") and Path(ref).is_file() else None
+
+
+def registry_uri(outputs: PlatformOutputs, config: StackConfig, context: AdapterContext) -> str:
+    """Explicit ``--tracking-uri`` > the stack's configured registry > the stack's ``registryUri`` output."""
+    return context.tracking_uri or config.registry_uri or outputs.registry_uri
+
+
+class LocalAdapter:
+    """The ``local`` target (processes on this machine)."""
+
+    cloud = "local"
+
+    def __init__(self, outputs: PlatformOutputs, config: StackConfig, context: AdapterContext):
+        self.outputs, self.config, self.context = outputs, config, context
+        self._registry: Registry | None = None
+
+    def _endpoint(self, model: str) -> EndpointOutputs:
+        endpoint = self.outputs.endpoints.get(model)
+        if endpoint is None:
+            raise TargetError(f"stack '{self.outputs.environment}' has no endpoint output for '{model}'")
+        return endpoint
+
+    def status(self) -> dict[str, EndpointState]:
+        from shipway.verify import probe_status
+
+        out: dict[str, EndpointState] = {}
+        for model in sorted(set(self.config.models) | set(self.outputs.endpoints)):
+            endpoint = self.outputs.endpoints.get(model)
+            if endpoint is None:
+                out[model] = EndpointState(model, "", None, "down", "", {}, "no endpoint output")
+                continue
+            probed = probe_status(endpoint.status, model, local_api_key(endpoint))
+            health = str(probed["health"])
+            state = "up" if health == "up" else ("down" if health == "down" else "unknown")
+            out[model] = EndpointState(model, endpoint.status, probed["serving_version"], state, endpoint.url,
+                                       {"serving": 100.0} if state == "up" else {}, probed.get("detail") or
+                                       ("" if state == "up" else health))
+        return out
+
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = self.context.registry_factory(registry_uri(self.outputs, self.config, self.context))
+        return self._registry
+
+    def preflight(self, pins: Mapping[str, int]) -> None:
+        registry = self.registry()
+        for name, version in sorted(pins.items()):
+            registry.require_ready(name, version)
+
+    def prepare(self, model: str, version: int) -> PrepareResult:
+        # The serving process loads the version straight from the stack's own registry.
+        return PrepareResult(model, version, "none", f"registry {self.registry().tracking_uri}", "")
+
+    def verify(self, model: str, version: int, slo: SloSettings, *, features: Any = None,
+               offline: Any = None) -> VerificationResult:
+        from shipway.verify import verify_deployment
+
+        try:
+            endpoint = self._endpoint(model)
+        except TargetError as exc:
+            return VerificationResult(model, version, "", (Check("version", False, str(exc)),))
+        verifier = self.context.verifier or verify_deployment
+        result: VerificationResult = verifier(model=model, version=version, url=endpoint.url,
+                                              api_key=local_api_key(endpoint), features=features, offline=offline,
+                                              slo=slo, probe_seconds=self.context.probe_seconds)
+        return result
+
+    def known_good(self, model: str) -> list[int]:
+        return known_good_from_audit(self.context.audit, self.outputs.environment, model)
+
+    def alarms(self, model: str) -> list[Alarm]:
+        """Alerts the stack's Alertmanager holds for ``model`` (firing ones are in ALARM)."""
+        url = self.outputs.observability.alerts_url
+        if not url:
+            return []
+        try:
+            resp = httpx.get(url.rstrip("/") + "/api/v2/alerts", params={"filter": f'model="{model}"'}, timeout=3.0)
+            resp.raise_for_status()
+            alerts = resp.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise TargetError(f"cannot read alerts from {url}: {exc}") from exc
+        out = []
+        for alert in alerts if isinstance(alerts, list) else []:
+            name = str((alert.get("labels") or {}).get("alertname", "?"))
+            active = (alert.get("status") or {}).get("state") == "active"
+            out.append(Alarm(name, alarm_signal(name), "ALARM" if active else "OK"))
+        return out
+
+    def rollback_decision(self, model: str) -> RollbackDecision:
+        current = self.config.models[model].version if model in self.config.models else None
+        good = [v for v in self.known_good(model) if v != current]
+        try:
+            alarms = self.alarms(model)
+        except TargetError as exc:
+            return RollbackDecision(model, False, str(exc), (), good[0] if good else None)
+        return decide(model, alarms, good[0] if good else None)
+
