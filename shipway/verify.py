@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -175,72 +175,90 @@ class Verifier:
     def check_smoke(
         self, features: pd.DataFrame, offline: Sequence[Any], version: int, tolerance: float
     ) -> Check:
-        try:
-            online = self._post(features)
-        except (httpx.HTTPError, ValueError) as exc:
-            return Check("smoke", False, f"smoke predictions failed: {exc}")
-        if len(online) != len(offline):
-            return Check(
-                "smoke", False, f"endpoint returned {len(online)} predictions for {len(offline)} rows"
-            )
-        bad = [i for i, (a, b) in enumerate(zip(online, offline, strict=True)) if not _same(a, b, tolerance)]
-        data = {"rows": len(offline), "mismatches": len(bad), "tolerance": tolerance}
-        if bad:
-            i = bad[0]
-            return Check(
-                "smoke",
-                False,
-                f"{len(bad)} of {len(offline)} smoke predictions differ from offline "
-                f"predictions of version {version} (first: row {i}, endpoint "
-                f"{online[i]!r} vs offline {offline[i]!r})",
-                data,
-            )
-        return Check(
-            "smoke",
-            True,
-            f"{len(offline)} smoke predictions match offline predictions of version {version}",
-            data,
-        )
+        return smoke_check(self._post, features, offline, version, tolerance)
 
     def check_slo(
         self, features: pd.DataFrame, slo: SloSettings, probe_seconds: float, max_requests: int
     ) -> Check:
-        latencies: list[float] = []
-        errors = 0
-        deadline = time.monotonic() + probe_seconds
-        rows = [features.iloc[[i]] for i in range(len(features))]
-        while time.monotonic() < deadline and len(latencies) < max_requests:
-            start = time.perf_counter()
-            try:
-                self._post(rows[len(latencies) % len(rows)])
-            except (httpx.HTTPError, ValueError):
-                errors += 1
-            latencies.append((time.perf_counter() - start) * 1000.0)
-        total = len(latencies)
-        rate = errors / total if total else 1.0
-        tail = p99(latencies)
-        data = {
-            "requests": total,
-            "errors": errors,
-            "error_rate": rate,
-            "p99_ms": tail,
-            "max_error_rate": slo.max_error_rate,
-            "latency_p99_ms": slo.latency_p99_ms,
-        }
-        problems = []
-        if rate > slo.max_error_rate:
-            problems.append(f"error rate {rate:.4f} > allowed {slo.max_error_rate:.4f} ({errors} of {total})")
-        if tail > slo.latency_p99_ms:
-            problems.append(f"p99 latency {tail:.1f} ms > allowed {slo.latency_p99_ms:.1f} ms")
-        if problems:
-            return Check("slo", False, "probe: " + "; ".join(problems), data)
+        return slo_check(self._post, features, slo, probe_seconds, max_requests)
+
+
+# The smoke and SLO checks are the same on every target; only how a frame reaches the endpoint
+# differs (HTTP on loopback here, SageMaker InvokeEndpoint in shipway.targets.aws). ``send``
+# returns the predictions or raises (any exception counts as a failed request).
+Send = Callable[[pd.DataFrame], list[Any]]
+
+
+def smoke_check(send: Send, features: pd.DataFrame, offline: Sequence[Any], version: int,
+                tolerance: float) -> Check:
+    """Endpoint predictions for golden rows equal the offline predictions of the same version."""
+    try:
+        online = send(features)
+    except Exception as exc:
+        return Check("smoke", False, f"smoke predictions failed: {exc}")
+    if len(online) != len(offline):
         return Check(
-            "slo",
-            True,
-            f"probe: {total} requests, error rate {rate:.4f} <= {slo.max_error_rate:.4f}, "
-            f"p99 {tail:.1f} ms <= {slo.latency_p99_ms:.1f} ms",
+            "smoke", False, f"endpoint returned {len(online)} predictions for {len(offline)} rows"
+        )
+    bad = [i for i, (a, b) in enumerate(zip(online, offline, strict=True)) if not _same(a, b, tolerance)]
+    data = {"rows": len(offline), "mismatches": len(bad), "tolerance": tolerance}
+    if bad:
+        i = bad[0]
+        return Check(
+            "smoke",
+            False,
+            f"{len(bad)} of {len(offline)} smoke predictions differ from offline "
+            f"predictions of version {version} (first: row {i}, endpoint "
+            f"{online[i]!r} vs offline {offline[i]!r})",
             data,
         )
+    return Check(
+        "smoke",
+        True,
+        f"{len(offline)} smoke predictions match offline predictions of version {version}",
+        data,
+    )
+
+
+def slo_check(send: Send, features: pd.DataFrame, slo: SloSettings, probe_seconds: float,
+              max_requests: int) -> Check:
+    """Sequential one-row requests within the env's error rate and p99 objectives."""
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + probe_seconds
+    rows = [features.iloc[[i]] for i in range(len(features))]
+    while time.monotonic() < deadline and len(latencies) < max_requests:
+        start = time.perf_counter()
+        try:
+            send(rows[len(latencies) % len(rows)])
+        except Exception:
+            errors += 1
+        latencies.append((time.perf_counter() - start) * 1000.0)
+    total = len(latencies)
+    rate = errors / total if total else 1.0
+    tail = p99(latencies)
+    data = {
+        "requests": total,
+        "errors": errors,
+        "error_rate": rate,
+        "p99_ms": tail,
+        "max_error_rate": slo.max_error_rate,
+        "latency_p99_ms": slo.latency_p99_ms,
+    }
+    problems = []
+    if rate > slo.max_error_rate:
+        problems.append(f"error rate {rate:.4f} > allowed {slo.max_error_rate:.4f} ({errors} of {total})")
+    if tail > slo.latency_p99_ms:
+        problems.append(f"p99 latency {tail:.1f} ms > allowed {slo.latency_p99_ms:.1f} ms")
+    if problems:
+        return Check("slo", False, "probe: " + "; ".join(problems), data)
+    return Check(
+        "slo",
+        True,
+        f"probe: {total} requests, error rate {rate:.4f} <= {slo.max_error_rate:.4f}, "
+        f"p99 {tail:.1f} ms <= {slo.latency_p99_ms:.1f} ms",
+        data,
+    )
 
 
 def probe_requests(slo: SloSettings, confidence: float = 0.95) -> int:
@@ -278,8 +296,19 @@ def verify_deployment(
     comparison is skipped and says why. The probe sends :func:`probe_requests` requests unless
     ``max_probe_requests`` says otherwise, and stops at ``probe_seconds`` whatever happens."""
     verifier = Verifier(url, api_key, contract=contract, client=client)
-    checks = [verifier.check_version(model, version)]
-    if not checks[0].ok:
+    return run_checks(verifier.check_version(model, version), verifier._post, model=model, version=version, url=url,
+                      features=features, offline=offline, slo=slo, probe_seconds=probe_seconds,
+                      max_probe_requests=max_probe_requests, tolerance=tolerance)
+
+
+def run_checks(version_check: Check, send: Send, *, model: str, version: int, url: str,
+               features: pd.DataFrame | None, offline: Sequence[Any] | np.ndarray | None, slo: SloSettings,
+               probe_seconds: float, max_probe_requests: int | None = None,
+               tolerance: float = 1e-6) -> VerificationResult:
+    """The verification every target runs once it knows what version the endpoint serves:
+    smoke and SLO probe through ``send`` (skipped, and saying why, as :func:`verify_deployment` describes)."""
+    checks = [version_check]
+    if not version_check.ok:
         checks.append(Check("smoke", False, "skipped: endpoint did not report its version"))
         checks.append(Check("slo", False, "skipped: endpoint did not report its version"))
     elif features is None or len(features) == 0:
@@ -290,9 +319,9 @@ def verify_deployment(
             checks.append(Check("smoke", True, f"skipped: version {version} was verified here before (known-good); "
                                                "the probe checks it serves within the SLO"))
         else:
-            checks.append(verifier.check_smoke(features, list(np.asarray(offline).tolist()), version, tolerance))
+            checks.append(smoke_check(send, features, list(np.asarray(offline).tolist()), version, tolerance))
         requests = max_probe_requests if max_probe_requests is not None else probe_requests(slo)
-        checks.append(verifier.check_slo(features, slo, probe_seconds, requests))
+        checks.append(slo_check(send, features, slo, probe_seconds, requests))
     return VerificationResult(model=model, version=version, url=url, checks=tuple(checks))
 
 

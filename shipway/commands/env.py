@@ -30,10 +30,10 @@ from shipway.commands.common import (
 )
 from shipway.promotion import Services
 from shipway.registry import Registry, RegistryError
-from shipway.verify import probe_status
+from shipway.targets import EndpointState, TargetError, adapter_for
 from shipway_core.config import ENVIRONMENTS
 from shipway_core.local import process_status_files
-from shipway_core.outputs import EndpointOutputs, OutputsError, PlatformOutputs
+from shipway_core.outputs import OutputsError, PlatformOutputs
 
 app = typer.Typer()
 
@@ -57,7 +57,8 @@ def _outputs(services: Services, env: str) -> PlatformOutputs | str:
 def _registry(
     services: Services, cfg: Any, outputs: PlatformOutputs | str, cache: dict[str, Any]
 ) -> Registry | str:
-    """The env's registry, or a short reason it cannot be reached (cached per URI)."""
+    """The env's registry (through its target adapter once deployed), or a short reason it cannot be
+    reached; cached per URI."""
     uri = services.tracking_uri or cfg.registry_uri
     if not uri and isinstance(outputs, PlatformOutputs):
         uri = outputs.registry_uri
@@ -65,16 +66,13 @@ def _registry(
         return "unknown (no tracking URI; pass --tracking-uri)"
     if uri not in cache:
         try:
-            cache[uri] = services.registry_factory(str(uri))
-        except RegistryError:
-            cache[uri] = "unknown (registry unreachable)"
+            if isinstance(outputs, PlatformOutputs):
+                cache[uri] = adapter_for(outputs, cfg, services.adapter_context()).registry()
+            else:
+                cache[uri] = services.registry_factory(str(uri))
+        except (RegistryError, TargetError) as exc:
+            cache[uri] = "unknown (registry unreachable)" if isinstance(exc, RegistryError) else f"unknown ({exc})"
     return cache[uri]
-
-
-def _api_key(endpoint: EndpointOutputs) -> str | None:
-    """The local target keeps the key in a 0600 file; cloud keys are read by the target's adapter."""
-    ref = endpoint.api_key_ref
-    return Path(ref).read_text().strip() if ref and ref.startswith("/") and Path(ref).is_file() else None
 
 
 def _restarts(path: Path) -> dict[str, Any]:
@@ -94,17 +92,27 @@ def _processes(cfg: Any, root: Path) -> dict[str, dict[str, Any]]:
     return {name: _restarts(path) for name, path in process_status_files(cfg, root).items()}
 
 
-def _endpoint_status(outputs: PlatformOutputs, model: str) -> dict[str, Any]:
-    """Health and serving version of one endpoint, read the way its target exposes them."""
-    endpoint = outputs.endpoints.get(model)
-    if endpoint is None:
-        return {"health": "down", "serving_version": None, "detail": "no endpoint output"}
-    if outputs.cloud == "local":
-        return probe_status(endpoint.status, model, _api_key(endpoint))
-    scheme = endpoint.status.split(":", 1)[0]
-    return {"health": "unknown", "serving_version": None,
-            "detail": f"deployed at version {endpoint.version}; live status is read through {scheme} with the "
-                      "target's credentials (docs/targets/)"}
+def _live(services: Services, cfg: Any, outputs: PlatformOutputs,
+          audit: AuditLog | None) -> tuple[dict[str, EndpointState], str]:
+    """Every endpoint's live state from the stack's target adapter, or why it cannot be read."""
+    try:
+        return adapter_for(outputs, cfg, services.adapter_context(audit)).status(), ""
+    except Exception as exc:  # a broken adapter or missing credentials is a cell, not a traceback
+        return {}, f"live status unreadable: {type(exc).__name__}: {exc}"
+
+
+def _endpoint_status(live: dict[str, EndpointState], why: str, outputs: PlatformOutputs,
+                     model: str) -> dict[str, Any]:
+    """Health, serving version and traffic split of one endpoint, as its target reports them."""
+    state = live.get(model)
+    if state is None:
+        deployed = outputs.endpoints.get(model)
+        detail = why or "no endpoint output"
+        if deployed is not None:
+            detail = f"deployed at version {deployed.version}; {detail}"
+        return {"health": "unknown" if why else "down", "serving_version": None, "detail": detail}
+    return {"health": state.state, "serving_version": state.served_version, "detail": state.detail,
+            "endpoint": state.name, "traffic": dict(state.traffic)}
 
 
 def _last_change(audit: AuditLog | None, env: str, model: str) -> dict[str, Any] | None:
@@ -141,6 +149,7 @@ def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict
     row["deployed"] = isinstance(outputs, PlatformOutputs)
     row["processes"] = _processes(cfg, services.repo_root()) if row["deployed"] else {}
     registry = _registry(services, cfg, outputs, cache) if cfg.models else None
+    live, why = _live(services, cfg, outputs, audit) if isinstance(outputs, PlatformOutputs) else ({}, "")
     for name, pin in sorted(cfg.models.items()):
         model: dict[str, Any] = {
             "model": name,
@@ -148,7 +157,7 @@ def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict
             **_alias(registry, name, env),
         }
         if isinstance(outputs, PlatformOutputs):
-            model.update(_endpoint_status(outputs, name))
+            model.update(_endpoint_status(live, why, outputs, name))
         else:
             health = "not deployed" if outputs == "not deployed" else "unknown"
             model.update(health=health, serving_version=None, detail=outputs)

@@ -207,9 +207,14 @@ def test_audit_log_option_points_elsewhere(invoke, tmp_path: Path):
     )
 
 
-def test_env_status_reads_cloud_outputs_without_probing_them(invoke, engine):
-    """A SageMaker endpoint's outputs (what crashed `env status` before the contract) are read,
-    not probed from this machine: the deployed version is reported and health stays unknown."""
+def test_env_status_reads_cloud_outputs_without_credentials(invoke, engine, monkeypatch):
+    """A SageMaker endpoint's outputs (what crashed `env status` before the contract) go to the AWS
+    adapter; with no credentials its DescribeEndpoint fails and that is a cell, not a traceback."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance-metadata lookups off this host
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent")
     engine.outputs["dev"] = {
         "cloud": "aws", "environment": "dev", "trackingUri": "arn:aws:sagemaker:eu-west-1:000000000000:mlflow/t",
         "registryUri": "arn:aws:sagemaker:eu-west-1:000000000000:mlflow/t",
@@ -223,4 +228,4 @@ def test_env_status_reads_cloud_outputs_without_probing_them(invoke, engine):
     (row,) = json.loads(result.stdout)["envs"]
     (model,) = row["models"]
     assert (row["deployed"], model["health"], model["serving_version"]) == (True, "unknown", None)
-    assert model["detail"].startswith("deployed at version 1; live status is read through sagemaker")
+    assert model["detail"] == "DescribeEndpoint failed: Unable to locate credentials"
