@@ -24,8 +24,9 @@ app = typer.Typer(no_args_is_help=True)
 TEMPLATE_PACKAGE = "shipway.templates"
 PLACEHOLDER = "{{model_name}}"
 SUFFIX = ".tmpl"
-# Dotfiles are stored without the dot so packaging and editors do not hide them.
-_RENAMES = {"gitignore": ".gitignore"}
+# Dotfiles and dot-directories are stored without the dot so packaging and editors do not hide
+# them (and this repo's own workflow lint does not mistake the template for one of its workflows).
+_RENAMES = {"gitignore": ".gitignore", "github": ".github"}
 
 DIR_OPTION = typer.Option(None, "--dir", help="Where to create the project (default: ./NAME); must not exist.")
 
@@ -54,7 +55,7 @@ def _walk(node: Traversable, prefix: Path = Path()) -> list[tuple[Path, Traversa
         if child.name == "__pycache__":
             continue
         if child.is_dir():
-            out += _walk(child, prefix / child.name)
+            out += _walk(child, prefix / _RENAMES.get(child.name, child.name))
         elif child.name.endswith(SUFFIX):
             stem = child.name.removesuffix(SUFFIX)
             out.append((prefix / _RENAMES.get(stem, stem), child))
@@ -96,7 +97,7 @@ def model(
     directory: Path | None = DIR_OPTION,
     output: Output = OUTPUT_OPTION,
 ) -> None:
-    """Generate a model project: training with MLflow tracking, baseline profile, golden set, gates, tests.
+    """Generate a model project: training with MLflow tracking, baseline profile, golden set, gates, tests, CI.
 
     Example:
 

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "tumor-classifier"
-FILES = [".gitignore", "README.md", "ci.sh", "pyproject.toml", "stack-snippet.yaml", "tests/test_model.py", "train.py"]
+FILES = [".github/workflows/ci.yml", ".gitignore", "README.md", "ci.sh", "pyproject.toml", "stack-snippet.yaml",
+    "tests/test_model.py", "train.py"]
 
 
 @dataclass
