@@ -11,6 +11,7 @@ documented default.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -171,6 +172,20 @@ class AzureSettings:
     managed_prometheus: bool = False
     managed_grafana: bool = False
     alert_emails: tuple[str, ...] = ()
+    # The Azure ML registry every environment's deployments read models from
+    # (azureml://registries/<name>/models/<m>/versions/<N>), so version N in prod is the bytes dev
+    # verified. Required on azure; exactly one stack sets createRegistry and owns it.
+    registry_name: str | None = None
+    registry_resource_group: str | None = None  # None: this stack's resource group
+    create_registry: bool = False
+    # Gradual traffic shift old -> new deployment (percent of traffic on the new one, ending at 100),
+    # each step held bake_minutes while the error-rate, p99 and drift alerts stay quiet.
+    traffic_steps: tuple[int, ...] = (10, 50, 100)
+    bake_minutes: int = 10
+    # Private networking (used unless publicNetworkAccess): the VNet and the subnet holding the
+    # private endpoints of the workspace, registry, storage, vaults and container registry.
+    vnet_address_space: str = "10.60.0.0/16"
+    private_endpoint_subnet: str = "10.60.1.0/24"
 
 
 @dataclass(frozen=True)
@@ -437,7 +452,33 @@ _AZURE_FIELDS = {
     "managedGrafana": ("managed_grafana", lambda v: isinstance(v, bool), "use true or false"),
     "alertEmails": ("alert_emails", lambda v: _str_list(v) and all("@" in x for x in v),
                     "use a list of e-mail addresses"),
+    "registryName": ("registry_name", lambda v: isinstance(v, str) and re.match(
+        r"^[a-zA-Z0-9][a-zA-Z0-9_-]{2,32}$", v) is not None,
+        "use the Azure ML registry name shared by dev, test and prod (3-33 letters, digits, - or _)"),
+    "registryResourceGroup": ("registry_resource_group", _opt_str, "use the registry's resource group name"),
+    "createRegistry": ("create_registry", lambda v: isinstance(v, bool),
+                       "use true in the one stack that owns the shared registry, false elsewhere"),
+    "trafficSteps": ("traffic_steps", lambda v: isinstance(v, list) and bool(v) and all(
+        _is_int(x) and 1 <= x <= 100 for x in v) and all(a < b for a, b in zip(v, v[1:], strict=False))
+        and v[-1] == 100,
+        "use increasing percentages of traffic on the new deployment ending at 100, e.g. [10, 50, 100] "
+        "([100] moves all traffic at once)"),
+    "bakeMinutes": ("bake_minutes", lambda v: _is_int(v) and 1 <= v <= 1440,
+                    "use the minutes each traffic step is watched before the next (1-1440)"),
+    "vnetAddressSpace": ("vnet_address_space", lambda v: _cidr(v), "use an IPv4 CIDR such as 10.60.0.0/16"),
+    "privateEndpointSubnet": ("private_endpoint_subnet", lambda v: _cidr(v),
+                              "use an IPv4 CIDR inside vnetAddressSpace such as 10.60.1.0/24"),
 }
+
+
+def _cidr(v: Any) -> bool:
+    if not isinstance(v, str) or "/" not in v:
+        return False
+    try:
+        ipaddress.IPv4Network(v)
+    except ValueError:
+        return False
+    return True
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$")
@@ -653,6 +694,22 @@ def _by_digest_where_required(environment: str | None, image: str) -> bool:
     return environment not in ("test", "prod") or bool(_DIGEST.search(image))
 
 
+def _check_azure(stack: str, environment: str | None, azure: AzureSettings, problems: _Problems) -> None:
+    """The shared registry is named; public access only on dev; the subnet lies in the VNet."""
+    if not azure.registry_name:
+        problems.missing("azure.registryName", "the Azure ML registry shared by dev, test and prod (deployments "
+                         "read azureml://registries/<name>/models/...); "
+                         + _SET.format(key="azure.registryName", stack=stack))
+    if azure.public_network_access and environment in ("test", "prod"):
+        problems.add("azure.publicNetworkAccess", True, f"{environment} is reachable only through private "
+                     "endpoints; remove it (public access is a dev-only option)")
+    if (_cidr(azure.vnet_address_space) and _cidr(azure.private_endpoint_subnet)
+            and not ipaddress.IPv4Network(azure.private_endpoint_subnet).subnet_of(
+                ipaddress.IPv4Network(azure.vnet_address_space))):
+        problems.add("azure.privateEndpointSubnet", azure.private_endpoint_subnet,
+                     f"use a CIDR inside azure.vnetAddressSpace ({azure.vnet_address_space})")
+
+
 def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Mapping[str, Any],
                  aws: AwsSettings, azure: AzureSettings, kubernetes: KubernetesSettings, problems: _Problems,
                  source: str, require_secrets: bool) -> None:
@@ -705,6 +762,8 @@ def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Ma
     if cloud == "azure" and not azure.subscription_id:
         problems.missing("azure.subscriptionId", "the Azure subscription to deploy to; "
                          + _SET.format(key="azure.subscriptionId", stack=stack))
+    if cloud == "azure":
+        _check_azure(stack, environment, azure, problems)
     if cloud == "kubernetes":
         for attr, key in (("serving_image", "kubernetes.servingImage"), ("mlflow_image", "kubernetes.mlflowImage"),
                           ("postgres_image", "kubernetes.postgresImage"),

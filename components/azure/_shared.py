@@ -24,6 +24,7 @@ BUILTIN_ROLES: Mapping[str, str] = {
     "AcrPush": "8311e382-0749-4cb8-b61a-304f252e45ec",
     "AzureML Data Scientist": "f6c7c914-8db3-469d-8ca1-694a8f32e121",
     "AzureML Metrics Writer (preview)": "635dd51f-9968-44d3-b7fb-6d9a6bd613ae",
+    "AzureML Registry User": "1823dd4f-9b8c-4ab6-ab4e-7397a3684615",
     "Key Vault Crypto Service Encryption User": "e147488a-f6f5-4113-8e2d-b22465e65bf6",
     "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",

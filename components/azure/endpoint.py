@@ -10,6 +10,7 @@ import pulumi
 import pulumi_azure_native as azure_native
 
 from components.azure._shared import AzureTarget, access, client_config, grant, unique_name
+from components.azure.registry import registry_model_uri
 from components.common import (
     InferenceEndpointArgs,
     reject_unsupported,
@@ -41,6 +42,8 @@ class WorkspaceRef:
     workspace_id: pulumi.Input[str]
     storage_account_id: pulumi.Input[str]
     container_registry_id: pulumi.Input[str]
+    # ARM id of the shared Azure ML registry the deployments read models from.
+    model_registry_id: pulumi.Input[str] = ""
 
 
 @dataclass
@@ -65,11 +68,6 @@ def validate_previous_version(model_version: int, previous_version: int | None) 
             f"previous_version: {previous_version!r} is not valid; use the previously pinned "
             "registry version (a positive integer) or None"
         )
-    if previous_version == model_version:
-        raise ValueError(
-            f"previous_version: {previous_version} is not valid; it must differ from "
-            f"model_version {model_version}"
-        )
 
 
 def validate_secret_refs(secrets: SecretRefs) -> None:
@@ -86,12 +84,21 @@ def validate_auth_mode(auth_mode: str) -> None:
         raise ValueError(f"auth_mode: {auth_mode!r} is not valid; allowed: {', '.join(AUTH_MODES)}")
 
 
-def traffic_map(model_version: int, previous_version: int | None = None) -> dict[str, int]:
-    """All traffic on the pinned version; the previous one, if kept, stays deployed at 0%."""
-    traffic = {deployment_name(model_version): 100}
-    if previous_version is not None:
-        traffic[deployment_name(previous_version)] = 0
-    return traffic
+def traffic_map(model_version: int, previous_version: int | None = None,
+                gradual: bool = False) -> dict[str, int]:
+    """Where ``pulumi up`` leaves traffic.
+
+    Without a previous version, all traffic is on the pin. With one kept deployed, an all-at-once
+    stack (``trafficSteps: [100]``) moves everything to the pin and keeps the previous one at 0%;
+    a gradual stack leaves all traffic on the previous version and the new one at 0%, and
+    ``shipway model promote --apply`` moves it step by step (shipway/targets/azure.py), rolling
+    back on the error-rate, p99 or drift alert.
+    """
+    if previous_version is None:
+        return {deployment_name(model_version): 100}
+    if gradual:
+        return {deployment_name(model_version): 0, deployment_name(previous_version): 100}
+    return {deployment_name(model_version): 100, deployment_name(previous_version): 0}
 
 
 def _traffic_template(endpoint: Mapping[str, Any]) -> dict[str, Any]:
@@ -156,9 +163,19 @@ class InferenceEndpoint(pulumi.ComponentResource):
                            "Azure ML issues endpoint keys itself and the serving app reads the platform key "
                            "from Key Vault: pass secrets (SecretRefs) instead")
         validate_previous_version(args.model_version, previous_version)
+        if previous_version == args.model_version:
+            # A rollback re-pinned the version kept warm: it simply serves again, nothing is kept at 0%.
+            previous_version = None
         validate_secret_refs(secrets or SecretRefs())
         auth_mode = target.settings.endpoint_auth_mode
         validate_auth_mode(auth_mode)
+        if not target.settings.registry_name:
+            raise ValueError("azure.registryName: None is not valid; name the Azure ML registry shared by dev, "
+                             "test and prod (deployments read azureml://registries/<name>/models/...)")
+        if not workspace.model_registry_id:
+            raise ValueError("workspace.model_registry_id: '' is not valid; pass the shared registry's ARM id "
+                             "(the endpoint identity is granted AzureML Registry User on it)")
+        self._registry_name = target.settings.registry_name
         super().__init__("shipway:azure:InferenceEndpoint", name, None, opts)
         secrets = secrets or SecretRefs()
         self._target = target
@@ -201,7 +218,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
             for v, deployment in self.versions.items()
         }
 
-        traffic = traffic_map(args.model_version, previous_version)
+        traffic = traffic_map(args.model_version, previous_version,
+                              gradual=target.settings.traffic_steps[0] < 100)
         template = pulumi.Output.all(
             workspace=workspace.workspace_name, name=self.endpoint.name, location=target.location,
             identity=self.identity.id, tags=tags, auth_mode=auth_mode, public_network_access=public,
@@ -238,6 +256,9 @@ class InferenceEndpoint(pulumi.ComponentResource):
         principal = self.identity.principal_id
         ws = self._workspace
         grants = [
+            # Reads the pinned model from the shared Azure ML registry (and nothing else there).
+            grant(f"{name}-model-registry-user", principal_id=principal, role="AzureML Registry User",
+                  scope=ws.model_registry_id, subscription_id=sub, parent=self),
             grant(f"{name}-registry-pull", principal_id=principal, role="AcrPull",
                   scope=ws.container_registry_id, subscription_id=sub, parent=self),
             grant(f"{name}-storage-blob-reader", principal_id=principal, role="Storage Blob Data Reader",
@@ -275,13 +296,13 @@ class InferenceEndpoint(pulumi.ComponentResource):
 
     def _deployment(self, name: str, version: int, sub: pulumi.Output[str],
                     tags: Mapping[str, str]) -> azure_native.machinelearningservices.OnlineDeployment:
-        """One managed deployment serving exactly ``version`` of the model from the workspace registry."""
+        """One managed deployment serving exactly ``version`` of the model from the shared registry.
+
+        The asset id is ``azureml://registries/<registry>/models/<m>/versions/<N>``: the same string
+        in dev, test and prod, so the bytes prod serves are the bytes dev verified.
+        """
         args, target = self._args, self._target
-        model_id = pulumi.Output.concat(
-            "/subscriptions/", sub, "/resourceGroups/", target.resource_group_name,
-            "/providers/Microsoft.MachineLearningServices/workspaces/", self._workspace.workspace_name,
-            "/models/", args.model_name, "/versions/", str(version),
-        )
+        model_id = registry_model_uri(self._registry_name, args.model_name, version)
         properties = azure_native.machinelearningservices.ManagedOnlineDeploymentArgs(
             endpoint_compute_type="Managed",
             model=model_id,

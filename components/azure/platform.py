@@ -10,7 +10,9 @@ import pulumi_azure_native as azure_native
 from components.azure._shared import AzureTarget
 from components.azure.endpoint import InferenceEndpoint, SecretRefs, WorkspaceRef
 from components.azure.identity import DeployIdentity, DeployIdentityArgs
+from components.azure.network import PrivateNetwork, PrivateNetworkArgs, PrivateTarget
 from components.azure.observability import MonitoredResources, Observability
+from components.azure.registry import ModelRegistry, ModelRegistryArgs, registry_resource_id
 from components.azure.secrets import Secrets
 from components.azure.tracking import TrackingServer
 from components.common import InferenceEndpointArgs, ObservabilityArgs, SecretsArgs, TrackingServerArgs
@@ -68,12 +70,39 @@ def build_platform(
     rg_name, rg_id = _resource_group(cfg, opts)
     target = AzureTarget(resource_group_name=rg_name, location=cfg.region or "", settings=cfg.azure)
 
+    # The model registry dev, test and prod share: owned by the one stack with createRegistry,
+    # named by the others; deployments read azureml://registries/<name>/models/<m>/versions/<N>.
+    registry_name = cfg.azure.registry_name or ""
+    registry_group = cfg.azure.registry_resource_group or rg_name
+    model_registry = None
+    if cfg.azure.create_registry:
+        model_registry = ModelRegistry("models", ModelRegistryArgs(env, tags, registry_name), target, opts=opts)
+        model_registry_id: pulumi.Input[str] = model_registry.registry_id
+    else:
+        model_registry_id = registry_resource_id(cfg.azure.subscription_id or "", registry_group, registry_name)
+
     tracking = TrackingServer("tracking", TrackingServerArgs(env, tags, protect=cfg.protect_registry), target,
                               opts=opts)
     vault = Secrets("secrets", SecretsArgs(env, tags, values=dict(secrets)), target, opts=opts)
+    network = None
+    if target.private:
+        # Public access is off (always on test/prod), so everything is reached through private
+        # endpoints in the stack's VNet, resolved by private DNS zones linked to it.
+        network = PrivateNetwork("network", PrivateNetworkArgs(
+            env, tags, address_space=cfg.azure.vnet_address_space,
+            endpoint_subnet=cfg.azure.private_endpoint_subnet,
+            targets={
+                "workspace": PrivateTarget(tracking.workspace_id, "amlworkspace"),
+                "model-registry": PrivateTarget(model_registry_id, "amlregistry"),
+                "storage-blob": PrivateTarget(tracking.storage_account_id, "blob"),
+                "workspace-vault": PrivateTarget(tracking.key_vault_id, "vault"),
+                "secrets-vault": PrivateTarget(vault.key_vault_id, "vault"),
+                "container-registry": PrivateTarget(tracking.container_registry_id, "registry"),
+            }), target, opts=opts)
     workspace = WorkspaceRef(
         workspace_name=tracking.workspace_name, workspace_id=tracking.workspace_id,
-        storage_account_id=tracking.storage_account_id, container_registry_id=tracking.container_registry_id)
+        storage_account_id=tracking.storage_account_id, container_registry_id=tracking.container_registry_id,
+        model_registry_id=model_registry_id)
     readable = [k for k in ENDPOINT_SECRETS if k in vault.secrets]
     refs = SecretRefs(
         ids={k: vault.secrets[k].id for k in readable},
@@ -118,9 +147,17 @@ def build_platform(
 
     deploy = None
     if cfg.azure.github_repository:
+        # The deploy role is derived from what this stack created that a promotion touches.
+        promoted: list[pulumi.Resource] = [tracking.workspace, *observability.alerts]
+        for e in endpoints.values():
+            promoted += [e.endpoint, e.identity, e.traffic_shift, *e.versions.values(), *e.autoscale.values()]
         deploy = DeployIdentity("deploy", DeployIdentityArgs(
             env, tags, cfg.azure.github_repository, workspace_id=tracking.workspace_id,
-            resource_group_id=rg_id), target, opts=opts)
+            resource_group_id=rg_id, resource_types=sorted({r.pulumi_resource_type for r in promoted}),
+            auth_mode=cfg.azure.endpoint_auth_mode, model_registry_id=model_registry_id,
+            model_registry_group_id=pulumi.Output.concat(
+                "/subscriptions/", cfg.azure.subscription_id or "", "/resourceGroups/", registry_group)),
+            target, opts=opts)
 
     status = {m: pulumi.Output.concat("azureml:", rg_name, "/", tracking.workspace_name, "/", e.endpoint_name)
               for m, e in endpoints.items()}
@@ -145,5 +182,11 @@ def build_platform(
             "alertNames": observability.alert_names,
             "otelConfig": observability.otel_config,
             "deployClientId": deploy.client_id if deploy else None,
+            "subscriptionId": cfg.azure.subscription_id,
+            "modelRegistry": registry_name,
+            "modelRegistryId": model_registry_id,
+            "trafficSteps": list(cfg.azure.traffic_steps),
+            "bakeMinutes": cfg.azure.bake_minutes,
+            "vnetId": network.vnet_id if network else None,
         },
     )

@@ -18,6 +18,7 @@ AWS_NETWORK: dict[str, Any] = {
     "servingImage": f"000000000000.dkr.ecr.eu-west-1.amazonaws.com/shipway-serving@{DIGEST}",
 }
 AZURE_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
+AZURE_REGISTRY = "shipway-models"
 KUBERNETES_IMAGES: dict[str, Any] = {
     "servingImage": f"registry.example.internal/shipway/serving@{DIGEST}",
     "mlflowImage": f"registry.example.internal/shipway/mlflow@{DIGEST}",
@@ -35,7 +36,8 @@ def with_target_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
     if cloud == "aws":
         out["aws"] = {**AWS_NETWORK, **(out.get("aws") or {})}
     elif cloud == "azure":
-        out["azure"] = {"subscriptionId": AZURE_SUBSCRIPTION, **(out.get("azure") or {})}
+        out["azure"] = {"subscriptionId": AZURE_SUBSCRIPTION, "registryName": AZURE_REGISTRY,
+                        **(out.get("azure") or {})}
     elif cloud == "kubernetes":
         out["kubernetes"] = {**KUBERNETES_IMAGES, **(out.get("kubernetes") or {})}
     return out

@@ -18,10 +18,10 @@ from components.azure.endpoint import (
 from components.common import InferenceEndpointArgs
 from shipway_core.config import AzureSettings
 from tests.support.recording import Recording, resolve
-from tests.unit.azure.provider import SUBSCRIPTION, TAGS, record_azure, role_id
+from tests.unit.azure.provider import TAGS, record_azure, role_id
 
-TARGET = AzureTarget("rg-shipway", "westeurope")
-WORKSPACE = WorkspaceRef("mlw-prod", "ws-id", "storage-id", "acr-id")
+TARGET = AzureTarget("rg-shipway", "westeurope", AzureSettings(registry_name="shipway-models"))
+WORKSPACE = WorkspaceRef("mlw-prod", "ws-id", "storage-id", "acr-id", "registry-id")
 SECRETS = SecretRefs(ids={"endpointApiKey": "secret-id"},
                      uris={"endpointApiKey": "https://mock-kv.vault.azure.net/secrets/endpointApiKey"})
 DEPLOYMENT = "azure-native:machinelearningservices:OnlineDeployment"
@@ -54,13 +54,17 @@ def v3() -> Recording:
 # ----------------------------------------------------------------------------- pure logic
 
 
-@pytest.mark.parametrize(("version", "previous", "expected"), [
-    (3, None, {"v3": 100}),
-    (4, 3, {"v4": 100, "v3": 0}),
-    (3, 4, {"v3": 100, "v4": 0}),  # rollback keeps the newer version warm at 0%
+@pytest.mark.parametrize(("version", "previous", "gradual", "expected"), [
+    (3, None, False, {"v3": 100}),
+    (3, None, True, {"v3": 100}),
+    (4, 3, False, {"v4": 100, "v3": 0}),
+    (3, 4, False, {"v3": 100, "v4": 0}),  # rollback keeps the newer version warm at 0%
+    # Gradual (trafficSteps [10, 50, 100]): `up` leaves traffic on the previous version and
+    # `shipway model promote --apply` moves it step by step.
+    (4, 3, True, {"v4": 0, "v3": 100}),
 ])
-def test_traffic_map(version: int, previous: int | None, expected: dict[str, int]) -> None:
-    assert traffic_map(version, previous) == expected
+def test_traffic_map(version: int, previous: int | None, gradual: bool, expected: dict[str, int]) -> None:
+    assert traffic_map(version, previous, gradual) == expected
 
 
 @given(st.integers(min_value=1, max_value=10**6),
@@ -78,7 +82,6 @@ def test_traffic_always_sums_to_100_on_the_pinned_version(version: int, previous
         "(a positive integer) or None"),
     (True, "previous_version: True is not valid; use the previously pinned registry version "
            "(a positive integer) or None"),
-    (4, "previous_version: 4 is not valid; it must differ from model_version 4"),
 ])
 def test_previous_version_validation(previous: int, message: str) -> None:
     with pytest.raises(ValueError) as err:
@@ -113,6 +116,7 @@ def test_alias_pins_are_rejected() -> None:
 def test_children(v3: Recording) -> None:
     assert sorted((r.type, r.name) for r in v3.resources) == [
         ("azure-native:authorization:RoleAssignment", "iris-metrics-writer"),
+        ("azure-native:authorization:RoleAssignment", "iris-model-registry-user"),
         ("azure-native:authorization:RoleAssignment", "iris-registry-pull"),
         ("azure-native:authorization:RoleAssignment", "iris-secret-endpointApiKey"),
         ("azure-native:authorization:RoleAssignment", "iris-storage-blob-reader"),
@@ -138,7 +142,7 @@ def test_endpoint_is_private_with_aad_token_auth_and_its_own_identity(v3: Record
 
 
 def test_key_auth_and_public_access_come_from_stack_settings() -> None:
-    settings = dataclasses.replace(AzureSettings(), endpoint_auth_mode="Key", public_network_access=True)
+    settings = dataclasses.replace(TARGET.settings, endpoint_auth_mode="Key", public_network_access=True)
     rec = _record(3, target=AzureTarget("rg", "westeurope", settings))
     assert rec.one(ENDPOINT).inputs["properties"]["authMode"] == "Key"
     assert rec.one(ENDPOINT).inputs["properties"]["publicNetworkAccess"] == "Enabled"
@@ -152,10 +156,8 @@ def test_deployment_serves_exactly_the_pinned_version(v3: Recording) -> None:
     assert dep["sku"] == {"name": "Default", "capacity": 2}
     props = dep["properties"]
     assert props["endpointComputeType"] == "Managed"
-    assert props["model"] == (
-        f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-shipway/providers/"
-        "Microsoft.MachineLearningServices/workspaces/mlw-prod/models/iris/versions/3"
-    )
+    # The shared registry's asset id: the same string in dev, test and prod.
+    assert props["model"] == "azureml://registries/shipway-models/models/iris/versions/3"
     assert props["instanceType"] == "Standard_DS3_v2"
     assert props["egressPublicNetworkAccess"] == "Disabled"
     probe = {"initialDelay": "PT30S", "period": "PT10S", "timeout": "PT2S",
@@ -217,6 +219,7 @@ def test_endpoint_identity_gets_narrow_resource_scoped_roles(v3: Recording) -> N
     grants = {r.name: r.inputs for r in v3.of_type("azure-native:authorization:RoleAssignment")}
     assert {n: (g["roleDefinitionId"], g["scope"]) for n, g in grants.items()} == {
         "iris-registry-pull": (role_id("7f951dda-4ed3-4680-a7ca-43fe172d538d"), "acr-id"),
+        "iris-model-registry-user": (role_id("1823dd4f-9b8c-4ab6-ab4e-7397a3684615"), "registry-id"),
         "iris-storage-blob-reader": (role_id("2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"), "storage-id"),
         "iris-metrics-writer": (role_id("635dd51f-9968-44d3-b7fb-6d9a6bd613ae"), "ws-id"),
         "iris-secret-endpointApiKey": (role_id("4633458b-17de-408a-b874-0445c86b69e6"), "secret-id"),
@@ -248,7 +251,8 @@ def test_blue_green_shift_when_the_pin_changes(v3: Recording) -> None:
     # The old deployment keeps its URN and full capacity: Pulumi leaves it untouched.
     assert shifted.one(DEPLOYMENT, "iris-v3").inputs == v3.one(DEPLOYMENT, "iris-v3").inputs
     assert shifted.one(DEPLOYMENT, "iris-v4").inputs["sku"] == {"name": "Default", "capacity": 2}
-    assert _traffic(shifted) == {"v4": 100, "v3": 0}
+    # Gradual by default: v4 starts at 0%, the adapter's promotion step moves it 10 -> 50 -> 100.
+    assert _traffic(shifted) == {"v4": 0, "v3": 100}
     assert resolve(shifted.result.deployments) == ["v4", "v3"]
     # The endpoint itself is untouched by the shift: identical inputs, so no update and no re-PUT.
     assert shifted.one(ENDPOINT).inputs == v3.one(ENDPOINT).inputs
@@ -257,6 +261,24 @@ def test_blue_green_shift_when_the_pin_changes(v3: Recording) -> None:
     verified = _record(4)
     assert verified.names(DEPLOYMENT) == ["iris-v4"]  # iris-v3 is deleted by the next `up`
     assert _traffic(verified) == {"v4": 100}
+
+    at_once = _record(4, previous=3, target=AzureTarget(
+        "rg-shipway", "westeurope", dataclasses.replace(TARGET.settings, traffic_steps=(100,))))
+    assert _traffic(at_once) == {"v4": 100, "v3": 0}
+
+
+def test_rolling_back_onto_the_warm_version_keeps_nothing_at_zero() -> None:
+    """A rollback re-pins the version kept warm (previousVersions equal to the pin): it serves alone."""
+    rec = _record(3, previous=3)
+    assert rec.names(DEPLOYMENT) == ["iris-v3"]
+    assert _traffic(rec) == {"v3": 100}
+
+
+def test_endpoint_without_a_shared_registry_is_rejected() -> None:
+    with pytest.raises(ValueError) as err:
+        InferenceEndpoint("iris", _args(3), AzureTarget("rg", "westeurope"), WORKSPACE, SECRETS)
+    assert str(err.value) == ("azure.registryName: None is not valid; name the Azure ML registry shared by dev, "
+                              "test and prod (deployments read azureml://registries/<name>/models/...)")
 
 
 def test_traffic_template_reapplies_the_endpoint_settings() -> None:

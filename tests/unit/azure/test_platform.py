@@ -22,7 +22,8 @@ REQUIRED = {"owner": "ml-team", "cost-center": "cc-42", "environment": "prod",
 UNTAGGED = {
     "azure-native:authorization:RoleAssignment", "azure-native:authorization:RoleDefinition",
     "azure-native:managedidentity:FederatedIdentityCredential", "azure-native:monitor:DiagnosticSetting",
-    "azure-native:storage:BlobServiceProperties",
+    "azure-native:storage:BlobServiceProperties", "azure-native:network:Subnet",
+    "azure-native:network:PrivateDnsZoneGroup",
 }
 
 
@@ -47,6 +48,7 @@ def test_components_and_resource_types(prod: Recording) -> None:
         ("shipway:azure:InferenceEndpoint", "churn"),
         ("shipway:azure:InferenceEndpoint", "iris"),
         ("shipway:azure:Observability", "observability"),
+        ("shipway:azure:PrivateNetwork", "network"),
         ("shipway:azure:Secrets", "secrets"),
         ("shipway:azure:TrackingServer", "tracking"),
     ]
@@ -75,8 +77,8 @@ def test_no_role_is_broad_or_broadly_scoped(prod: Recording) -> None:
     for grant in prod.of_type("azure-native:authorization:RoleAssignment"):
         role, scope = grant.inputs["roleDefinitionId"], grant.inputs["scope"]
         assert role.rsplit("/", 1)[-1] not in FORBIDDEN_ROLES.values(), grant.name
-        if grant.name == "deploy-deployer":  # the custom, template-deployments-only role
-            assert role == "deploy-deployer-role-id"
+        if grant.name in ("deploy-deployer", "deploy-registry-reader"):  # custom, derived roles
+            assert role == f"{grant.name}-role-id"
             continue
         assert role.rsplit("/", 1)[-1] in BUILTIN_ROLES.values(), grant.name
         assert not scope.startswith(rg_scope) and scope != f"/subscriptions/{SUBSCRIPTION}", grant.name
@@ -98,7 +100,7 @@ def test_stack_outputs(prod: Recording) -> None:
     iris = out.target["endpointNames"]["iris"]
     assert out.endpoints["iris"].status == f"azureml:shipway-prod/tracking-workspace/{iris}"
     assert out.target["deployments"] == {"churn": ["v7"], "iris": ["v4", "v3"]}
-    assert out.target["traffic"] == {"churn": {"v7": 100}, "iris": {"v4": 100, "v3": 0}}
+    assert out.target["traffic"] == {"churn": {"v7": 100}, "iris": {"v4": 0, "v3": 100}}
     assert out.target["deployClientId"] == "deploy-identity-client"
     assert out.observability.dashboards_url == "https://observability-grafana.grafana.azure.com"
     assert out.target["keyVaultUri"] == "https://mock-kv-secrets-8623f01d.vault.azure.net/"
