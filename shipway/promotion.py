@@ -152,6 +152,8 @@ class RollbackRequest:
     reason: str = ""
     golden: Path | None = None
     allow_dirty: bool = False
+    # Only roll back when the target's guardrail alarms say so (TargetAdapter.rollback_decision).
+    when_alarming: bool = False
 
 
 @dataclass
@@ -168,6 +170,7 @@ class Outcome:
     message: str | None = None
     audit_seq: list[int] = field(default_factory=list)
     gates: dict[str, Any] | None = None
+    decision: dict[str, Any] | None = None
     prepare: dict[str, Any] | None = None
     apply: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
@@ -646,6 +649,19 @@ class Promoter:
                 )
             current = cfg.models[req.model].version
             target = req.to_version
+            decision = None
+            if req.when_alarming:
+                adapter = self._adapter(env, cfg)
+                if adapter is None:
+                    raise PromotionError(f"--when-alarming reads the alarms of the deployed stack '{env}', "
+                                         "which has no outputs; deploy it or drop --when-alarming")
+                self.s.progress(f"reading the guardrail alarms of '{req.model}' in '{env}'")
+                decision = adapter.rollback_decision(req.model).as_dict()
+                if not decision["rollback"]:
+                    outcome = self._outcome(req.model, env, path, current, current)
+                    outcome.message, outcome.decision = decision["reason"], decision
+                    return outcome
+                req = dataclasses.replace(req, reason=req.reason or f"automatic: {decision['reason']}")
             if target is None:
                 target = self.audit.last_known_good(env, req.model, exclude=current)
             if target is None:
@@ -656,6 +672,7 @@ class Promoter:
                     "--to",
                 )
             outcome = self._outcome(req.model, env, path, current, target)
+            outcome.decision = decision
             if outcome.status == "unchanged":
                 return outcome
             registry = self._registry(cfg, env)

@@ -49,6 +49,10 @@ def render_outcome(outcome: dict[str, Any], output: Output) -> None:
     add_row(table, "status", str(outcome.get("status")))
     add_row(table, "version", f"{outcome.get('from_version')} -> {outcome.get('to_version')}")
     add_row(table, "stack file", str(outcome.get("stack_file")))
+    if "decision" in outcome:
+        add_row(table, "alarms", outcome["decision"]["reason"])
+    if "prepare" in outcome:
+        add_row(table, "prepare", f"{outcome['prepare'].get('action')} {outcome['prepare'].get('target', '')}".strip())
     _gate_rows(table, outcome)
     if "apply" in outcome:
         add_row(table, "pulumi up", str(outcome["apply"].get("result")))
@@ -142,6 +146,11 @@ def rollback(
         None, "--to", min=1, help="Version to go back to (default: last known-good from the audit trail)."
     ),
     apply: bool = typer.Option(True, "--apply/--no-apply", help="Run `pulumi up` and verify (default: yes)."),
+    when_alarming: bool = typer.Option(
+        False, "--when-alarming",
+        help="Roll back only if a guardrail alarm (error rate, p99, drift) of the endpoint is firing; "
+             "otherwise change nothing and say why.",
+    ),
     reason: str = REASON_OPTION,
     golden: Path | None = GOLDEN_OPTION,
     allow_dirty: bool = ALLOW_DIRTY_OPTION,
@@ -155,6 +164,8 @@ def rollback(
     Example:
 
         shipway model rollback iris-classifier --env prod --reason "p99 alert"
+
+        shipway model rollback iris-classifier --env prod --when-alarming   # CI: only if an alarm fires
     """
     check_model_name(name)
     check_env_option(env, "--env")
@@ -166,6 +177,7 @@ def rollback(
         reason=reason,
         golden=golden,
         allow_dirty=allow_dirty,
+        when_alarming=when_alarming,
     )
     _run(
         ctx,

@@ -156,6 +156,11 @@ class AwsAdapter:
         previous = stackfile.previous_env(self.outputs.environment)
         source = self.context.outputs_of(previous) if previous else None
         try:
+            # A version deployed here before (a rollback target) is already in place: packages are immutable.
+            here = aws_ops._head(self._client("s3"), bucket, model_artifact_key(model, version))
+            if here is not None:
+                return PrepareResult(model, version, "present",
+                                     str((here.get("Metadata") or {}).get(aws_ops.SOURCE_META, "")), target_uri)
             if source is not None and source.cloud == "aws":
                 source_bucket, _ = self._bucket(source)
                 copied = aws_ops.copy_model_artifacts(model, version, source_bucket=source_bucket,
