@@ -98,6 +98,7 @@ class ObservabilityArgs:
     latency_objective: float = 0.99
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
+    min_requests: int = 100  # low-traffic guard of the burn-rate alerts (slo.minRequests)
     # Days the environment's logs are kept; None: the target's default. Targets that keep no
     # logs themselves (kubernetes, local) reject a value instead of ignoring it.
     log_retention_days: int | None = None
@@ -106,4 +107,4 @@ class ObservabilityArgs:
         """The stack's SLOs as the shared rule generators take them (one place, every target)."""
         return SloSettings(availability=self.availability, latency_p99_ms=self.latency_p99_ms,
                            latency_objective=self.latency_objective, max_error_rate=self.max_error_rate,
-                           drift_psi=self.drift_psi)
+                           drift_psi=self.drift_psi, min_requests=self.min_requests)

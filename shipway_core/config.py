@@ -114,6 +114,9 @@ class SloSettings:
     drift_wasserstein: float = 0.1
     drift_jensen_shannon: float = 0.06
     drift_null_rate: float = 0.03
+    # Low-traffic guard of the burn-rate alerts: a tier fires only when its long window holds at
+    # least this many /invocations requests (0 turns the guard off). See docs/slos.md, "Low traffic".
+    min_requests: int = 100
 
 
 @dataclass(frozen=True)
@@ -385,6 +388,8 @@ _SLO_FIELDS = {
                            "use a Jensen-Shannon distance between 0 and 1 (0.06 = about a 7-10 point share move)"),
     "driftNullRate": ("drift_null_rate", lambda v: _pos_num(v) and v <= 1,
                       "use a fraction between 0 and 1 (0.03 = a 3-point change of the null rate)"),
+    "minRequests": ("min_requests", lambda v: _is_int(v) and v >= 0,
+                    "use a whole number of requests (0 turns the low-traffic guard off)"),
 }
 
 _AWS_FIELDS = {

@@ -73,6 +73,7 @@ def build_platform(
             latency_objective=cfg.slo.latency_objective,
             max_error_rate=cfg.slo.max_error_rate,
             drift_psi=cfg.slo.drift_psi,
+            min_requests=cfg.slo.min_requests,
             log_retention_days=settings.log_retention_days,
         ),
         settings,

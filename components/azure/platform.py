@@ -135,6 +135,7 @@ def build_platform(
                           availability=cfg.slo.availability, latency_p99_ms=cfg.slo.latency_p99_ms,
                           latency_objective=cfg.slo.latency_objective,
                           drift_psi=cfg.slo.drift_psi, max_error_rate=cfg.slo.max_error_rate,
+                          min_requests=cfg.slo.min_requests,
                           log_retention_days=cfg.azure.log_retention_days),
         target,
         MonitoredResources(

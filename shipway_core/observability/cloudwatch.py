@@ -15,6 +15,10 @@ SLIs from ``AWS/SageMaker`` (dimensions ``EndpointName``, ``VariantName``), whic
 No traffic gives no datapoint (0/0 and PR of nothing are missing); ``TreatMissingData`` is
 ``notBreaching``, matching Prometheus where NaN compares false.
 
+Low-traffic guard (``slo.py``): the long-window alarm of each tier is
+``IF(total >= minRequests, ratio, 0)`` over ``Invocations``, the same requests the PromQL guard
+counts, so fewer requests than that in the long window never breach.
+
 ``evaluate`` is a small evaluator of exactly these definitions (trailing windows, the generated
 expression text and composite rule), so tests run the shared traffic scenarios against them.
 """
@@ -79,13 +83,23 @@ def _stat(query_id: str, metric: str, stat: str, period: int, dims: Mapping[str,
     }
 
 
-def _queries(slo: Slo, threshold_us: int, period: int, dims: Mapping[str, str]) -> tuple[tuple[dict, ...], str]:
+def _queries(
+    slo: Slo, threshold_us: int, period: int, dims: Mapping[str, str], guarded: bool
+) -> tuple[tuple[dict, ...], str]:
+    """Queries and expression of one window alarm; ``guarded`` (long windows) adds the low-traffic guard:
+    ``IF(total >= minRequests, ratio, 0)``, so a handful of requests never breaches."""
+    total = _stat("total", "Invocations", "Sum", period, dims)
     if slo.latency_le is None:
-        return (
-            _stat("bad", "Invocation5XXErrors", "Sum", period, dims),
-            _stat("total", "Invocations", "Sum", period, dims),
-        ), "bad / total"
-    return (_stat("fast", "ModelLatency", f"PR(:{threshold_us})", period, dims),), "1 - fast / 100"
+        queries: tuple[dict, ...] = (_stat("bad", "Invocation5XXErrors", "Sum", period, dims), total)
+        ratio = "bad / total"
+    else:
+        queries = (_stat("fast", "ModelLatency", f"PR(:{threshold_us})", period, dims),)
+        ratio = "1 - fast / 100"
+    if not (guarded and slo.min_requests):
+        return queries, ratio
+    if slo.latency_le is not None:
+        queries += (total,)
+    return queries, f"IF(total >= {slo.min_requests}, {ratio}, 0)"
 
 
 def alarms(
@@ -105,7 +119,8 @@ def alarms(
                 op, threshold = burn_threshold(tier.burn_rate, slo.budget)
                 pair = []
                 for window in (tier.long_window, tier.short_window):
-                    metrics, expression = _queries(slo, threshold_us, window_seconds(window), dims)
+                    metrics, expression = _queries(slo, threshold_us, window_seconds(window), dims,
+                                                   guarded=window == tier.long_window)
                     name = f"{endpoint_name}-{slo.name}-{_num(tier.burn_rate)}x-{window}"
                     windows.append(WindowAlarm(name, slo.name, window, tier.burn_rate, threshold,
                                                COMPARISONS[op], expression, metrics))
@@ -127,12 +142,29 @@ _BINOPS: dict[type, Callable[[float, float], float]] = {
 }
 
 
+_COMPARE: dict[type, Callable[[float, float], bool]] = {
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le,
+}
+
+
 def eval_expression(expression: str, values: Mapping[str, float | None]) -> float | None:
-    """Value of a metric-math expression (+ - * / over ids and numbers); None = no datapoint."""
+    """Value of a metric-math expression (+ - * / and comparisons over ids and numbers, and
+    ``IF(condition, true, false)``); None = no datapoint."""
 
     def walk(node: ast.AST) -> float | None:
         if isinstance(node, ast.Expression):
             return walk(node.body)
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "IF"
+                and len(node.args) == 3 and not node.keywords):
+            condition = walk(node.args[0])
+            if condition is None:
+                return None
+            return walk(node.args[1] if condition != 0 else node.args[2])
+        if (isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _COMPARE):
+            left, right = walk(node.left), walk(node.comparators[0])
+            if left is None or right is None:
+                return None
+            return 1.0 if _COMPARE[type(node.ops[0])](left, right) else 0.0
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
             return float(node.value)
         if isinstance(node, ast.Name):
@@ -144,7 +176,8 @@ def eval_expression(expression: str, values: Mapping[str, float | None]) -> floa
             if left is None or right is None or (isinstance(node.op, ast.Div) and right == 0):
                 return None  # CloudWatch drops the datapoint
             return _BINOPS[type(node.op)](left, right)
-        raise ValueError(f"expression: {expression!r} is not valid here; only + - * / over ids and numbers")
+        raise ValueError(f"expression: {expression!r} is not valid here; only + - * /, comparisons and IF() "
+                         "over ids and numbers")
 
     return walk(ast.parse(expression, mode="eval"))
 

@@ -31,6 +31,7 @@ from shipway_core.observability.slo import (
     Slo,
     budget_spent,
     burn_threshold,
+    long_windows,
     slos,
     tiers,
 )
@@ -159,10 +160,21 @@ def sli_ratio(slo: Slo, window: str, models: Sequence[str], job: str) -> str:
     return f"({count} - {fast})\n/\n{count}"
 
 
+def sli_requests(slo: Slo, window: str, models: Sequence[str], job: str) -> str:
+    """PromQL: the SLO's events (all /invocations requests) over ``window``, per model (low-traffic guard)."""
+    route = f'route="{PREDICTION_ROUTE}"'
+    metric = "shipway_requests_total" if slo.latency_le is None else "shipway_request_duration_seconds_count"
+    return f"sum by (model) (increase({metric}{_selector(models, job, route)}[{window}]))"
+
+
 def recording_rules(slo: SloSettings, models: Sequence[str], options: RuleOptions) -> list[dict[str, Any]]:
     """Bad-event ratios per SLO and window, and latency quantiles (dashboards) per model."""
     rules: list[dict[str, Any]] = [
         {"record": s.record(w), "expr": sli_ratio(s, w, models, options.job)} for s in slos(slo) for w in WINDOWS
+    ]
+    rules += [
+        {"record": s.requests_record(w), "expr": sli_requests(s, w, models, options.job)}
+        for s in slos(slo) if s.min_requests for w in long_windows()
     ]
     all_req = _selector(models, options.job, f'route="{PREDICTION_ROUTE}"')
     buckets = f"sum by (model, le) (rate(shipway_request_duration_seconds_bucket{all_req}[{LATENCY_WINDOW}]))"
@@ -198,12 +210,14 @@ def _alert(
 
 
 def burn_expr(slo: Slo, severity: str) -> str:
-    """PromQL of one SLO's alert at ``severity``: any of its tiers, each long *and* short window."""
+    """PromQL of one SLO's alert at ``severity``: any of its tiers, each long *and* short window,
+    and (low-traffic guard) at least ``min_requests`` requests in the long window."""
     parts = []
     for w in tiers(severity):
         op, threshold = burn_threshold(w.burn_rate, slo.budget)
+        guard = f"\nand\n{slo.requests_record(w.long_window)} >= {slo.min_requests}" if slo.min_requests else ""
         parts.append(f"({slo.record(w.long_window)} {op} {_num(threshold)}\n"
-                     f"and\n{slo.record(w.short_window)} {op} {_num(threshold)})")
+                     f"and\n{slo.record(w.short_window)} {op} {_num(threshold)}{guard})")
     return "\nor\n".join(parts)
 
 

@@ -29,6 +29,15 @@ so health probes, ``/metrics`` scrapes and unknown routes -- ``route="other"`` -
 * latency: good = ``shipway_request_duration_seconds_bucket{le="<threshold>"}``; total =
   ``shipway_request_duration_seconds_count``. The threshold must be a bucket boundary
   (``LATENCY_BUCKETS_MS``), which the config enforces.
+
+Low traffic: a tier fires only when its *long* window holds at least ``slo.minRequests``
+/invocations requests (default 100; 0 turns the guard off). Three requests an hour with one failure
+is a 33% bad ratio -- far over every threshold -- but not evidence of an incident, and must not page
+anyone. Every target applies the same guard to the same window (Prometheus: a recorded request count
+``and``-ed into the tier; CloudWatch: ``IF(total >= N, ratio, 0)`` in the long-window alarm; Azure:
+the same condition in the KQL). The cost: a model serving fewer than ``minRequests`` per hour cannot
+page through the 1-hour tier -- it pages through the 6-hour tier once 6 hours hold enough requests,
+or tickets later. docs/slos.md ("Low traffic") says how to choose the value.
 """
 
 from __future__ import annotations
@@ -74,6 +83,12 @@ class Slo:
     bad_event: str  # human wording for docs and annotations
     record_metric: str  # recorded bad ratio: model:<record_metric>:ratio_rate<window>
     latency_le: str | None = None  # the histogram bucket label of the threshold (latency only)
+    min_requests: int = 0  # low-traffic guard: requests the long window must hold for a tier to fire
+
+    @property
+    def latency_ms(self) -> float | None:
+        """The latency threshold in milliseconds (latency only)."""
+        return None if self.latency_le is None else float(self.latency_le) * 1000.0
 
     @property
     def budget(self) -> float:
@@ -82,6 +97,10 @@ class Slo:
     def record(self, window: str) -> str:
         """Name of the recorded bad-event ratio over ``window`` (level:metric:operations)."""
         return f"model:{self.record_metric}:ratio_rate{window}"
+
+    def requests_record(self, window: str) -> str:
+        """Name of the recorded count of the SLO's events (all /invocations requests) over ``window``."""
+        return f"model:shipway_{self.name}_sli_requests:increase{window}"
 
 
 def le_label(threshold_ms: float) -> str:
@@ -95,13 +114,22 @@ def slos(settings: SloSettings) -> tuple[Slo, ...]:
     for key, value in objectives:
         if not 0 < value < 1:
             raise ValueError(f"{key}: {value!r} is not valid; use a fraction between 0 and 1 (e.g. 0.995)")
+    guard = settings.min_requests
+    if isinstance(guard, bool) or not isinstance(guard, int) or guard < 0:
+        raise ValueError(f"slo.minRequests: {guard!r} is not valid; use a whole number of requests "
+                         "(0 turns the low-traffic guard off)")
     return (
         Slo("availability", settings.availability, "ShipwayAvailabilityBudgetBurn",
-            "a 5xx response", "shipway_request_errors"),
+            "a 5xx response", "shipway_request_errors", min_requests=guard),
         Slo("latency", settings.latency_objective, "ShipwayLatencyBudgetBurn",
             f"a response slower than {settings.latency_p99_ms:g} ms", "shipway_request_slow",
-            latency_le=le_label(settings.latency_p99_ms)),
+            latency_le=le_label(settings.latency_p99_ms), min_requests=guard),
     )
+
+
+def long_windows() -> tuple[str, ...]:
+    """The long windows of every tier (where the low-traffic guard counts requests)."""
+    return tuple(dict.fromkeys(w.long_window for w in BURN_WINDOWS))
 
 
 def window_seconds(window: str) -> int:

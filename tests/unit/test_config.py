@@ -214,6 +214,15 @@ def test_latency_slo_has_its_own_objective_and_a_threshold_on_a_histogram_bounda
     ]
 
 
+def test_low_traffic_guard_of_the_burn_rate_alerts_is_configurable():
+    assert example_config("local", GOOD).slo.min_requests == 100
+    assert example_config("local", {**GOOD, "slo": {"minRequests": 0}}).slo.min_requests == 0
+    assert problems("local", slo={"minRequests": 2.5}) == [
+        "shipway:slo.minRequests: 2.5 is not valid; use a whole number of requests (0 turns the low-traffic "
+        "guard off)"
+    ]
+
+
 def test_drift_effect_thresholds_are_configurable_and_bad_values_are_named():
     cfg = example_config("local", {**GOOD, "slo": {"driftWasserstein": 0.2, "driftJensenShannon": 0.1}})
     assert (cfg.slo.drift_wasserstein, cfg.slo.drift_jensen_shannon, cfg.slo.drift_null_rate) == (0.2, 0.1, 0.03)

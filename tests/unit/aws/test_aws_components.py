@@ -227,11 +227,12 @@ def test_cloudwatch_slo_alarms_come_from_the_shared_definition():
     assert (fast["threshold"], fast["comparisonOperator"], fast["treatMissingData"], fast["actionsEnabled"]) == (
         pytest.approx(0.0144), "GreaterThanThreshold", "notBreaching", False)
     queries = {q["id"]: q for q in fast["metricQueries"]}
-    assert queries["ratio"]["expression"] == "bad / total"
+    assert queries["ratio"]["expression"] == "IF(total >= 100, bad / total, 0)"  # the low-traffic guard
     assert queries["bad"]["metric"]["dimensions"] == {"EndpointName": "shipway-prod-churn", "VariantName": "AllTraffic"}
     assert (queries["bad"]["metric"]["period"], queries["bad"]["metric"]["stat"]) == (3600, "Sum")
     latency = {q["id"]: q for q in alarms["shipway-prod-churn-latency-1x-3d"]["metricQueries"]}
     assert latency["fast"]["metric"]["stat"] == "PR(:200000)"
+    assert latency["total"]["metric"]["metricName"] == "Invocations"
     composite = {c.inputs["alarmName"]: c.inputs for c in rec.of_type("aws:cloudwatch/compositeAlarm:CompositeAlarm")}
     assert {n: c["alarmRule"] for n, c in composite.items()} == {c.name: c.rule for c in composites}
     assert composite["shipway-prod-churn-availability-page"]["alarmActions"] == [

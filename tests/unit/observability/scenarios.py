@@ -42,6 +42,7 @@ def _flapping(minutes: int, on: int, off: int, rate: float, bad: float) -> tuple
 
 
 HEALTHY_DAY = ((DAY, 100.0, 0.0),)
+LOW_TRAFFIC = ((19, 0.0, 0.0), (1, 1.0, 0.0)) * 5 + ((19, 0.0, 0.0), (1, 1.0, 1.0))
 SCENARIOS = (
     # 100% errors for 3 minutes (a deploy blip): 1h ratio 5% < 14.4x = 7.2%, 2h 2.5% but 1d 0.2%
     Scenario("short burst does not page", "availability", HEALTHY_DAY + ((3, 100.0, 100.0), (20, 100.0, 0.0)),
@@ -75,4 +76,12 @@ SCENARIOS = (
     # 5% slow (5x) for 30h: ticket, not page
     Scenario("sustained latency excess tickets, does not page", "latency", ((1800, 100.0, 5.0),),
              1800, frozenset({"ticket"})),
+    # one request every 20 minutes, the last one failing: 1 of 3 in the last hour (33%) is over every
+    # threshold, but 3 requests are not evidence -- the low-traffic guard (100 requests in the long
+    # window) keeps it from paging or ticketing
+    Scenario("a handful of requests does not alert", "availability", LOW_TRAFFIC, 120, frozenset()),
+    Scenario("a handful of requests does not alert", "latency", LOW_TRAFFIC, 120, frozenset()),
+    # 2 requests a minute (120 an hour: over the guard), half failing for an hour: it pages
+    Scenario("low but sufficient traffic still pages", "availability", ((DAY, 2.0, 0.0), (60, 2.0, 1.0)),
+             DAY + 60, frozenset({"page", "ticket"})),
 )

@@ -58,12 +58,20 @@ def test_groups_and_recording_rules(doc) -> None:
     assert recorded_names(doc) == [f"model:shipway_request_errors:ratio_rate{w}" for w in windows] + [
         f"model:shipway_request_slow:ratio_rate{w}" for w in windows
     ] + [
+        f"model:shipway_{slo}_sli_requests:increase{w}" for slo in ("availability", "latency")
+        for w in ("1h", "6h", "1d", "3d")
+    ] + [
         "model:shipway_request_duration_seconds:p50_rate5m",
         "model:shipway_request_duration_seconds:p99_rate5m",
     ]
     ratio_1h = doc["groups"][0]["rules"][2]["expr"]
     assert 'route="/invocations",status_class="5xx"}[1h]' in ratio_1h
     assert 'model=~"churn|iris"' in ratio_1h and 'job="shipway-endpoints"' in ratio_1h
+    requests_1h = doc["groups"][0]["rules"][14]["expr"]
+    assert requests_1h == ("sum by (model) (increase(shipway_requests_total"
+                           '{job="shipway-endpoints",model=~"churn|iris",route="/invocations"}[1h]))')
+    assert doc["groups"][0]["rules"][18]["expr"].startswith(
+        "sum by (model) (increase(shipway_request_duration_seconds_count{")
     slow_1h = doc["groups"][0]["rules"][9]["expr"]
     assert slow_1h == (
         "(sum by (model) (rate(shipway_request_duration_seconds_count"
@@ -87,12 +95,24 @@ def test_burn_rate_thresholds_follow_the_slo_target(availability, fast, medium, 
     doc = generate_rules(SloSettings(availability=availability), ["iris"], "prod")
     burns = _burns(doc, "ShipwayAvailabilityBudgetBurn")
     r = "model:shipway_request_errors:ratio_rate"
+    n = "model:shipway_availability_sli_requests:increase"  # low-traffic guard on the long window
     assert burns["page"]["expr"] == (
-        f"({r}1h > {fast}\nand\n{r}5m > {fast})\nor\n({r}6h > {medium}\nand\n{r}30m > {medium})"
+        f"({r}1h > {fast}\nand\n{r}5m > {fast}\nand\n{n}1h >= 100)\nor\n"
+        f"({r}6h > {medium}\nand\n{r}30m > {medium}\nand\n{n}6h >= 100)"
     )
     assert burns["ticket"]["expr"] == (
-        f"({r}1d > {day}\nand\n{r}2h > {day})\nor\n({r}3d > {slow}\nand\n{r}6h > {slow})"
+        f"({r}1d > {day}\nand\n{r}2h > {day}\nand\n{n}1d >= 100)\nor\n"
+        f"({r}3d > {slow}\nand\n{r}6h > {slow}\nand\n{n}3d >= 100)"
     )
+
+
+def test_low_traffic_guard_follows_the_config_and_turns_off_at_zero() -> None:
+    guarded = _burns(generate_rules(SloSettings(min_requests=25), ["iris"], "prod"), "ShipwayLatencyBudgetBurn")
+    assert "model:shipway_latency_sli_requests:increase1h >= 25)" in guarded["page"]["expr"]
+    off = generate_rules(SloSettings(min_requests=0), ["iris"], "prod")
+    assert "sli_requests" not in str(off)
+    with pytest.raises(ValueError, match="slo.minRequests: -1 is not valid; use a whole number of requests"):
+        generate_rules(SloSettings(min_requests=-1), ["iris"], "prod")
 
 
 def test_latency_slo_has_its_own_objective_and_threshold_bucket() -> None:
@@ -100,7 +120,7 @@ def test_latency_slo_has_its_own_objective_and_threshold_bucket() -> None:
     page = _burns(doc, "ShipwayLatencyBudgetBurn")["page"]["expr"]
     # budget 5%: 14.4x = 0.72, 6x = 0.3
     assert page.startswith("(model:shipway_request_slow:ratio_rate1h > 0.72\n")
-    assert "ratio_rate30m > 0.3)" in page
+    assert "ratio_rate30m > 0.3\nand\n" in page
     assert all('le="0.12"' in r["expr"] for r in doc["groups"][0]["rules"] if "request_slow" in r["record"])
 
 

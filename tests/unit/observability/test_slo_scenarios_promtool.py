@@ -19,7 +19,7 @@ import pytest
 from shipway_core.config import SloSettings
 from shipway_core.observability.rules import generate_rules, render_yaml
 from shipway_core.observability.slo import le_label, slos
-from tests.unit.observability.scenarios import SCENARIOS, Scenario
+from tests.unit.observability.scenarios import LOW_TRAFFIC, SCENARIOS, Scenario
 
 pytestmark = pytest.mark.integration
 
@@ -162,3 +162,30 @@ def test_the_route_scenario_fails_rules_that_count_every_route(rule_file: Path) 
     assert proc.returncode != 0, proc.stdout
     got = (proc.stdout + proc.stderr).split("got:", 1)[1]
     assert "severity" in got and "page" in got  # it paged on traffic that is not ours
+
+
+@pytest.mark.parametrize("slo", ["availability", "latency"])
+def test_the_low_traffic_guard_is_what_keeps_a_handful_of_requests_quiet(slo: str, rule_file: Path) -> None:
+    """The same rules without the guard (slo.minRequests 0) page and ticket on three requests an hour
+    with one bad; with it (the scenario suite) nothing fires."""
+    doc = generate_rules(SloSettings(min_requests=0), ["iris"], ENV)
+    for group in doc["groups"]:
+        for rule in group["rules"]:
+            rule.pop("annotations", None)
+    (rule_file.parent / "unguarded.yml").write_text(render_yaml(doc))
+    handful = next(s for s in SCENARIOS if s.segments == LOW_TRAFFIC and s.slo == slo)
+    unguarded = Scenario(handful.name, slo, handful.segments, handful.eval_minute, frozenset({"page", "ticket"}))
+    tests = {
+        "rule_files": ["unguarded.yml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": input_series(unguarded),
+            "alert_rule_test": [{"eval_time": f"{unguarded.eval_minute}m", "alertname": alert_of(unguarded),
+                                 "exp_alerts": expected_alerts(unguarded)}],
+        }],
+    }
+    (rule_file.parent / f"unguarded-{slo}.test.yml").write_text(render_yaml(tests))
+    proc = subprocess.run([_promtool(), "test", "rules", f"unguarded-{slo}.test.yml"], capture_output=True,
+                          text=True, check=False, cwd=rule_file.parent)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
