@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -10,10 +11,9 @@ import pulumi_azure_native as azure_native
 
 from components.azure._shared import AzureTarget, access, client_config, grant
 from components.common import ObservabilityArgs, validate_tags
-from shipway_core.observability.azure import azure_rules
+from shipway_core.config import SloSettings
+from shipway_core.observability.azure import SEVERITY, azure_rules, burn_log_alerts
 from shipway_core.observability.rules import generate_rules
-
-_ENDPOINT_NAMESPACE = "Microsoft.MachineLearningServices/workspaces/onlineEndpoints"
 
 
 @dataclass
@@ -29,16 +29,6 @@ class MonitoredResources:
     endpoint_ids: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     endpoint_names: Mapping[str, pulumi.Input[str]] = field(default_factory=dict)
     application_insights_connection_string: pulumi.Input[str] | None = None
-
-
-def error_rate_query(endpoint_name: str) -> str:
-    """KQL: share of 5xx responses in the endpoint traffic log (the error-rate SLI)."""
-    return (
-        "AmlOnlineEndpointTrafficLog\n"
-        f"| where EndpointName == '{endpoint_name}'\n"
-        "| summarize total = count(), errors = countif(toint(ResponseCode) >= 500)\n"
-        "| extend error_rate = iff(total == 0, 0.0, todouble(errors) / todouble(total))"
-    )
 
 
 def drift_query(endpoint_name: str) -> str:
@@ -70,13 +60,20 @@ def prometheus_rules(
     ]
 
 
+def _burn_query_of(slo: SloSettings, model: str, index: int, endpoint_name: str) -> str:
+    """The KQL of the ``index``-th burn-rate log alert of ``model`` once the endpoint's name is known."""
+    return burn_log_alerts(slo, model, endpoint_name)[index].query
+
+
 class Observability(pulumi.ComponentResource):
     """Azure Monitor wiring for one environment.
 
-    Diagnostic settings send every watched resource's logs and metrics to Log Analytics;
-    per endpoint, a metric alert watches p99 latency and scheduled-query alerts watch the
-    error rate and drift; all notify one action group. Managed Prometheus (+ rule group) and
-    managed Grafana are created only when the stack turns them on.
+    Diagnostic settings send every watched resource's logs and metrics to Log Analytics. The SLOs
+    (``shipway_core.observability.slo``) alert by burn rate, one alert per SLO and severity: as
+    managed-Prometheus rules when the stack turns managed Prometheus on, otherwise as log search
+    alerts in KQL over each endpoint's traffic log (same windows, factors, thresholds and
+    low-traffic guard). A log alert per endpoint watches drift. All notify one action group.
+    Managed Grafana is created only when the stack turns it on.
     """
 
     action_group_id: pulumi.Output[str]
@@ -97,10 +94,6 @@ class Observability(pulumi.ComponentResource):
             raise ValueError(
                 f"log_retention_days: {args.log_retention_days!r} is not valid on Azure; logs are kept by the "
                 f"Log Analytics workspace, set azure.logRetentionDays (now {target.settings.log_retention_days})")
-        max_error_rate = args.max_error_rate
-        if not 0 < max_error_rate < 1:
-            raise ValueError(
-                f"max_error_rate: {max_error_rate!r} is not valid; use a fraction between 0 and 1")
         unmatched = sorted(set(args.endpoints) ^ set(monitored.endpoint_ids))
         if unmatched:
             raise ValueError(
@@ -141,14 +134,10 @@ class Observability(pulumi.ComponentResource):
         ]
 
         self.alerts: list[pulumi.CustomResource] = []
-        for model, endpoint_id in sorted(monitored.endpoint_ids.items()):
+        for model in sorted(monitored.endpoint_ids):
             endpoint_name = monitored.endpoint_names.get(model, model)
-            self.alerts.append(self._latency_alert(model, endpoint_id))
-            self.alerts.append(self._query_alert(
-                f"{model}-errors", monitored.log_analytics_workspace_id,
-                pulumi.Output.from_input(endpoint_name).apply(error_rate_query),
-                "error_rate", max_error_rate, severity=1,
-                description=f"{model}: 5xx share above {max_error_rate:g}"))
+            if not settings.managed_prometheus:
+                self.alerts += self._burn_alerts(model, endpoint_name, monitored.log_analytics_workspace_id)
             self.alerts.append(self._query_alert(
                 f"{model}-drift", monitored.log_analytics_workspace_id,
                 pulumi.Output.from_input(endpoint_name).apply(drift_query),
@@ -198,37 +187,44 @@ class Observability(pulumi.ComponentResource):
             "otel_config": self.otel_config,
         })
 
-    def _latency_alert(self, model: str, endpoint_id: pulumi.Input[str]) -> azure_native.monitor.MetricAlert:
-        """p99 request latency of the endpoint above the SLO for 5 minutes."""
-        args = self._args
-        return azure_native.monitor.MetricAlert(
-            f"{self._name}-{model}-latency",
-            resource_group_name=self._target.resource_group_name,
-            location="global",
-            description=f"{model}: p99 latency above {args.latency_p99_ms:g} ms",
-            severity=2,
-            enabled=True,
-            scopes=[endpoint_id],
-            target_resource_type=_ENDPOINT_NAMESPACE,
-            evaluation_frequency="PT1M",
-            window_size="PT5M",
-            auto_mitigate=True,
-            criteria=azure_native.monitor.MetricAlertSingleResourceMultipleMetricCriteriaArgs(
-                odata_type="Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
-                all_of=[azure_native.monitor.MetricCriteriaArgs(
-                    criterion_type="StaticThresholdCriterion",
-                    name="p99-latency",
-                    metric_namespace=_ENDPOINT_NAMESPACE,
-                    metric_name="RequestLatency_P99",
-                    operator="GreaterThan",
-                    threshold=args.latency_p99_ms,
-                    time_aggregation="Average",
-                )],
-            ),
-            actions=[{"action_group_id": self.actions.id}],
-            tags={**self._tags, "model-name": model},
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+    def _burn_alerts(self, model: str, endpoint_name: pulumi.Input[str],
+                     workspace_id: pulumi.Input[str]) -> list[azure_native.monitor.ScheduledQueryRule]:
+        """One log search alert per SLO and severity (``burn_log_alerts``) over the endpoint's traffic log."""
+        slo = self._args.slo()
+        shapes = burn_log_alerts(slo, model, "endpoint")  # names, windows, severities: no endpoint in them
+        name = pulumi.Output.from_input(endpoint_name)
+        rules = []
+        for i, shape in enumerate(shapes):
+            query = name.apply(functools.partial(_burn_query_of, slo, model, i))
+            tiers = "; or ".join(f"{b:g}x over {long} and {short}" for b, long, short in shape.tiers)
+            rules.append(azure_native.monitor.ScheduledQueryRule(
+                f"{self._name}-{shape.name}",
+                resource_group_name=self._target.resource_group_name,
+                location=self._target.location,
+                kind="LogAlert",
+                description=(f"{model}: {shape.slo} error budget burning too fast ({shape.severity}): {tiers}, "
+                             f"at least {slo.min_requests} requests in the long window"),
+                severity=SEVERITY[shape.severity],
+                enabled=True,
+                scopes=[workspace_id],
+                evaluation_frequency=shape.evaluation_frequency,
+                window_size=shape.evaluation_frequency,
+                # The query picks its own windows (ago(5m) .. ago(2d)); the rule must let it read that far.
+                override_query_time_range=shape.lookback,
+                auto_mitigate=True,
+                criteria={"all_of": [{
+                    "query": query,
+                    "time_aggregation": "Maximum",
+                    "metric_measure_column": shape.measure,
+                    "operator": "GreaterThan",
+                    "threshold": 0,
+                    "failing_periods": {"number_of_evaluation_periods": 1, "min_failing_periods_to_alert": 1},
+                }]},
+                actions={"action_groups": [self.actions.id]},
+                tags={**self._tags, "model-name": model},
+                opts=pulumi.ResourceOptions(parent=self),
+            ))
+        return rules
 
     def _query_alert(self, key: str, workspace_id: pulumi.Input[str], query: pulumi.Input[str],
                      measure: str, threshold: float, *, severity: int,

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from components.azure import AzureTarget, MonitoredResources, Observability
-from components.azure.observability import drift_query, error_rate_query, prometheus_rules
+from components.azure.observability import drift_query, prometheus_rules
 from components.common import ObservabilityArgs
 from shipway_core.config import AzureSettings, SloSettings
-from shipway_core.observability.azure import azure_rules, iso_duration
+from shipway_core.observability.azure import azure_rules, burn_log_alerts, iso_duration
 from shipway_core.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
 from shipway_core.observability.rules import generate_rules
 from tests.support.recording import Recording, resolve
@@ -42,9 +42,11 @@ def test_children_without_managed_prometheus(rec: Recording) -> None:
         ("azure-native:monitor:ActionGroup", "obs-actions"),
         ("azure-native:monitor:DiagnosticSetting", "obs-diag-endpoint-iris"),
         ("azure-native:monitor:DiagnosticSetting", "obs-diag-workspace"),
-        ("azure-native:monitor:MetricAlert", "obs-iris-latency"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-availability-page"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-availability-ticket"),
         ("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift"),
-        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-errors"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-latency-page"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-latency-ticket"),
         ("shipway:azure:Observability", "obs"),
     ]
 
@@ -69,36 +71,37 @@ def test_action_group_notifies_the_configured_addresses(rec: Recording) -> None:
     assert group["tags"] == TAGS
 
 
-def test_latency_alert_on_endpoint_p99(rec: Recording) -> None:
-    alert = rec.one("azure-native:monitor:MetricAlert").inputs
-    assert alert["scopes"] == ["endpoint-id"]
-    assert alert["criteria"] == {
-        "odataType": "Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria",
-        "allOf": [{
-            "criterionType": "StaticThresholdCriterion", "name": "p99-latency",
-            "metricNamespace": "Microsoft.MachineLearningServices/workspaces/onlineEndpoints",
-            "metricName": "RequestLatency_P99", "operator": "GreaterThan", "threshold": 300.0,
-            "timeAggregation": "Average",
-        }],
-    }
-    assert alert["actions"] == [{"actionGroupId": "obs-actions-id"}]
-    assert alert["tags"] == {**TAGS, "model-name": "iris"}
-
-
-@pytest.mark.parametrize(("name", "query", "column", "threshold"), [
-    ("obs-iris-errors", error_rate_query("iris-prod-abc"), "error_rate", 0.02),
-    ("obs-iris-drift", drift_query("iris-prod-abc"), "drift_psi", 0.25),
+@pytest.mark.parametrize(("name", "severity", "lookback", "every"), [
+    ("obs-iris-availability-page", 1, "PT6H", "PT5M"),
+    ("obs-iris-availability-ticket", 3, "P2D", "PT15M"),
+    ("obs-iris-latency-page", 1, "PT6H", "PT5M"),
+    ("obs-iris-latency-ticket", 3, "P2D", "PT15M"),
 ])
-def test_log_alerts_for_error_rate_and_drift(rec: Recording, name: str, query: str, column: str,
-                                             threshold: float) -> None:
+def test_burn_rate_log_alerts_without_managed_prometheus(rec: Recording, name: str, severity: int, lookback: str,
+                                                         every: str) -> None:
+    """Without managed Prometheus the SLOs still alert by burn rate: the generated KQL (evaluated on the
+    shared scenarios in tests/unit/observability/test_azure_log_alerts.py) for the endpoint's name."""
     rule = rec.one("azure-native:monitor:ScheduledQueryRule", name).inputs
+    expected = next(a for a in burn_log_alerts(ARGS.slo(), "iris", "iris-prod-abc") if f"obs-{a.name}" == name)
+    assert (rule["kind"], rule["scopes"], rule["severity"]) == ("LogAlert", ["logs-id"], severity)
+    assert (rule["overrideQueryTimeRange"], rule["evaluationFrequency"], rule["windowSize"]) == (lookback, every, every)
+    (condition,) = rule["criteria"]["allOf"]
+    assert condition["query"] == expected.query
+    assert "EndpointName == 'iris-prod-abc'" in condition["query"]
+    assert (condition["metricMeasureColumn"], condition["operator"], condition["threshold"]) == (
+        "firing", "GreaterThan", 0)
+    assert rule["actions"] == {"actionGroups": ["obs-actions-id"]}
+    assert rule["tags"] == {**TAGS, "model-name": "iris"}
+
+
+def test_drift_log_alert(rec: Recording) -> None:
+    rule = rec.one("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift").inputs
     assert rule["scopes"] == ["logs-id"]
     assert rule["kind"] == "LogAlert"
     (condition,) = rule["criteria"]["allOf"]
-    assert condition["query"] == query
-    assert "'iris-prod-abc'" in condition["query"]
-    assert condition["metricMeasureColumn"] == column
-    assert (condition["operator"], condition["threshold"]) == ("GreaterThan", threshold)
+    assert condition["query"] == drift_query("iris-prod-abc")
+    assert condition["metricMeasureColumn"] == "drift_psi"
+    assert (condition["operator"], condition["threshold"]) == ("GreaterThan", 0.25)
     assert rule["actions"] == {"actionGroups": ["obs-actions-id"]}
 
 
@@ -106,7 +109,9 @@ def test_outputs_without_prometheus(rec: Recording) -> None:
     obs = rec.result
     assert resolve(obs.prometheus_workspace_id) is None
     assert resolve(obs.grafana_url) is None
-    assert resolve(obs.alert_names) == ["obs-iris-latency", "obs-iris-errors", "obs-iris-drift"]
+    assert resolve(obs.alert_names) == [
+        "obs-iris-availability-page", "obs-iris-availability-ticket", "obs-iris-latency-page",
+        "obs-iris-latency-ticket", "obs-iris-drift"]
     assert resolve(obs.otel_config)["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "InstrumentationKey=abc"
     assert output_is_secret(obs.otel_config)
 
@@ -116,6 +121,9 @@ def test_managed_prometheus_and_grafana_when_configured() -> None:
     amw = rec.one("azure-native:monitor:AzureMonitorWorkspace", "obs-prometheus").inputs
     assert amw["publicNetworkAccess"] == "Disabled"
     rules = rec.one("azure-native:alertsmanagement:PrometheusRuleGroup", "obs-rules").inputs
+    # One burn-rate definition per SLO and severity: the Prometheus rules, no log-alert duplicates.
+    assert sorted(r.name for r in rec.resources if r.type == "azure-native:monitor:ScheduledQueryRule") == [
+        "obs-iris-drift"]
     assert rules["scopes"] == ["obs-prometheus-id"]
     slo = SloSettings(availability=ARGS.availability, latency_p99_ms=300.0, drift_psi=0.25)
     shared = generate_rules(slo, ["iris"], "prod")
