@@ -7,7 +7,13 @@
   workspace; the dashboard itself is an output (``dashboard_json``) to import or provision.
 * The ADOT collector configuration as an SSM parameter: OTLP in, traces to X-Ray, metrics
   remote-written to the workspace with SigV4. The collector runs beside the workloads (ECS
-  sidecar or EKS daemonset) and reads ``AOT_CONFIG_CONTENT`` from the parameter.
+  sidecar or EKS daemonset) and reads ``AOT_CONFIG_CONTENT`` from the parameter. It has no
+  Prometheus receiver on purpose: a SageMaker model container is reachable only through
+  ``InvokeEndpoint`` (``/invocations``, ``/ping``), so there is no ``/metrics`` address to scrape.
+  The serving SLIs on AWS come from SageMaker's CloudWatch metrics (``Invocations``,
+  ``Invocation5XXErrors``, ``ModelLatency``: the same ``/invocations`` requests), and the
+  CloudWatch burn-rate alarms (``_slo_alarms``) are the ones that page; the AMP rule group's serving
+  rules stay silent on a SageMaker stack (docs/slos.md, "AWS and Prometheus").
 
 Rollback alarms live with each endpoint (``InferenceEndpoint``); this component owns the
 environment-wide views and the notification topic those alarms publish to.
