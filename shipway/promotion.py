@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import subprocess
+import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -261,6 +263,25 @@ def evaluation_set(registry: Registry, candidate: VersionInfo, champion: Version
 
     environment = found(None, path) if path is not None else None
     return gates_mod.select_evaluation_set(environment, found(champion, None), found(candidate, None))
+
+
+def pins_at(root: Path, env: str, rev: str) -> dict[str, int]:
+    """The pins ``stacks/Pulumi.<env>.yaml`` held at git revision ``rev`` (none if it did not exist)."""
+    rel = stackfile.stack_path(root, env).relative_to(root)
+    if not rev or rev.startswith("-"):
+        raise UnknownInput(f"--since: {rev!r} is not a git revision; pass a commit (e.g. the push's before-SHA)",
+                           "--since")
+    shown = subprocess.run(["git", "-C", str(root), "show", f"{rev}:{rel}"], capture_output=True, text=True,
+                           timeout=30, check=False)
+    if shown.returncode != 0:
+        if "exists on disk, but not in" in shown.stderr or "does not exist in" in shown.stderr:
+            return {}
+        raise UnknownInput(f"--since: {rev!r} is not a revision of this repository "
+                           f"(git: {shown.stderr.strip()}); pass a commit it has", "--since")
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / rel.name
+        copy.write_text(shown.stdout)
+        return stackfile.read_pins(copy)
 
 
 def _relative(root: Path, path: Path) -> str:
@@ -709,3 +730,32 @@ class Promoter:
                     )
                 outcome.status = "verified"
             return outcome
+
+    # ------------------------------------------------------- whole environments
+    def verify_env(self, env: str, reason: str = "") -> dict[str, Any]:
+        """Verify every pinned model of a deployed env through its target adapter (CI after `up`)."""
+        env = stackfile.check_env(env)
+        cfg = stackfile.load_config(stackfile.stack_path(self.root, env))
+        _ = self.actor
+        registry = self._registry(cfg, env)
+        models: dict[str, Any] = {}
+        for model, pin in sorted(cfg.models.items()):
+            info = _require(registry, model, pin.version, "ENV")
+            golden, _src = load_golden(registry, info, None)
+            models[model] = self._verify(cfg, env, model, pin.version, LazyModel(registry, info), golden,
+                                         reason).as_dict()
+        return {"env": env, "ok": all(m["ok"] for m in models.values()), "models": models}
+
+    def revert_pins(self, env: str, since: str, reason: str = "") -> dict[str, Any]:
+        """Pin again every model whose version changed since git revision ``since`` (no `up`):
+        the desired state CI rolls back to when a deploy of those pins failed."""
+        env = stackfile.check_env(env)
+        before = pins_at(self.root, env, since)
+        now = stackfile.read_pins(stackfile.stack_path(self.root, env))
+        changed = {m: before[m] for m in sorted(now) if m in before and before[m] != now[m]}
+        outcomes = []
+        for i, (model, version) in enumerate(changed.items()):
+            request = RollbackRequest(model=model, env=env, to_version=version, apply=False, reason=reason,
+                                      allow_dirty=i > 0)  # the first re-pin makes the file dirty; ours
+            outcomes.append(self.rollback(request).as_dict())
+        return {"env": env, "since": since, "changed": outcomes}

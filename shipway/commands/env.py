@@ -7,6 +7,7 @@ endpoint becomes a cell saying so, never a traceback.
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 from typing import Any
@@ -17,18 +18,21 @@ from rich.table import Table
 from shipway import stackfile
 from shipway.audit import AuditError, AuditLog
 from shipway.commands.common import (
+    ACTOR_OPTION,
     AUDIT_LOG_OPTION,
     OUTPUT_OPTION,
+    REASON_OPTION,
     TRACKING_URI_OPTION,
     Output,
     add_row,
     check_env_option,
+    cli_errors,
     print_json,
     progress,
     services_from,
     table_console,
 )
-from shipway.promotion import Services
+from shipway.promotion import Promoter, PromotionError, Services
 from shipway.registry import Registry, RegistryError
 from shipway.targets import EndpointState, TargetError, adapter_for
 from shipway_core.config import ENVIRONMENTS
@@ -235,3 +239,122 @@ def status(
         print_json({"envs": rows})
     else:
         _render(rows)
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help=f"Environment: {', '.join(ENVIRONMENTS)}."),
+    reason: str = REASON_OPTION,
+    actor: str | None = ACTOR_OPTION,
+    tracking_uri: str | None = TRACKING_URI_OPTION,
+    audit_log: Path | None = AUDIT_LOG_OPTION,
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Verify every pinned model of a deployed environment through its target (CI runs this after `up`).
+
+    Each model: the endpoint serves the pinned version, answers its golden rows like the registry
+    version offline, and a probe stays within the env's SLO; each result is an audit record. Exits 1
+    when any model fails.
+
+    Example:
+
+        shipway env verify dev --output json > verify/dev.json
+    """
+    check_env_option(env, "ENV")
+    with cli_errors(output), progress(output, f"verifying '{env}'") as step:
+        services = services_from(ctx, actor=actor, tracking_uri=tracking_uri, audit_path=audit_log, progress=step)
+        report = Promoter(services).verify_env(env, reason)
+    if output is Output.json:
+        print_json(report)
+    else:
+        table = Table(title=f"verification of {env}")
+        for col in ("model", "version", "result"):
+            table.add_column(col)
+        for model, result in report["models"].items():
+            add_row(table, model, str(result["version"]), "ok" if result["ok"] else result["reason"])
+        table_console().print(table)
+    if not report["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("revert-pins")
+def revert_pins(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help=f"Environment: {', '.join(ENVIRONMENTS)}."),
+    since: str = typer.Option(..., "--since", help="Git revision whose pins to go back to (a push's before-SHA)."),
+    reason: str = REASON_OPTION,
+    actor: str | None = ACTOR_OPTION,
+    audit_log: Path | None = AUDIT_LOG_OPTION,
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Pin again every model whose version changed since a revision (no `up`; CI applies and verifies).
+
+    Each re-pin is a `shipway model rollback --no-apply` with its audit record. `changed` in the
+    JSON is empty when no pin changed (then a failed deploy was a platform change: revert the commit).
+
+    Example:
+
+        shipway env revert-pins prod --since "$BEFORE_SHA" --reason "deploy failed" --output json
+    """
+    check_env_option(env, "ENV")
+    with cli_errors(output), progress(output, f"reverting pins of '{env}' to {since}") as step:
+        services = services_from(ctx, actor=actor, audit_path=audit_log, progress=step)
+        report = Promoter(services).revert_pins(env, since, reason)
+    if output is Output.json:
+        print_json(report)
+    else:
+        table = Table(title=f"pins of {env} reverted to {since}")
+        for col in ("model", "from", "to"):
+            table.add_column(col)
+        for outcome in report["changed"]:
+            add_row(table, outcome["model"], str(outcome["from_version"]), str(outcome["to_version"]))
+        table_console().print(table)
+
+
+CAPTURE_OUT_OPTION = typer.Option(Path("windows"), "--out", help="Directory for one <model>.csv per pinned model.")
+
+
+@app.command("capture")
+def capture(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help=f"Environment: {', '.join(ENVIRONMENTS)}."),
+    day: str = typer.Option(..., "--day", help="UTC day of the captured traffic, YYYY-MM-DD."),
+    out: Path = CAPTURE_OUT_OPTION,
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Write one day of an environment's captured requests per pinned model (input for `monitor drift`).
+
+    Reads the target's data capture (SageMaker data capture in the env's bucket on AWS); a model
+    without captured traffic gets no file and a 0 in the summary.
+
+    Example:
+
+        shipway env capture prod --day 2026-12-03 --out windows/
+    """
+    check_env_option(env, "ENV")
+    try:
+        when = datetime.date.fromisoformat(day)
+    except ValueError:
+        raise typer.BadParameter(f"{day!r} is not a day; use YYYY-MM-DD, e.g. 2026-12-03",
+                                 param_hint="--day") from None
+    with cli_errors(output), progress(output, f"reading captured traffic of '{env}'"):
+        services = services_from(ctx)
+        cfg = stackfile.load_config(stackfile.stack_path(services.repo_root(), env))
+        adapter = services.adapter(env, cfg)
+        reader = getattr(adapter, "captured_rows", None)
+        if reader is None:
+            raise PromotionError(f"the {adapter.cloud} target has no data capture to read; "
+                                 "use the request log (`shipway monitor drift --help`)")
+        out.mkdir(parents=True, exist_ok=True)
+        summary: dict[str, int] = {}
+        for model in sorted(cfg.models):
+            rows = reader(model, when.strftime("%Y/%m/%d"))
+            summary[model] = 0 if rows is None else len(rows)
+            if rows is not None:
+                rows.to_csv(out / f"{model}.csv", index=False)
+    if output is Output.json:
+        print_json({"env": env, "day": day, "rows": summary})
+    else:
+        for model, count in summary.items():
+            typer.echo(f"{model}: {count} captured rows on {day}")

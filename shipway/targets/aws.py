@@ -9,6 +9,7 @@ in the tests). Verification sends its requests through the SageMaker runtime
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import json
 from collections.abc import Mapping
@@ -253,3 +254,26 @@ class AwsAdapter:
             return RollbackDecision(model, False, f"rollback alarms missing in CloudWatch: {', '.join(missing)} "
                                     "(redeploy the stack)", tuple(alarms), good[0] if good else None)
         return decide(model, alarms, good[0] if good else None)
+
+    # ------------------------------------------------------------ data capture
+    def captured_rows(self, model: str, day: str) -> pd.DataFrame | None:
+        """One day's captured requests (SageMaker data capture, JSON Lines) as feature rows.
+
+        ``day`` is ``YYYY/MM/DD`` (the capture layout's date path); None when nothing was captured.
+        Verification traffic is captured too only if the serving app does not mark it (docs/targets/aws.md).
+        """
+        bucket, _ = self._bucket(self.outputs)
+        prefix = f"data-capture/{model}/{self.endpoint_name(model)}/"
+        s3 = self._client("s3")
+        frames = []
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            for obj in page.get("Contents", []):
+                if f"/{day}/" not in obj["Key"]:
+                    continue
+                body = s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read().decode()
+                for line in body.splitlines():
+                    data = json.loads(line)["captureData"]["endpointInput"]
+                    text = base64.b64decode(data["data"]) if data.get("encoding") == "BASE64" else data["data"]
+                    split = json.loads(text)["dataframe_split"]
+                    frames.append(pd.DataFrame(split["data"], columns=split["columns"]))
+        return pd.concat(frames, ignore_index=True) if frames else None

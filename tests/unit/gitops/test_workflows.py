@@ -213,10 +213,10 @@ def test_deploy_runs_up_with_the_env_policy_pack_then_verifies_and_rolls_back_on
     up = step(deploy, "up")["run"]
     assert "pulumi up --stack \"$STACK\"" in up
     assert '--policy-pack policies --policy-pack-config "policies/config/$STACK.json"' in up
-    assert "verify.py" in step(deploy, "verify")["run"]
+    assert 'shipway env verify "$STACK"' in step(deploy, "verify")["run"]
     rollback = step(deploy, "rollback-pins")
     assert rollback["if"] == "failure() && (steps.up.outcome == 'failure' || steps.verify.outcome == 'failure')"
-    assert "shipway model rollback" in rollback["run"]
+    assert 'shipway env revert-pins "$STACK" --since "$BEFORE_SHA"' in rollback["run"]
     names = [s.get("name", "") for s in steps(deploy)]
     assert names.index("pulumi up the rolled-back pins") > names.index(rollback["name"])
 
@@ -351,7 +351,7 @@ def _shipway_calls() -> list[tuple[str, list[str]]]:
     calls = []
     for path in FILES:
         text = path.read_text().replace("\\\n", " ")
-        for match in re.finditer(r"\bshipway (model|env|monitor|audit|platform) ([a-z]+)([^\n]*)", text):
+        for match in re.finditer(r"\bshipway (model|env|monitor|audit|platform) ([a-z][a-z-]*)([^\n]*)", text):
             noun, verb, rest = match.groups()
             flags = re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest)
             calls.append((f"{noun} {verb}", flags))
@@ -361,7 +361,8 @@ def _shipway_calls() -> list[tuple[str, list[str]]]:
 def test_every_shipway_invocation_uses_real_commands_and_options():
     root = typer.main.get_command(shipway_app)
     calls = _shipway_calls()
-    assert {c for c, _ in calls} >= {"model promote", "model rollback", "env status", "monitor drift"}
+    assert {c for c, _ in calls} >= {"model promote", "env verify", "env revert-pins", "env status", "env capture",
+                                     "monitor drift"}
     for command, flags in calls:
         noun, verb = command.split()
         group = root.commands[noun]  # type: ignore[attr-defined]
@@ -376,3 +377,12 @@ def test_shlex_quoting_of_rollback_reason_survives_spaces():
     rollback = step(jobs(load("deploy-env.yml"))["deploy"], "rollback-pins")["run"]
     line = next(x for x in rollback.splitlines() if "--reason" in x)
     assert '--reason "$REASON"' in line and shlex.split(line)
+
+
+def test_workflows_call_the_shipway_cli_and_carry_no_python_pipelines():
+    """Verification, rollback and data capture are `shipway` commands (the same code path as a laptop):
+    no heredoc scripts, no `python -` stdin programs, no shipway imports inside YAML."""
+    for path in FILES:
+        text = path.read_text()
+        for marker in ("<<'PY'", '<<"PY"', "<<PY", "python -  ", "python - ", "from shipway", "import shipway"):
+            assert marker not in text, f"{path.name}: {marker!r} (move the logic into a shipway command)"

@@ -287,3 +287,69 @@ def test_a_deploy_that_sagemaker_rolled_back_fails_verification_and_repins(
     assert (f"endpoint '{endpoint_name('test')}' serves version {flow['v1']} of '{MODEL}', "
             f"expected {flow['v4']}") in result.output
     assert stackfile.read_pins(stackfile.stack_path(repo, "test"))[MODEL] == flow["v1"]
+
+
+def test_env_verify_checks_every_pin_through_invoke_endpoint(flow: dict[str, Any], services: Services,
+                                                            registry: Any, iris_registry: Any,
+                                                            moto_url: str) -> None:
+    """What deploy-env.yml runs after `pulumi up`: `shipway env verify ENV` (no script of its own)."""
+    rows, predictions = offline(registry, iris_registry, flow["v1"])
+    queue_predictions(moto_url, rows, predictions)
+    ok = cli(services, "env", "verify", "test", "--output", "json")
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.stdout)
+    assert report["ok"] is True and report["models"][MODEL]["checks"]["smoke"]["mismatches"] == 0
+
+    flow["engine"].deploy("test", flow["v4"])  # the endpoint drifted off its pin
+    bad = cli(services, "env", "verify", "test", "--output", "json")
+    assert bad.exit_code == 1
+    assert json.loads(bad.stdout)["models"][MODEL]["reason"] == (
+        f"endpoint '{endpoint_name('test')}' serves version {flow['v4']} of '{MODEL}', expected {flow['v1']}")
+
+
+def test_revert_pins_repins_what_a_push_changed(flow: dict[str, Any], services: Services, repo: Path) -> None:
+    """What deploy-env.yml runs when a deploy fails: `shipway env revert-pins ENV --since BEFORE_SHA`."""
+    import subprocess
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
+
+    git("init", "-q")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", "stacks")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "before")
+    before = git("rev-parse", "HEAD").strip()
+    path = stackfile.stack_path(repo, "test")
+    path.write_text(path.read_text().replace(f"version: {flow['v1']} ", f"version: {flow['v4']} "))
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-am", "promote")
+    result = cli(services, "env", "revert-pins", "test", "--since", before, "--output", "json")
+    assert result.exit_code == 0, result.output
+    (changed,) = json.loads(result.stdout)["changed"]
+    assert (changed["model"], changed["from_version"], changed["to_version"]) == (MODEL, flow["v4"], flow["v1"])
+    assert stackfile.read_pins(path)[MODEL] == flow["v1"] and flow["engine"].up_calls == []
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-am", "rollback")
+    again = cli(services, "env", "revert-pins", "test", "--since", "HEAD", "--output", "json")
+    assert json.loads(again.stdout)["changed"] == []
+    wrong = cli(services, "env", "revert-pins", "test", "--since", "no-such-rev", "--output", "json")
+    assert wrong.exit_code == 2 and "--since: 'no-such-rev' is not a revision of this repository" in wrong.output
+
+
+def test_env_capture_writes_one_window_per_model_from_sagemaker_data_capture(
+        flow: dict[str, Any], services: Services, tmp_path: Path) -> None:
+    """What drift-watch.yml runs: `shipway env capture ENV --day` reads the env's data capture in S3."""
+    import base64
+
+    split = {"dataframe_split": {"columns": ["a", "b"], "data": [[1.0, 2.0], [3.0, 4.0]]}}
+    lines = [json.dumps({"captureData": {"endpointInput": {"data": json.dumps(split), "encoding": "JSON"}}}),
+             json.dumps({"captureData": {"endpointInput": {
+                 "data": base64.b64encode(json.dumps(split).encode()).decode(), "encoding": "BASE64"}}})]
+    prefix = f"data-capture/{MODEL}/{endpoint_name('test')}/AllTraffic"
+    flow["s3"].put_object(Bucket="shipway-test-artifacts", Key=f"{prefix}/2026/12/03/10/x.jsonl", Body="\n".join(lines))
+    flow["s3"].put_object(Bucket="shipway-test-artifacts", Key=f"{prefix}/2026/12/02/10/y.jsonl", Body=lines[0])
+    result = cli(services, "env", "capture", "test", "--day", "2026-12-03", "--out", str(tmp_path / "w"),
+                 "--output", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["rows"] == {MODEL: 4}
+    assert (tmp_path / "w" / f"{MODEL}.csv").read_text().splitlines() == ["a,b", "1.0,2.0", "3.0,4.0",
+                                                                          "1.0,2.0", "3.0,4.0"]
+    bad = cli(services, "env", "capture", "test", "--day", "yesterday")
+    assert bad.exit_code == 2 and "'yesterday' is not a day; use YYYY-MM-DD" in bad.output
