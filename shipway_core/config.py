@@ -149,6 +149,11 @@ class AwsSettings:
     promotion_source_key_arn: str | None = None  # the KMS key that bucket encrypts with
     # Deploy-role ARNs of the environments promoted *to* from this one: they may read models/.
     promotion_reader_arns: tuple[str, ...] = ()
+    # The Pulumi state backend CI uses (docs/gitops.md: s3://<stateBucket>/shipway, encrypted with
+    # stateKeyArn, which is also the stack's awskms secrets provider): the deploy role reaches this
+    # environment's stack objects there and nothing else. None: the deploy role gets no state access.
+    state_bucket: str | None = None
+    state_key_arn: str | None = None
     managed_grafana: bool = True
     # OTLP/HTTP address of the environment's ADOT collector (runs the generated config); None: no traces
     # from endpoints, which then run with network isolation.
@@ -430,6 +435,12 @@ _AWS_FIELDS = {
     "promotionReaderArns": ("promotion_reader_arns", lambda v: _str_list(v) and all(
         re.match(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$", a) for a in v),
         "use a list of IAM role ARNs (arn:aws:iam::<account>:role/<name>)"),
+    "stateBucket": ("state_bucket", lambda v: v is None or (
+        isinstance(v, str) and re.match(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", v) is not None),
+        "use the S3 bucket name of the Pulumi state backend (s3://<bucket>/shipway)"),
+    "stateKeyArn": ("state_key_arn", lambda v: v is None or (
+        isinstance(v, str) and v.startswith("arn:aws") and ":kms:" in v),
+        "use the KMS key ARN that encrypts the state bucket (arn:aws:kms:...)"),
     "managedGrafana": ("managed_grafana", lambda v: isinstance(v, bool), "use true or false"),
     "otlpEndpoint": ("otlp_endpoint", lambda v: v is None or (isinstance(v, str) and v.startswith("https://")),
                      "use the collector's https:// OTLP/HTTP address"),

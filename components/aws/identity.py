@@ -5,7 +5,10 @@ The deploy role is trusted only by ``repo:<owner>/<name>:environment:<env>`` tok
 ``sts.amazonaws.com``. Its permissions are the **promotion scope**: create/delete the versioned
 SageMaker models and endpoint configs of this environment, update its endpoints, pass only the
 endpoints' execution roles, copy packaged models into ``models/`` of the artifact bucket (and
-read them from the source environment's bucket), read the rollback alarms and the registry.
+read them from the source environment's bucket), read the rollback alarms and the registry, and
+this environment's stack in the Pulumi S3 state backend with its KMS key (``aws.stateBucket``,
+``aws.stateKeyArn``). ``tests/unit/aws/test_deploy_role_calls.py`` checks each permission against
+the calls its workflows make (``tests/support/aws_calls.py``).
 Changing the platform's shape (keys, roles, buckets, networks) is not in that scope: it is a
 reviewed change applied by the platform admin role, so a compromised workflow cannot widen
 its own permissions.
@@ -32,6 +35,11 @@ from components.aws._base import (
 from shipway_core.config import AwsSettings
 
 GITHUB_OIDC_HOST = "token.actions.githubusercontent.com"
+# docs/gitops.md: PULUMI_BACKEND_URL=s3://<stateBucket>/shipway; the Pulumi project is "shipway".
+STATE_PREFIX = "shipway"
+PULUMI_PROJECT = "shipway"
+# components/aws/tracking.py: the MLflow artifact store is s3://<artifact bucket>/mlflow.
+MLFLOW_ARTIFACT_PREFIX = "mlflow"
 # MLflow registry calls a promotion makes against SageMaker managed MLflow.
 _REGISTRY_ACTIONS = (
     "sagemaker-mlflow:AccessUI",
@@ -233,7 +241,7 @@ class DeployIdentity(pulumi.ComponentResource):
                 ),
                 statement(
                     "ReadSourceModels",
-                    ["s3:GetObject", "s3:GetObjectVersion"],
+                    ["s3:GetObject"],  # the copy reads the current object, never an older version
                     [pulumi.Output.concat(source, "/models/*")],
                 ),
             ]
@@ -245,4 +253,41 @@ class DeployIdentity(pulumi.ComponentResource):
                 )
         if tracking_server_arn is not None:
             statements.append(statement("ReadAndAliasRegistry", _REGISTRY_ACTIONS, [tracking_server_arn]))
+            # MLflow clients read a version's artifacts straight from the tracking server's artifact store
+            # (verification scores the version offline); read-only, this environment's prefix only.
+            statements.append(statement("ReadRegistryArtifacts", ["s3:GetObject"],
+                                        [pulumi.Output.concat(bucket, f"/{MLFLOW_ARTIFACT_PREFIX}/*")]))
+        if settings.state_bucket:
+            statements += state_statements(env, settings.state_bucket, settings.state_key_arn, facts.partition,
+                                           s3_service)
         return statements
+
+
+def state_statements(env: str, state_bucket: str, state_key_arn: str | None, partition: pulumi.Input[str],
+                     s3_service: pulumi.Input[str]) -> list[dict[str, Any]]:
+    """This environment's stack in the Pulumi S3 backend (``s3://<state_bucket>/shipway``), nothing more.
+
+    The file backend keeps a stack in ``.pulumi/stacks/<project>/<stack>.json`` (+ ``.bak``), its
+    update history and checkpoint backups under ``history/`` and ``backups/``, and a lock object per
+    update under ``locks/<org>/<project>/<stack>/`` that it deletes when done; ``meta.yaml`` holds
+    the backend's layout version. The stack's secrets provider (``awskms://``) encrypts and
+    decrypts its data key with the state key directly, so that key use is not via S3.
+    """
+    root = pulumi.Output.concat("arn:", partition, ":s3:::", state_bucket)
+    state = f"{STATE_PREFIX}/.pulumi"
+    stack = f"{PULUMI_PROJECT}/{env}"
+    objects = [pulumi.Output.concat(root, "/", key) for key in (
+        f"{state}/stacks/{stack}.json", f"{state}/stacks/{stack}.json.bak", f"{state}/history/{stack}/*",
+        f"{state}/backups/{stack}/*", f"{state}/locks/*/{stack}/*")]
+    out = [
+        statement("ListOwnStackState", ["s3:ListBucket"], [root],
+                  {"StringLike": {"s3:prefix": [f"{state}/*"]}}),
+        statement("ReadStateLayout", ["s3:GetObject"], [pulumi.Output.concat(root, f"/{state}/meta.yaml")]),
+        statement("ReadWriteOwnStackState", ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"], objects),
+    ]
+    if state_key_arn:
+        out += [
+            kms_use_statement("StateKeyViaS3", state_key_arn, s3_service),
+            statement("StackSecretsProvider", ["kms:Decrypt", "kms:Encrypt"], [state_key_arn]),
+        ]
+    return out
