@@ -43,11 +43,9 @@ PROMOTION_ACTIONS: Mapping[str, tuple[str, ...]] = {
     "azure-native:managedidentity:UserAssignedIdentity": (
         "Microsoft.ManagedIdentity/userAssignedIdentities/read",
         "Microsoft.ManagedIdentity/userAssignedIdentities/assign/action"),
-    # The rollback decision reads the guardrail alerts the stack defines and whether they fired.
-    "azure-native:monitor:MetricAlert": (
-        "Microsoft.Insights/metricAlerts/read", "Microsoft.AlertsManagement/alerts/read"),
-    "azure-native:monitor:ScheduledQueryRule": (
-        "Microsoft.Insights/scheduledQueryRules/read", "Microsoft.AlertsManagement/alerts/read"),
+    # The rollback decision and the traffic shift read whether the stack's guardrail alerts fired.
+    "azure-native:monitor:MetricAlert": ("Microsoft.AlertsManagement/alerts/read",),
+    "azure-native:monitor:ScheduledQueryRule": ("Microsoft.AlertsManagement/alerts/read",),
 }
 # Every promotion reads the resource group (template deployments are scoped to it).
 BASE_ACTIONS = ("Microsoft.Resources/subscriptions/resourceGroups/read",)
