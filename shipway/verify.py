@@ -11,8 +11,11 @@ version, so a dead endpoint fails in milliseconds, not after a probe):
    statistics from the env's ``max_error_rate``; capped at ``probe_seconds``) stays within
    the env's ``max_error_rate`` and ``latency_p99_ms``.
 
-Traffic only ever goes to a loopback address: these checks run from the operator's machine
-against the local platform, and must not be pointed at anything else by a stray output.
+This module is the ``local`` target adapter's probe (``shipway.targets.local``). Its HTTP traffic
+only ever goes to a loopback address: these checks run from the operator's machine against the
+local platform, and must not be pointed at anything else by a stray output. The smoke and SLO
+checks themselves (:func:`run_checks`) are shared with every other target, which sends the same
+rows through its platform's invoke API instead (SageMaker ``InvokeEndpoint`` on AWS).
 
 Endpoint contract assumed (kept in :class:`EndpointContract` so it is changed in one place):
 ``GET /version`` -> ``{"model_name": name, "model_version": N}`` (shipway.serving; also

@@ -26,6 +26,7 @@ from components.local.components import (
 from components.registry.pin import ModelPin, ModelPinArgs
 from shipway_core.config import StackConfig, endpoint_ports
 from shipway_core.local import data_root
+from shipway_core.observability.delivery import AUDIT_RELATIVE_PATH
 
 
 def _rules_yaml(cfg: StackConfig) -> str:
@@ -91,6 +92,9 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
         rules_yaml=_rules_yaml(cfg),
         alertmanager=LocalPlacement(str(data / "alertmanager"), cfg.local.alertmanager_port, targets),
         alert_sink=LocalPlacement(str(data / "alerts"), cfg.local.alert_sink_port, targets),
+        # The audit trail's delivery figures (job shipway-delivery) on the port after the alert sink's.
+        delivery=LocalPlacement(str(data / "delivery"), cfg.local.alert_sink_port + 1, targets),
+        audit_log=str(root / AUDIT_RELATIVE_PATH),
         opts=pulumi.ResourceOptions(depends_on=list(endpoints.values())),
     )
     return PlatformExports(

@@ -227,7 +227,8 @@ def test_appending_continues_the_chain_after_reload(log: AuditLog):
 def test_unknown_action_is_rejected(tmp_path: Path):
     with pytest.raises(ValueError) as err:
         AuditLog(tmp_path / "a.jsonl").append(actor="a", action="delete", env="dev", model="m")
-    assert str(err.value) == "action: 'delete' is not valid; allowed: promote, rollback, apply, prepare, verify, incident"
+    assert str(err.value) == (
+        "action: 'delete' is not valid; allowed: promote, rollback, apply, prepare, verify, incident")
 
 
 def test_last_known_good_is_the_newest_verified_version(tmp_path: Path):
