@@ -85,6 +85,31 @@ workspace_require_cmk_encryption = ResourceValidationPolicy(
 )
 
 
+REGISTRY = "azure-native:machinelearningservices:Registry"
+
+
+def _registry_disallow_public_access(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
+    """The shared registry holds every environment's models: reached over private endpoints only."""
+    if args.resource_type != REGISTRY:
+        return
+    access = get(args.props, "publicNetworkAccess")
+    if access not in ("Disabled", UNKNOWN):
+        report_violation(f"publicNetworkAccess is {show(access)}; use 'Disabled' with a private endpoint "
+                         "(group id 'amlregistry') in each environment's VNet", None)
+
+
+registry_disallow_public_access = ResourceValidationPolicy(
+    name="azure-machinelearningservices-registry-disallow-public-access",
+    description="The Azure ML registry shared by dev, test and prod disables public network access.",
+    validate=_registry_disallow_public_access,
+    enforcement_level=DEFAULT_ENFORCEMENT,
+    severity=Severity.HIGH,
+    remediation_steps="Set public_network_access='Disabled' on the Registry (components/azure/registry.py does "
+    "unless azure.publicNetworkAccess is true) and reach it through a private endpoint with group id "
+    "'amlregistry' and the privatelink.api.azureml.ms zone.",
+)
+
+
 def _endpoint_disallow_public_access(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
     """Scoring endpoints are called from inside our network, never straight from the internet."""
     if args.resource_type != ONLINE_ENDPOINT:
@@ -241,6 +266,7 @@ onlinedeployment_require_autoscaling = StackValidationPolicy(
 POLICIES = [
     workspace_disallow_public_access,
     workspace_require_cmk_encryption,
+    registry_disallow_public_access,
     onlineendpoint_disallow_public_access,
     onlinedeployment_pin_registry_version,
     onlinedeployment_enable_data_capture,

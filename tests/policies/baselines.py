@@ -376,7 +376,7 @@ RESOURCES: dict[str, Baseline] = {
     ),
     "aml-registry": Baseline(
         "azure-native:machinelearningservices:Registry",
-        {"location": "westeurope", "tags": TAGS},
+        {"location": "westeurope", "publicNetworkAccess": "Disabled", "tags": TAGS},
         protect=True,
     ),
     "log-analytics": Baseline(

@@ -15,6 +15,14 @@ PIN = "serve an exact registry version such as 'models:/<name>/<version>'"
 
 CASES = [
     Case(
+        "azure-machinelearningservices-registry-disallow-public-access",
+        "aml-registry",
+        "publicNetworkAccess",
+        "Enabled",
+        ["publicNetworkAccess is 'Enabled'; use 'Disabled' with a private endpoint (group id 'amlregistry') "
+         "in each environment's VNet"],
+    ),
+    Case(
         "azure-storage-account-require-tls",
         "storage-account",
         "enableHttpsTrafficOnly",
