@@ -710,9 +710,10 @@ def _by_digest_where_required(environment: str | None, image: str) -> bool:
     return environment not in ("test", "prod") or bool(_DIGEST.search(image))
 
 
-def _check_azure(stack: str, environment: str | None, azure: AzureSettings, problems: _Problems) -> None:
+def _check_azure(stack: str, environment: str | None, azure: AzureSettings, problems: _Problems,
+                 given: Mapping[str, Any]) -> None:
     """The shared registry is named; public access only on dev; the subnet lies in the VNet."""
-    if not azure.registry_name:
+    if not azure.registry_name and "registryName" not in given:  # a bad value is reported already
         problems.missing("azure.registryName", "the Azure ML registry shared by dev, test and prod (deployments "
                          "read azureml://registries/<name>/models/...); "
                          + _SET.format(key="azure.registryName", stack=stack))
@@ -779,7 +780,8 @@ def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Ma
         problems.missing("azure.subscriptionId", "the Azure subscription to deploy to; "
                          + _SET.format(key="azure.subscriptionId", stack=stack))
     if cloud == "azure":
-        _check_azure(stack, environment, azure, problems)
+        section = raw.get("azure")
+        _check_azure(stack, environment, azure, problems, section if isinstance(section, Mapping) else {})
     if cloud == "kubernetes":
         for attr, key in (("serving_image", "kubernetes.servingImage"), ("mlflow_image", "kubernetes.mlflowImage"),
                           ("postgres_image", "kubernetes.postgresImage"),
