@@ -9,6 +9,12 @@ from collections.abc import Iterator
 import pytest
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests marked ``kubernetes`` run last: scripts/test.sh builds their control plane and provider
+    in the background (scripts/kube-tools.sh), and everything else runs meanwhile."""
+    items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
+
+
 @pytest.fixture(autouse=True)
 def _current_event_loop() -> Iterator[None]:
     """Pulumi's mocks (tests/support/recording.py) run on the thread's current event loop. A test

@@ -25,6 +25,7 @@ from components.kubernetes.observability import Observability
 from components.kubernetes.podspec import MAX_ENDPOINT_NAME, namespace_name, validate_object_name
 from components.kubernetes.secrets import Secrets
 from components.kubernetes.tracking import TrackingServer
+from components.registry.pin import ModelPin, ModelPinArgs
 from shipway_core.config import StackConfig
 
 # Secrets every Kubernetes stack needs (config keys, set with `pulumi config set --secret`).
@@ -95,6 +96,14 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) 
 
     endpoints: dict[str, InferenceEndpoint] = {}
     for model, pin in sorted(cfg.models.items()):
+        # With a registry the engine can reach (shipway:registryUri over http(s)), every pin is
+        # checked before anything rolls (at preview too) and the environment alias follows it. The
+        # in-cluster tracking server is only reachable from inside the cluster: no engine pre-flight.
+        pins: list[pulumi.Resource] = []
+        if cfg.registry_uri and cfg.registry_uri.startswith(("http://", "https://")):
+            pins.append(ModelPin(f"{model}-pin", ModelPinArgs(
+                tracking_uri=cfg.registry_uri, model_name=pin.name, version=pin.version,
+                environment=env, retain_on_delete=cfg.protect_registry)))
         endpoints[model] = InferenceEndpoint(
             endpoint_name(model),
             InferenceEndpointArgs(
@@ -113,6 +122,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) 
             api_key_secret=secret_name("endpointApiKey"),
             namespace=ns,
             external_tracking=cfg.registry_uri is not None,
+            opts=pulumi.ResourceOptions(depends_on=pins),
         )
 
     return PlatformExports(

@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    Resource,
+    ResourceProvider,
+    UpdateResult,
+)
 
 from components.common import validate_model_pin
 from shipway_core import registry_rest as rest
@@ -21,6 +30,22 @@ from shipway_core import registry_rest as rest
 
 class ModelPinProvider(ResourceProvider):
     """Point the alias at the version (after the pre-flight); remove it on delete unless retained."""
+
+    def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        """The pre-flight at preview time too: ``pulumi preview`` of a pin to a version the registry
+        does not have (or that is not READY) fails here, naming the version and what exists.
+
+        Runs only when the registry address is already known (an unknown output during a first
+        preview, or a registry not reachable from here, leaves the check to create/update)."""
+        uri, version = news.get("trackingUri"), news.get("version")
+        if isinstance(uri, str) and uri.startswith(("http://", "https://")) and isinstance(version, int | float):
+            try:
+                rest.require_ready(uri, news["modelName"], int(version))
+            except rest.PinError as exc:
+                return CheckResult(news, [CheckFailure("version", str(exc))])
+            except rest.RegistryError:
+                pass
+        return CheckResult(news, [])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         outs = self._apply(props)

@@ -23,6 +23,8 @@ COMMITTED = {
     "prod": ("aws", "prod", AWS_PLACEHOLDERS),
     "azure-dev": ("azure", "dev", ["endpointApiKey", "azure.subscriptionId"]),
     "k8s-dev": ("kubernetes", "dev", ["endpointApiKey", "trackingDbPassword"]),
+    # Deployed for real against the test control plane (tests/integration/test_kubernetes_target.py).
+    "k8s": ("kubernetes", "dev", ["endpointApiKey", "trackingDbPassword"]),
 }
 
 
