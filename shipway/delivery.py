@@ -14,16 +14,24 @@ platform lead reports need no other source:
   ``shipway incident close`` are reported beside it (count and median open -> close time).
 
 Pure functions over records (dicts as :class:`shipway.audit.AuditLog` returns them), so they
-are table-tested without a registry or an engine.
+are table-tested without a registry or an engine. ``python -m shipway.delivery`` serves them
+to Prometheus (``/metrics``, computed from the trail at each scrape); the local stack runs it
+and scrapes it as job ``shipway-delivery``.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
-from collections.abc import Callable, Iterable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from shipway_core.observability.delivery import DELIVERY_METRICS
 
 RegisteredAt = Callable[[str, int], datetime | None]
 """(model, version) -> when the version was registered, None when unknown."""
@@ -179,21 +187,6 @@ def as_json(rows: Iterable[DeliveryRow]) -> list[dict[str, Any]]:
     return [asdict(r) for r in rows]
 
 
-_METRICS = (
-    ("shipway_delivery_deployments", "gauge", "Deployments (pin changes) in the report window", "deployments"),
-    ("shipway_delivery_deployments_per_day", "gauge", "Deployment frequency over the window", "deployments_per_day"),
-    ("shipway_delivery_lead_time_hours", "gauge", "Median lead time from registration to deployment",
-     "lead_time_hours_median"),
-    ("shipway_delivery_change_failure_ratio", "gauge", "Deployments followed by a failed up, failed "
-     "verification or rollback", "change_failure_rate"),
-    ("shipway_delivery_time_to_restore_minutes", "gauge", "Median time from a failed change to the next "
-     "passing verification", "time_to_restore_minutes_median"),
-    ("shipway_delivery_incidents", "gauge", "Incidents closed in the report window", "incidents"),
-    ("shipway_delivery_incident_minutes", "gauge", "Median incident duration (open to close)",
-     "incident_minutes_median"),
-)
-
-
 def _label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
@@ -206,10 +199,72 @@ def prometheus_text(rows: Iterable[DeliveryRow]) -> str:
     """
     materialised = list(rows)
     lines: list[str] = []
-    for name, kind, help_text, attr in _METRICS:
-        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+    for metric in DELIVERY_METRICS:
+        lines += [f"# HELP {metric.name} {metric.help}", f"# TYPE {metric.name} gauge"]
         for r in materialised:
-            value = getattr(r, attr)
+            value = getattr(r, metric.field)
             if value is not None:
-                lines.append(f'{name}{{model="{_label(r.model)}",env="{_label(r.env)}"}} {float(value):g}')
+                lines.append(f'{metric.name}{{model="{_label(r.model)}",env="{_label(r.env)}"}} {float(value):g}')
     return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- the exporter
+
+
+def metrics_for(audit_path: Path, now: datetime | None = None) -> str:
+    """Exposition text for every model and environment in the trail at ``audit_path``, all time.
+
+    Read at scrape time, so a promotion or rollback shows on the next scrape; a missing trail
+    (nothing promoted yet) is an empty exposition, not an error.
+    """
+    from shipway.audit import AuditLog
+
+    records = AuditLog(audit_path).records() if audit_path.exists() else []
+    return prometheus_text(delivery_report(records, now=now or datetime.now(UTC)))
+
+
+def make_handler(audit_path: Path) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _reply(self, code: int, body: bytes, content_type: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server API
+            if self.path == "/health":
+                self._reply(200, b'{"status": "ok"}', "application/json")
+            elif self.path == "/metrics":
+                try:
+                    text = metrics_for(audit_path)
+                except (OSError, ValueError) as exc:  # a torn or unreadable trail: say so, scrape fails
+                    self._reply(500, f"audit trail {audit_path}: {exc}\n".encode(), "text/plain")
+                    return
+                self._reply(200, text.encode(), "text/plain; version=0.0.4; charset=utf-8")
+            else:
+                self._reply(404, f"no route {self.path}; GET /metrics, GET /health\n".encode(), "text/plain")
+
+        def log_message(self, *_args: Any) -> None:
+            pass  # a scrape every few seconds is not worth a log line
+
+    return Handler
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m shipway.delivery --port P --audit-log PATH``: serve the figures at /metrics."""
+    parser = argparse.ArgumentParser(description="Serve the audit trail's delivery figures to Prometheus.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--audit-log", type=Path, required=True, help="The trail (.shipway/audit/audit.jsonl).")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="The stack's exporter directory (names this process for its supervisor).")
+    ns = parser.parse_args(argv)
+    if ns.host != "127.0.0.1":
+        parser.error(f"--host: {ns.host!r} is not allowed; the delivery exporter binds 127.0.0.1 only")
+    ThreadingHTTPServer((ns.host, ns.port), make_handler(ns.audit_log)).serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

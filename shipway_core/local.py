@@ -34,6 +34,7 @@ def process_status_files(cfg: StackConfig, root: Path) -> dict[str, Path]:
         "alertmanager": status_file(data / "alertmanager", "Alertmanager"),
         "jaeger": status_file(data / "jaeger", "Jaeger"),
         "alert-sink": status_file(data / "alerts", "AlertSink"),
+        "delivery-metrics": status_file(data / "delivery", "DeliveryMetrics"),
     }
     files.update({f"endpoint/{m}": status_file(data / "endpoints" / m, "InferenceEndpoint") for m in cfg.models})
     return files

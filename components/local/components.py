@@ -24,6 +24,7 @@ from components.common import (
 from components.local.providers import (
     AlertmanagerProvider,
     AlertSinkProvider,
+    DeliveryMetricsProvider,
     EndpointProvider,
     JaegerProvider,
     PrometheusProvider,
@@ -31,6 +32,7 @@ from components.local.providers import (
     TrackingServerProvider,
 )
 from shipway_core.names import secret_slug, validate_secret_keys
+from shipway_core.observability.delivery import DELIVERY_JOB
 
 LOOPBACK = "127.0.0.1"
 
@@ -190,7 +192,8 @@ class InferenceEndpoint(pulumi.ComponentResource):
 
 
 def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml",
-                      alertmanager: str | None = None, supervisor_targets: str | None = None) -> str:
+                      alertmanager: str | None = None, supervisor_targets: str | None = None,
+                      delivery: str | None = None) -> str:
     """A scrape config for every endpoint (model label from the key), as YAML text."""
     import yaml
 
@@ -208,6 +211,9 @@ def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml"
         # Each supervisor announces its ephemeral metrics port in a file here (restart counts).
         config["scrape_configs"].append({"job_name": "shipway-supervisors", "file_sd_configs": [
             {"files": [f"{supervisor_targets}/*.json"], "refresh_interval": "5s"}]})
+    if delivery:
+        # The audit trail's delivery figures: every model and env in the trail, labelled by both.
+        config["scrape_configs"].append({"job_name": DELIVERY_JOB, "static_configs": [{"targets": [delivery]}]})
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     return yaml.safe_dump(config, sort_keys=False)
@@ -223,12 +229,15 @@ class Observability(pulumi.ComponentResource):
     """Alertmanager web/API URL."""
     alerts_file: pulumi.Output[str] | None
     """JSON-lines file the local alert receiver records every notification to (None: no receiver)."""
+    delivery_metrics_url: pulumi.Output[str] | None
+    """The delivery exporter's /metrics (None: not run)."""
     process: Resource
     """Escape hatch: the Prometheus dynamic resource."""
 
     def __init__(self, name: str, args: ObservabilityArgs, placement: LocalPlacement, rules_yaml: str,
                  alertmanager: LocalPlacement, binaries: Mapping[str, str] | None = None,
-                 alert_sink: LocalPlacement | None = None, opts: pulumi.ResourceOptions | None = None):
+                 alert_sink: LocalPlacement | None = None, delivery: LocalPlacement | None = None,
+                 audit_log: str | None = None, opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
         reject_unsupported("local", "log_retention_days", args.log_retention_days,
                            "local logs live in the stack's data directory until `make down`; leave it unset")
@@ -236,6 +245,11 @@ class Observability(pulumi.ComponentResource):
         alertmanager.validate("alertmanager")
         if alert_sink is not None:
             alert_sink.validate("alert_sink")
+        if delivery is not None:
+            delivery.validate("delivery")
+            if not audit_log or not Path(audit_log).is_absolute():
+                raise ValueError(f"audit_log: {audit_log!r} is not valid; the delivery exporter needs the "
+                                 "absolute path of the audit trail (<repo>/.shipway/audit/audit.jsonl)")
         found = {tool: (binaries or {}).get(tool) or shutil.which(tool) or f"/usr/bin/{tool}"
                  for tool in ("prometheus", "prometheus-alertmanager")}
         for tool, path in found.items():
@@ -267,10 +281,26 @@ class Observability(pulumi.ComponentResource):
             "environment": args.environment,
         }, pulumi.ResourceOptions(parent=self), alertmanager)
         am_target = f"{LOOPBACK}:{alertmanager.port}"
+        self.delivery_metrics_url = None
+        delivery_target = None
+        waits: list[pulumi.Output[Any]] = [alerts.pid]
+        if delivery is not None:
+            exporter = _Process(DeliveryMetricsProvider(), f"{name}-delivery-metrics", {
+                "shipwayKind": "DeliveryMetrics",
+                "host": LOOPBACK,
+                "port": delivery.port,
+                "auditLog": audit_log,
+                "dataDir": delivery.data_dir,
+                "environment": args.environment,
+            }, pulumi.ResourceOptions(parent=self), delivery)
+            delivery_target = f"{LOOPBACK}:{delivery.port}"
+            self.delivery_metrics_url = exporter.pid.apply(lambda _pid: f"http://{delivery_target}/metrics")
+            waits.append(exporter.pid)
         endpoints = pulumi.Output.all(**dict(args.endpoints)) if args.endpoints else pulumi.Output.from_input({})
-        config = pulumi.Output.all(endpoints, alerts.pid).apply(
+        config = pulumi.Output.all(endpoints, *waits).apply(
             lambda parts: prometheus_config(parts[0], alertmanager=am_target,
-                                            supervisor_targets=placement.targets_dir).replace(
+                                            supervisor_targets=placement.targets_dir,
+                                            delivery=delivery_target).replace(
                 "__SELF__", f"{LOOPBACK}:{placement.port}"))
         self.process = _Process(PrometheusProvider(), f"{name}-prometheus", {
             "shipwayKind": "Prometheus",
@@ -285,7 +315,7 @@ class Observability(pulumi.ComponentResource):
         self.prometheus_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
         self.alertmanager_url = alerts.pid.apply(lambda _pid: f"http://{am_target}")
         self.register_outputs({"prometheus_url": self.prometheus_url, "alertmanager_url": self.alertmanager_url,
-                               "alerts_file": self.alerts_file})
+                               "alerts_file": self.alerts_file, "delivery_metrics_url": self.delivery_metrics_url})
 
 
 def jaeger_config(host: str, otlp_port: int, query_port: int) -> str:

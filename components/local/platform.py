@@ -38,6 +38,14 @@ def _rules_yaml(cfg: StackConfig) -> str:
     return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment))
 
 
+def _project_root(default: Path) -> Path:
+    """Where Pulumi.yaml is: the checkout whose `shipway` commands append to the audit trail
+    (the program's own package may be imported from elsewhere); ``default`` under mocks, which
+    report a placeholder rather than a path."""
+    found = pulumi.runtime.get_root_directory()
+    return Path(found) if found and Path(found).is_absolute() else default
+
+
 def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], root: Path) -> PlatformExports:
     """Tracking server, registry pins, one endpoint per model, secrets and Prometheus."""
     data = data_root(cfg, root)
@@ -94,7 +102,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
         alert_sink=LocalPlacement(str(data / "alerts"), cfg.local.alert_sink_port, targets),
         # The audit trail's delivery figures (job shipway-delivery) on the port after the alert sink's.
         delivery=LocalPlacement(str(data / "delivery"), cfg.local.alert_sink_port + 1, targets),
-        audit_log=str(root / AUDIT_RELATIVE_PATH),
+        audit_log=str(_project_root(root) / AUDIT_RELATIVE_PATH),
         opts=pulumi.ResourceOptions(depends_on=list(endpoints.values())),
     )
     return PlatformExports(

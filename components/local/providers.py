@@ -404,3 +404,23 @@ class AlertSinkProvider(_ProcessProvider):
         argv = [_python(), str(script), "--host", props["host"], "--port", str(props["port"]),
                 "--out", props["alertsFile"]]
         return self.spawn(props, argv)
+
+
+class DeliveryMetricsProvider(_ProcessProvider):
+    """The delivery exporter (``python -m shipway.delivery``): the audit trail's delivery
+    figures at /metrics, recomputed at every scrape."""
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(props["dataDir"])
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "delivery-metrics.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/health"
+
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
+        Path(props["dataDir"]).mkdir(parents=True, exist_ok=True)
+        argv = [_python(), "-m", "shipway.delivery", "--host", props["host"], "--port", str(props["port"]),
+                "--audit-log", props["auditLog"], "--data-dir", props["dataDir"]]
+        return self.spawn(props, argv)

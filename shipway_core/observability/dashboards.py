@@ -416,7 +416,27 @@ def platform_dashboard(environment: str, slo: SloSettings) -> dict[str, Any]:
         )
     )
     b.add(Panel("Model quality", (Target("shipway_model_quality", "{{model}} {{metric}}"),), width=12))
+    _delivery_panels(b, environment)
     return b.build()
+
+
+def _delivery_panels(b: DashboardBuilder, environment: str) -> None:
+    """The four delivery figures (DORA keys) the audit trail yields, per model in this environment."""
+    # No job selector: the local stack scrapes the exporter as DELIVERY_JOB, a cloud target may
+    # push or scrape the same names under another job (docs/operating.md, "Delivery figures").
+    sel = f'{{env="{environment}"}}'
+    b.row("Delivery (from the audit trail)")
+    b.add(Panel("Deployments per day", (Target(f"shipway_delivery_deployments_per_day{sel}", "{{model}}"),),
+                width=6, description="Promotions that changed the pin, per day since the first one."))
+    b.add(Panel("Lead time, registration to deploy (median)",
+                (Target(f"shipway_delivery_lead_time_hours{sel}", "{{model}}"),), unit="h", width=6))
+    b.add(Panel("Change failure rate", (Target(f"shipway_delivery_change_failure_ratio{sel}", "{{model}}"),),
+                unit="percentunit", width=6, thresholds=((0.15, "orange"), (0.3, "red")),
+                description="Deployments followed by a failed up, a failed verification or a rollback."))
+    b.add(Panel("Time to restore (median)", (Target(f"shipway_delivery_time_to_restore_minutes{sel}", "{{model}}"),
+                                             Target(f"shipway_delivery_unrestored_failures{sel} > 0",
+                                                    "{{model}} unrestored")),
+                unit="m", width=6, description="From a failed change to the next passing verification."))
 
 
 def all_dashboards(models: list[str], environment: str, slo: SloSettings) -> dict[str, dict[str, Any]]:

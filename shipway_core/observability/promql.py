@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from shipway_core.observability.delivery import DELIVERY_METRIC_NAMES
+
 # Known serving metrics; histogram series carry the _bucket/_sum/_count suffixes.
 SERVING_METRICS = frozenset(
     {
@@ -22,7 +24,7 @@ SERVING_METRICS = frozenset(
         "shipway_drift_samples",
     }
 )
-# Exported by shipway monitor quality / planned serving gauges / Prometheus itself.
+# Exported by shipway monitor quality / the delivery exporter / planned serving gauges / Prometheus.
 EXTRA_METRICS = frozenset(
     {
         "shipway_model_quality",
@@ -30,7 +32,7 @@ EXTRA_METRICS = frozenset(
         "shipway_model_trained_timestamp_seconds",
         "up",
     }
-)
+) | DELIVERY_METRIC_NAMES
 HISTOGRAMS = frozenset({"shipway_request_duration_seconds", "shipway_prediction_value"})
 
 _KEYWORDS = frozenset(

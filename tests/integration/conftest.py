@@ -113,7 +113,7 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
             virtualenv: {ROOT / '.venv'}
         """))
     shutil.copy(ROOT / "infra" / "__main__.py", project / "infra" / "__main__.py")
-    base = free_port_block(12)
+    base = free_port_block(13)  # ... + the delivery exporter on alertSink + 1
     ports = {"tracking": base, "endpoints": base + 2, "prometheus": base + 6, "alertmanager": base + 7,
              "jaegerOtlp": base + 8, "jaegerQuery": base + 9, "alertSink": base + 11}
     env = engine.pulumi_env(stack, ROOT)

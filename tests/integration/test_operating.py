@@ -25,6 +25,7 @@ from shipway.cli import app
 from shipway.example import train_and_register
 from shipway.promotion import Promoter, PromoteRequest, PromotionError, Services
 from tests.integration.conftest import Project, make_project
+from tests.integration.test_delivery_metrics import eventually
 from tests.integration.test_promotion_live import MODEL, ProjectEngine
 
 pytestmark = pytest.mark.integration
@@ -63,6 +64,10 @@ def test_operating_session(stack: tuple[Project, dict[str, int]], monkeypatch: p
                         tracking_uri=project.tracking_uri, probe_seconds=2.0)
     promoter = Promoter(services)
 
+    # The stack's Prometheus scrapes the delivery exporter; nothing promoted yet, no figures.
+    prometheus, key = project.outputs()["observability"]["metricsUrl"], f"{MODEL}/local"
+    eventually(prometheus, {"up": {"None/None": 1.0}, "shipway_delivery_deployments": {}})
+
     # 1. Two promotions: v2 verified, a slow v3 fails verification and is rolled back.
     out = promoter.promote(PromoteRequest(MODEL, "local", version=v["forest"], apply=True, allow_dirty=True))
     assert out.status == "verified", out
@@ -80,6 +85,10 @@ def test_operating_session(stack: tuple[Project, dict[str, int]], monkeypatch: p
     print("\n" + cli(services, "report", "delivery", "--audit-log", str(audit_path), "--tracking-uri",
                      project.tracking_uri).stdout)
     print(cli(services, "report", "delivery", "--audit-log", str(audit_path), "-o", "prometheus").stdout)
+    # ... and the stack's Prometheus sees the same figures on its next scrapes.
+    eventually(prometheus, {"shipway_delivery_deployments": {key: 2.0},
+                            "shipway_delivery_change_failure_ratio": {key: 0.5},
+                            "shipway_delivery_unrestored_failures": {key: 0.0}})
 
     # 3. An incident: snapshot the real sources, close it into the audit trail.
     cli(services, "incident", "open", "local", "--model", MODEL, "--title", "slow version drill")

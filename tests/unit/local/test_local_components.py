@@ -48,7 +48,7 @@ def test_component_tree_types_and_names(rec):
     assert rec.names(DYNAMIC) == sorted([
         "tracking-server", "secrets-endpoint-api-key", "churn-model-pin-alias", "iris-classifier-pin-alias",
         "churn-model-server", "iris-classifier-server", "observability-prometheus", "observability-alertmanager",
-        "observability-alert-sink", "tracing-jaeger",
+        "observability-alert-sink", "observability-delivery-metrics", "tracing-jaeger",
     ])
 
 
@@ -160,7 +160,8 @@ def test_every_process_announces_its_restart_metric_and_prometheus_scrapes_them(
     processes = [r for r in rec.of_type(DYNAMIC) if "port" in r.inputs]
     assert {r.name for r in processes} == {
         "tracking-server", "churn-model-server", "iris-classifier-server", "observability-prometheus",
-        "observability-alertmanager", "observability-alert-sink", "tracing-jaeger"}
+        "observability-alertmanager", "observability-alert-sink", "observability-delivery-metrics",
+        "tracing-jaeger"}
     assert all(r.inputs["metricsTargetsDir"] == targets for r in processes)
     import yaml
 
@@ -168,6 +169,31 @@ def test_every_process_announces_its_restart_metric_and_prometheus_scrapes_them(
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
     assert jobs["shipway-supervisors"]["file_sd_configs"] == [{"files": [f"{targets}/*.json"],
                                                                "refresh_interval": "5s"}]
+
+
+def test_prometheus_scrapes_the_delivery_exporter_reading_the_repos_audit_trail(rec):
+    exporter = rec.named("observability-delivery-metrics").inputs
+    assert (exporter["shipwayKind"], exporter["host"], exporter["port"]) == ("DeliveryMetrics", "127.0.0.1", 9096)
+    assert exporter["auditLog"] == str(ROOT / ".shipway" / "audit" / "audit.jsonl")
+    assert exporter["dataDir"] == "/tmp/shipway-unit/local/delivery"
+    import yaml
+
+    prom = yaml.safe_load(rec.named("observability-prometheus").inputs["configYaml"])
+    jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
+    assert jobs["shipway-delivery"]["static_configs"] == [{"targets": ["127.0.0.1:9096"]}]
+
+
+def test_the_delivery_exporter_needs_an_absolute_audit_trail_path():
+    from components.common import ObservabilityArgs
+    from components.local.components import Observability
+
+    tags = {"owner": "o", "cost-center": "c", "environment": "local", "data-classification": "internal"}
+    with pytest.raises(ValueError) as err:
+        record(lambda: Observability("o", ObservabilityArgs(environment="local", tags=tags),
+                                     LocalPlacement("/tmp/p", 9090), "groups: []\n", LocalPlacement("/tmp/a", 9093),
+                                     delivery=LocalPlacement("/tmp/d", 9096), audit_log="audit.jsonl"))
+    assert str(err.value) == ("audit_log: 'audit.jsonl' is not valid; the delivery exporter needs the absolute "
+                              "path of the audit trail (<repo>/.shipway/audit/audit.jsonl)")
 
 
 def test_pinned_ports_keep_each_endpoint_where_it_was_when_a_model_sorting_first_is_added():

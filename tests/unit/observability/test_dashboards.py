@@ -13,7 +13,9 @@ from shipway_core.observability.dashboards import (
     Target,
     all_dashboards,
     endpoint_dashboard,
+    platform_dashboard,
 )
+from shipway_core.observability.delivery import DELIVERY_METRIC_NAMES
 from shipway_core.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
 from shipway_core.observability.rules import generate_rules, recorded_names
 
@@ -127,3 +129,23 @@ def test_endpoint_dashboard_shows_budget_remaining_and_burn_rates_per_slo() -> N
     assert exprs["Burn rate: latency"] == [
         f'model:shipway_request_slow:ratio_rate{w}{{model="iris"}} / 0.05' for w in ("5m", "1h", "6h", "1d", "3d")
     ]
+
+
+def test_platform_dashboard_shows_the_four_delivery_figures_of_its_environment() -> None:
+    dash = platform_dashboard("prod", SLO)
+    titles = [p["title"] for p in dash["panels"]]
+    start = titles.index("Delivery (from the audit trail)")
+    assert dash["panels"][start]["type"] == "row"
+    panels = {p["title"]: p for p in dash["panels"][start + 1:]}
+    first = {title: p["targets"][0]["expr"] for title, p in panels.items()}
+    assert first == {
+        "Deployments per day": 'shipway_delivery_deployments_per_day{env="prod"}',
+        "Lead time, registration to deploy (median)":
+            'shipway_delivery_lead_time_hours{env="prod"}',
+        "Change failure rate": 'shipway_delivery_change_failure_ratio{env="prod"}',
+        "Time to restore (median)": 'shipway_delivery_time_to_restore_minutes{env="prod"}',
+    }
+    assert panels["Change failure rate"]["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    names = {n for p in panels.values() for t in p["targets"] for n in metric_names(t["expr"])}
+    assert names == set(DELIVERY_METRIC_NAMES) - {"shipway_delivery_deployments", "shipway_delivery_incidents",
+                                                  "shipway_delivery_incident_minutes"}
