@@ -302,6 +302,8 @@ class Promoter:
         self.root = services.repo_root()
         self.audit = services.audit()
         self._actor: str | None = None
+        # Stack outputs per env, read once between `up`s (each read runs the engine: ~1 s on local).
+        self._outputs: dict[str, PlatformOutputs] = {}
 
     @property
     def actor(self) -> str:
@@ -322,9 +324,15 @@ class Promoter:
     def _adapter(self, env: str, cfg: StackConfig) -> TargetAdapter | None:
         """The stack's target adapter, or None while the stack has no outputs (never deployed)."""
         try:
-            return self.s.adapter(env, cfg, self.audit)
+            return self._deployed_adapter(env, cfg)
         except PromotionError:
             return None
+
+    def _deployed_adapter(self, env: str, cfg: StackConfig) -> TargetAdapter:
+        """The stack's target adapter (PromotionError when it has no outputs)."""
+        if env not in self._outputs:
+            self._outputs[env] = platform_outputs(self.s, env)
+        return adapter_for(self._outputs[env], cfg, self.s.adapter_context(self.audit))
 
     def _registry(self, cfg: StackConfig, env: str) -> Registry:
         """The env's registry through its target adapter; an explicit --tracking-uri wins, and a stack
@@ -490,6 +498,7 @@ class Promoter:
     def _up(self, env: str, model: str, version: int | None, message: str, reason: str) -> dict[str, Any]:
         """`pulumi up` the stack; a failure is recorded and raised (the pin stays as desired state)."""
         self.s.progress(f"pulumi up on stack '{env}'")
+        self._outputs.pop(env, None)  # `up` may change them (a new endpoint, a new URL)
         try:
             summary = dict(self.s.engine.up(env, message) or {})
         except Exception as exc:
@@ -536,7 +545,7 @@ class Promoter:
         self.s.progress(f"verifying '{model}' version {version} in '{env}'")
         features: pd.DataFrame | None = None
         try:
-            adapter = self.s.adapter(env, cfg, self.audit)
+            adapter = self._deployed_adapter(env, cfg)
             offline = None
             if golden is not None and lazy is not None and gates_mod.LABEL_COLUMN in golden.columns:
                 features = golden.drop(columns=[gates_mod.LABEL_COLUMN]).head(SMOKE_ROWS)
