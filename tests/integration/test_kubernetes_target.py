@@ -307,6 +307,29 @@ def test_preflight_refuses_missing_version_and_changes_nothing(project: K8sProje
     project.pin(1)
 
 
+def test_external_secrets_variant_accepted_by_the_external_secrets_crd(project: K8sProject,
+                                                                        cluster: KubeCluster) -> None:
+    """`kubernetes.externalSecrets: true`: the same stack swaps each Secret for an ExternalSecret
+    (external-secrets v0.16.2's CRD validates them; no operator runs, so nothing syncs)."""
+    settings = yaml.safe_load(project.stack_file.read_text())["config"]["shipway:kubernetes"]
+    project.set_config("shipway:kubernetes", {**settings, "externalSecrets": True})
+    project.pulumi("up", "--yes")
+    ns = namespace(cluster)
+    external = cluster.get_json(f"/apis/external-secrets.io/v1/namespaces/{ns}/externalsecrets")["items"]
+    assert len(external) == 2, [e["metadata"]["name"] for e in external]
+    for item in external:
+        assert item["spec"]["secretStoreRef"] == {"kind": "ClusterSecretStore", "name": "shipway"}
+        assert item["spec"]["dataFrom"][0]["extract"]["key"].startswith("shipway/dev/")
+    # The schema is enforced: an ExternalSecret without a valid store kind is refused.
+    bad = {"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+           "metadata": {"name": "bad-secret", "namespace": ns},
+           "spec": {"secretStoreRef": {"kind": "Vault", "name": "x"}, "target": {"name": "x"}}}
+    resp = cluster.request("POST", f"/apis/external-secrets.io/v1/namespaces/{ns}/externalsecrets", bad)
+    assert resp.status_code == 422, resp.text
+    project.set_config("shipway:kubernetes", settings)
+    project.pulumi("up", "--yes")
+
+
 def test_destroy_keeps_protected_registry_data(project: K8sProject, cluster: KubeCluster) -> None:
     """As in prod (protectRegistry): `destroy --exclude-protected` removes the workloads and keeps
     the tracking database and artifact volume; docs/targets/kubernetes.md."""
