@@ -12,7 +12,9 @@ up: setup  ## set everything up, train+register the example model, `pulumi up` t
 down:  ## stop every process of the local stack (`pulumi destroy`)
 	@$(PY) -m shipway.cli platform down --stack local
 
-test: setup  ## lint, type-check and run every test (unit, policy, integration with real processes)
+test:  ## lint, type-check and run every test (unit, policy, integration with real processes)
+	@scripts/kube-tools.sh --background  # the Kubernetes tests' Go builds overlap setup and the suite
+	@scripts/setup.sh
 	@scripts/test.sh
 
 bench: setup  ## on-demand benchmarks against reference tools -> benchmarks/RESULTS.md

@@ -5,12 +5,8 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.shipway/tools/bin:$PATH"
 # The Kubernetes tests' control plane and provider build in the background (cached by go.sum; a
 # cold build takes ~30 min on 2 cores) while lint and the other tests run; those tests wait for it.
-mkdir -p .shipway/tools
-if [ ! -f .shipway/tools/kube-tools.pid ] || ! kill -0 "$(cat .shipway/tools/kube-tools.pid)" 2>/dev/null; then
-  rm -f .shipway/tools/kube-tools.done .shipway/tools/kube-tools.failed
-  nice -n 5 scripts/kube-tools.sh > .shipway/tools/kube-tools.log 2>&1 &
-  echo $! > .shipway/tools/kube-tools.pid
-fi
+# (`make test` already started it before setup; this is a no-op then.)
+scripts/kube-tools.sh --background
 echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy"
