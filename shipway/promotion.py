@@ -755,6 +755,14 @@ class Promoter:
                                          reason).as_dict()
         return {"env": env, "ok": all(m["ok"] for m in models.values()), "models": models}
 
+    def preflight_env(self, env: str) -> dict[str, Any]:
+        """Every version the stack file pins exists and is READY in the env's registry (before any `up`)."""
+        env = stackfile.check_env(env)
+        cfg = stackfile.load_config(stackfile.stack_path(self.root, env))
+        pins = {m: p.version for m, p in cfg.models.items()}
+        self._preflight(self._registry(cfg, env), pins, self._adapter(env, cfg))
+        return {"env": env, "ok": True, "pins": dict(sorted(pins.items()))}
+
     def revert_pins(self, env: str, since: str, reason: str = "") -> dict[str, Any]:
         """Pin again every model whose version changed since git revision ``since`` (no `up`):
         the desired state CI rolls back to when a deploy of those pins failed."""

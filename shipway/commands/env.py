@@ -241,6 +241,33 @@ def status(
         _render(rows)
 
 
+@app.command("preflight")
+def preflight(
+    ctx: typer.Context,
+    env: str = typer.Argument(..., help=f"Environment: {', '.join(ENVIRONMENTS)}."),
+    tracking_uri: str | None = TRACKING_URI_OPTION,
+    output: Output = OUTPUT_OPTION,
+) -> None:
+    """Check every pinned version exists and is READY in the env's registry; run before every `pulumi up`.
+
+    A missing or unready version exits 1 naming it, so `up` never starts on a pin the registry
+    cannot serve.
+
+    Example:
+
+        shipway env preflight prod && pulumi up --stack prod
+    """
+    check_env_option(env, "ENV")
+    with cli_errors(output), progress(output, f"pre-flight of '{env}'") as step:
+        services = services_from(ctx, tracking_uri=tracking_uri, progress=step)
+        report = Promoter(services).preflight_env(env)
+    if output is Output.json:
+        print_json(report)
+    else:
+        pins = ", ".join(f"{m} v{v}" for m, v in report["pins"].items())
+        typer.echo(f"{env}: every pinned version is READY ({pins})")
+
+
 @app.command("verify")
 def verify(
     ctx: typer.Context,

@@ -212,6 +212,7 @@ def test_deploy_runs_up_with_the_env_policy_pack_then_verifies_and_rolls_back_on
     deploy = jobs(load("deploy-env.yml"))["deploy"]
     up = step(deploy, "up")["run"]
     assert "pulumi up --stack \"$STACK\"" in up
+    assert up.index('shipway env preflight "$STACK"') < up.index("pulumi up")  # pins READY before every up
     assert '--policy-pack policies --policy-pack-config "policies/config/$STACK.json"' in up
     assert 'shipway env verify "$STACK"' in step(deploy, "verify")["run"]
     rollback = step(deploy, "rollback-pins")
@@ -361,8 +362,8 @@ def _shipway_calls() -> list[tuple[str, list[str]]]:
 def test_every_shipway_invocation_uses_real_commands_and_options():
     root = typer.main.get_command(shipway_app)
     calls = _shipway_calls()
-    assert {c for c, _ in calls} >= {"model promote", "env verify", "env revert-pins", "env status", "env capture",
-                                     "monitor drift"}
+    assert {c for c, _ in calls} >= {"model promote", "env preflight", "env verify", "env revert-pins", "env status",
+                                     "env capture", "monitor drift"}
     for command, flags in calls:
         noun, verb = command.split()
         group = root.commands[noun]  # type: ignore[attr-defined]

@@ -353,3 +353,16 @@ def test_env_capture_writes_one_window_per_model_from_sagemaker_data_capture(
                                                                           "1.0,2.0", "3.0,4.0"]
     bad = cli(services, "env", "capture", "test", "--day", "yesterday")
     assert bad.exit_code == 2 and "'yesterday' is not a day; use YYYY-MM-DD" in bad.output
+
+
+def test_env_preflight_stops_on_a_pin_the_registry_does_not_have(flow: dict[str, Any], services: Services,
+                                                                  repo: Path) -> None:
+    """What deploy-env.yml runs before every `pulumi up`: `shipway env preflight ENV`."""
+    ok = cli(services, "env", "preflight", "test", "--output", "json")
+    assert ok.exit_code == 0, ok.output
+    assert json.loads(ok.stdout)["pins"] == {MODEL: flow["v1"]}
+    path = stackfile.stack_path(repo, "test")
+    path.write_text(path.read_text().replace(f"version: {flow['v1']} ", "version: 99 "))
+    missing = cli(services, "env", "preflight", "test", "--output", "json")
+    assert missing.exit_code == 1
+    assert "99" in missing.output and MODEL in missing.output
