@@ -1,4 +1,4 @@
-"""Operational helpers for the AWS target: verify an endpoint, move packaged model versions.
+"""Operational helpers for the AWS target: move packaged model versions, read an endpoint's version.
 
 Every function takes the region (and optionally a ``boto3.Session`` for an assumed role)
 explicitly; nothing falls back to ``AWS_REGION``/``AWS_DEFAULT_REGION`` or a profile default, so
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import tarfile
 from dataclasses import dataclass, field
@@ -44,59 +43,11 @@ def _client(service: str, region: str, session: boto3.Session | None) -> Any:
 
 
 # ------------------------------------------------------------------------- endpoints
+# Endpoint status, verification and alarms live in the AWS target adapter (shipway/targets/aws.py),
+# the one path the CLI and CI use; these two helpers read what components/aws/endpoint.py writes.
 
 
-@dataclass(frozen=True)
-class EndpointStatus:
-    """What SageMaker reports for one endpoint."""
-
-    name: str
-    status: str
-    config_name: str
-    served_version: int | None  # from the versioned config name; None if it is not ours
-    failure_reason: str | None = None
-    instance_count: int | None = None
-
-
-@dataclass(frozen=True)
-class Verification:
-    """Outcome of verifying that an endpoint serves the pinned version and answers."""
-
-    endpoint: str
-    expected_version: int
-    status: EndpointStatus
-    problems: tuple[str, ...] = ()
-    response: Any = None
-    served_by_variant: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-
-def endpoint_status(
-    endpoint_name: str, *, region: str, session: boto3.Session | None = None
-) -> EndpointStatus:
-    """Describe an endpoint (raises AwsOpsError when it does not exist)."""
-    sm = _client("sagemaker", region, session)
-    try:
-        desc = sm.describe_endpoint(EndpointName=endpoint_name)
-    except ClientError as exc:
-        raise AwsOpsError(f"endpoint {endpoint_name!r} not found in {region}: {exc}") from exc
-    config = desc["EndpointConfigName"]
-    match = _VERSIONED.search(config)
-    variants = desc.get("ProductionVariants") or []
-    return EndpointStatus(
-        name=endpoint_name,
-        status=desc["EndpointStatus"],
-        config_name=config,
-        served_version=int(match["version"]) if match else None,
-        failure_reason=desc.get("FailureReason"),
-        instance_count=variants[0].get("CurrentInstanceCount") if variants else None,
-    )
-
-
-def _served_model_version(sm: Any, config_name: str) -> str | None:
+def served_model_version(sm: Any, config_name: str) -> str | None:
     """The version the config's model container was told it serves (SHIPWAY_MODEL_VERSION)."""
     config = sm.describe_endpoint_config(EndpointConfigName=config_name)
     variants = config.get("ProductionVariants") or []
@@ -106,62 +57,10 @@ def _served_model_version(sm: Any, config_name: str) -> str | None:
     return (model.get("PrimaryContainer") or {}).get("Environment", {}).get("SHIPWAY_MODEL_VERSION")
 
 
-def verify_endpoint(
-    endpoint_name: str,
-    expected_version: int,
-    *,
-    region: str,
-    payload: Any,
-    content_type: str = "application/json",
-    session: boto3.Session | None = None,
-) -> Verification:
-    """The post-deploy check: InService, pinned config and model, and a real invocation succeeds.
-
-    Problems are collected (not raised) so the caller can log all of them and decide to roll
-    back; a missing endpoint is the only exception.
-    """
-    status = endpoint_status(endpoint_name, region=region, session=session)
-    sm = _client("sagemaker", region, session)
-    problems: list[str] = []
-    if status.status != "InService":
-        problems.append(
-            f"status is {status.status}, expected InService"
-            + (f" ({status.failure_reason})" if status.failure_reason else "")
-        )
-    if status.served_version != expected_version:
-        problems.append(
-            f"endpoint config {status.config_name!r} serves version {status.served_version}, "
-            f"expected {expected_version}"
-        )
-    env_version = _served_model_version(sm, status.config_name)
-    if env_version != str(expected_version):
-        problems.append(
-            f"model container reports SHIPWAY_MODEL_VERSION={env_version!r}, expected '{expected_version}'"
-        )
-    response: Any = None
-    variant: str | None = None
-    if status.status == "InService":
-        body = payload if isinstance(payload, bytes | str) else json.dumps(payload)
-        runtime = _client("sagemaker-runtime", region, session)
-        try:
-            answer = runtime.invoke_endpoint(EndpointName=endpoint_name, ContentType=content_type, Body=body)
-        except ClientError as exc:
-            problems.append(f"invocation failed: {exc}")
-        else:
-            raw = answer["Body"].read()
-            variant = answer.get("InvokedProductionVariant")
-            try:
-                response = json.loads(raw)
-            except ValueError:
-                response = raw.decode("utf-8", "replace")
-    return Verification(
-        endpoint=endpoint_name,
-        expected_version=expected_version,
-        status=status,
-        problems=tuple(problems),
-        response=response,
-        served_by_variant=variant,
-    )
+def config_version(config_name: str) -> int | None:
+    """The version in a versioned endpoint config name (``shipway-prod-churn-v4`` -> 4)."""
+    match = _VERSIONED.search(config_name)
+    return int(match["version"]) if match else None
 
 
 # ------------------------------------------------------------------------- artifacts

@@ -91,13 +91,12 @@ class AwsAdapter:
     def _served_version(self, config_name: str) -> int | None:
         """What the model container was told it serves (SHIPWAY_MODEL_VERSION), else the config's -vN."""
         try:
-            env_version = aws_ops._served_model_version(self._client("sagemaker"), config_name)
+            env_version = aws_ops.served_model_version(self._client("sagemaker"), config_name)
         except ClientError:
             env_version = None
         if env_version is not None and str(env_version).isdigit():
             return int(env_version)
-        match = aws_ops._VERSIONED.search(config_name)
-        return int(match["version"]) if match else None
+        return aws_ops.config_version(config_name)
 
     def status(self) -> dict[str, EndpointState]:
         out: dict[str, EndpointState] = {}

@@ -1,4 +1,5 @@
-"""shipway.aws_ops against moto: endpoint verification and cross-account artifact promotion."""
+"""shipway.aws_ops against moto: served-version helpers and cross-account artifact promotion
+(endpoint status and verification: the AWS target adapter, tests/unit/promotion/test_aws_flow.py)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,16 @@ from pathlib import Path
 import boto3
 import pytest
 from moto import mock_aws
-from moto.sagemakerruntime.models import sagemakerruntime_backends
 
 from shipway.aws_ops import (
     SHA_META,
     SOURCE_META,
     AwsOpsError,
+    config_version,
     copy_model_artifacts,
-    endpoint_status,
     package_model_dir,
+    served_model_version,
     upload_model_package,
-    verify_endpoint,
 )
 from shipway_core.names import model_artifact_key
 
@@ -90,49 +90,11 @@ def deploy(version: int, *, model_version_env: str | None = None, region: str = 
     sm.create_endpoint(EndpointName="shipway-prod-churn", EndpointConfigName=versioned)
 
 
-def queue_response(body: str, variant: str = "primary") -> None:
-    sagemakerruntime_backends[ACCOUNT][REGION].results_queue.append((body, "application/json", variant, ""))
-
-
-def test_status_reports_the_served_version_from_the_config_name():
-    deploy(3)
-    status = endpoint_status("shipway-prod-churn", region=REGION)
-    assert (status.status, status.config_name, status.served_version) == (
-        "InService",
-        "shipway-prod-churn-v3",
-        3,
-    )
-
-
-def test_verification_passes_for_the_pinned_version_and_parses_the_answer():
-    deploy(4)
-    queue_response('{"predictions": [1], "model_version": "4"}')
-    result = verify_endpoint("shipway-prod-churn", 4, region=REGION, payload={"inputs": {"tenure": [3]}})
-    assert result.ok, result.problems
-    assert result.response == {"predictions": [1], "model_version": "4"}
-    assert result.served_by_variant == "primary"
-
-
-def test_verification_reports_every_mismatch_with_the_pin():
+def test_the_served_version_is_what_the_container_was_told_and_the_config_name_says():
     deploy(3, model_version_env="2")
-    queue_response('{"predictions": [0]}')
-    result = verify_endpoint("shipway-prod-churn", 4, region=REGION, payload=b'{"inputs": {}}')
-    assert not result.ok
-    assert result.problems == (
-        "endpoint config 'shipway-prod-churn-v3' serves version 3, expected 4",
-        "model container reports SHIPWAY_MODEL_VERSION='2', expected '4'",
-    )
-
-
-def test_region_comes_from_the_argument_never_the_environment_default():
-    deploy(3)  # in eu-west-1, while AWS_DEFAULT_REGION says ap-southeast-2
-    assert endpoint_status("shipway-prod-churn", region=REGION).served_version == 3
-    with pytest.raises(AwsOpsError) as error:
-        endpoint_status("shipway-prod-churn", region=OTHER_REGION)
-    assert str(error.value).startswith(f"endpoint 'shipway-prod-churn' not found in {OTHER_REGION}: ")
-    with pytest.raises(ValueError) as missing:
-        endpoint_status("shipway-prod-churn", region="")
-    assert str(missing.value) == "region: '' is not valid; pass the stack's region explicitly"
+    sm = boto3.client("sagemaker", region_name=REGION)
+    assert served_model_version(sm, "shipway-prod-churn-v3") == "2"
+    assert (config_version("shipway-prod-churn-v3"), config_version("hand-made-config")) == (3, None)
 
 
 # ------------------------------------------------------------------------ artifacts
