@@ -75,6 +75,7 @@ APPLIES: Final[Mapping[str, Applies]] = {
     "azure-containerregistry-registry-disallow-admin-user": (containerregistry.CONTAINER_REGISTRY,),
     "azure-machinelearningservices-workspace-disallow-public-access": (machinelearning.WORKSPACE,),
     "azure-machinelearningservices-workspace-require-cmk-encryption": (machinelearning.WORKSPACE,),
+    "azure-machinelearningservices-registry-disallow-public-access": (machinelearning.REGISTRY,),
     "azure-machinelearningservices-onlineendpoint-disallow-public-access": (machinelearning.ONLINE_ENDPOINT,),
     "azure-machinelearningservices-onlinedeployment-pin-registry-version": (machinelearning.ONLINE_DEPLOYMENT,),
     "azure-machinelearningservices-onlinedeployment-enable-data-capture": (machinelearning.ONLINE_DEPLOYMENT,),
@@ -147,11 +148,13 @@ FAMILIES: Final[Mapping[str, Family]] = {
          "azure-storage-blobcontainer-disallow-public-access", "azure-storage-account-disallow-shared-key",
          "azure-machinelearningservices-workspace-disallow-public-access",
          "azure-machinelearningservices-onlineendpoint-disallow-public-access",
+         "azure-machinelearningservices-registry-disallow-public-access",
          "azure-containerregistry-registry-disallow-admin-user",
          "kubernetes-networking-namespace-require-default-deny", "local-serving-endpoint-bind-loopback",
          "local-serving-endpoint-require-api-key", "local-platform-service-bind-loopback"),
         (*_BUCKETS, rds.INSTANCE, rds.CLUSTER_INSTANCE, lb.LISTENER, storage.ACCOUNT, storage.CONTAINER,
-         machinelearning.WORKSPACE, machinelearning.ONLINE_ENDPOINT, containerregistry.CONTAINER_REGISTRY,
+         machinelearning.WORKSPACE, machinelearning.ONLINE_ENDPOINT, machinelearning.REGISTRY,
+         containerregistry.CONTAINER_REGISTRY,
          network.NAMESPACE, *local("InferenceEndpoint", "TrackingServer", "Prometheus", "Alertmanager", "Jaeger")),
     ),
     "privilege": Family(
@@ -233,6 +236,13 @@ NO_FAMILY: Final[Mapping[str, str]] = {
     "azure-native:monitor:DiagnosticSetting": _COMPANION.format(
         "azure-monitor-resource-require-diagnostic-settings"),
     "azure-native:storage:BlobServiceProperties": _COMPANION.format("its storage account"),
+    "azure-native:machinelearningservices:ManagedNetworkSettingsRule": _COMPANION.format(
+        "azure-machinelearningservices-workspace-disallow-public-access"),
+    **{t: "private networking (VNet, subnet, private endpoints, private DNS): it narrows exposure; the exposure "
+          "rules judge the resources it reaches (publicNetworkAccess)"
+       for t in ("azure-native:network:VirtualNetwork", "azure-native:network:Subnet",
+                 "azure-native:network:PrivateEndpoint", "azure-native:network:PrivateDnsZoneGroup",
+                 "azure-native:privatedns:PrivateZone", "azure-native:privatedns:VirtualNetworkLink")},
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": _COMPANION.format(
         "kubernetes-apps-deployment-require-autoscaling"),
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": _COMPANION.format(

@@ -99,6 +99,17 @@ def build_platform(
                 "secrets-vault": PrivateTarget(vault.key_vault_id, "vault"),
                 "container-registry": PrivateTarget(tracking.container_registry_id, "registry"),
             }), target, opts=opts)
+    # The workspace's managed network allows only approved outbound traffic: deployments pull the
+    # pinned model from the shared registry through this private-endpoint rule.
+    ml = azure_native.machinelearningservices
+    ml.ManagedNetworkSettingsRule(
+        "tracking-registry-outbound", resource_group_name=rg_name, workspace_name=tracking.workspace_name,
+        rule_name="shared-model-registry",
+        properties=ml.PrivateEndpointOutboundRuleArgs(
+            type="PrivateEndpoint", category="UserDefined",
+            destination=ml.PrivateEndpointDestinationArgs(
+                service_resource_id=model_registry_id, subresource_target="amlregistry", spark_enabled=False)),
+        opts=pulumi.ResourceOptions(parent=tracking))
     workspace = WorkspaceRef(
         workspace_name=tracking.workspace_name, workspace_id=tracking.workspace_id,
         storage_account_id=tracking.storage_account_id, container_registry_id=tracking.container_registry_id,

@@ -155,3 +155,12 @@ def test_registry_model_uri_validates_its_parts() -> None:
     with pytest.raises(ValueError) as err:
         registry_model_uri("a", "iris", 4)
     assert str(err.value).startswith("registry_name: 'a' is not valid; use 3-33 letters")
+
+
+def test_the_workspace_managed_network_may_reach_the_shared_registry(prod: Recording) -> None:
+    rule = prod.one("azure-native:machinelearningservices:ManagedNetworkSettingsRule").inputs
+    registry_id = (f"/subscriptions/{AZURE_SUBSCRIPTION}/resourceGroups/shipway-prod/providers/"
+                   "Microsoft.MachineLearningServices/registries/shipway-models")
+    assert rule["ruleName"] == "shared-model-registry"
+    assert rule["properties"] == {"type": "PrivateEndpoint", "category": "UserDefined", "destination": {
+        "serviceResourceId": registry_id, "subresourceTarget": "amlregistry", "sparkEnabled": False}}

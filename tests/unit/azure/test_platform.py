@@ -23,7 +23,7 @@ UNTAGGED = {
     "azure-native:authorization:RoleAssignment", "azure-native:authorization:RoleDefinition",
     "azure-native:managedidentity:FederatedIdentityCredential", "azure-native:monitor:DiagnosticSetting",
     "azure-native:storage:BlobServiceProperties", "azure-native:network:Subnet",
-    "azure-native:network:PrivateDnsZoneGroup",
+    "azure-native:network:PrivateDnsZoneGroup", "azure-native:machinelearningservices:ManagedNetworkSettingsRule",
 }
 
 
