@@ -6,8 +6,10 @@ Component tokens are ``shipway:azure:<Noun>``; ``platform.build_platform`` compo
 
 from components.azure._shared import BUILTIN_ROLES, AzureTarget
 from components.azure.endpoint import InferenceEndpoint, SecretRefs, WorkspaceRef, traffic_map
-from components.azure.identity import DeployIdentity, DeployIdentityArgs
+from components.azure.identity import DeployIdentity, DeployIdentityArgs, deploy_permissions
+from components.azure.network import PrivateNetwork, PrivateNetworkArgs, PrivateTarget
 from components.azure.observability import MonitoredResources, Observability
+from components.azure.registry import ModelRegistry, ModelRegistryArgs, registry_model_uri
 from components.azure.secrets import Secrets
 from components.azure.tracking import TrackingServer
 
@@ -17,11 +19,18 @@ __all__ = [
     "DeployIdentity",
     "DeployIdentityArgs",
     "InferenceEndpoint",
+    "ModelRegistry",
+    "ModelRegistryArgs",
     "MonitoredResources",
     "Observability",
+    "PrivateNetwork",
+    "PrivateNetworkArgs",
+    "PrivateTarget",
     "SecretRefs",
     "Secrets",
     "TrackingServer",
     "WorkspaceRef",
+    "deploy_permissions",
+    "registry_model_uri",
     "traffic_map",
 ]
