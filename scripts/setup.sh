@@ -67,7 +67,7 @@ if [ ! -x "$BIN/pulumi-language-python" ] || [ tools/pulumi-language-python/go.m
   build pulumi-language-python pulumi-language-python "" "$LANGHOST_SDK" \
     github.com/pulumi/pulumi/sdk/python/cmd/pulumi-language-python/v3
 fi
-# Jaeger v2 (traces on the local stack) and actionlint (workflow lint in the tests).
+# Jaeger v2 (traces on the local stack), actionlint (workflow lint in the tests), the log store and the collector.
 stamp_build() { # name module-dir package
   local sum; sum=$(sha256sum "tools/$2/go.mod" "tools/$2/go.sum" | sha256sum | cut -c1-16)
   if [ ! -x "$BIN/$1" ] || [ "$(cat "$BIN/.$1.stamp" 2>/dev/null)" != "$sum" ]; then
@@ -78,6 +78,11 @@ stamp_build() { # name module-dir package
 }
 stamp_build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
 stamp_build actionlint actionlint github.com/rhysd/actionlint/cmd/actionlint
+# The telemetry hub of the local stack (docs/observability.md): VictoriaLogs v1.52.2 (the log
+# store; ~30 s, ~0.5 GB) and our OpenTelemetry Collector distribution (tools/otelcol: core
+# v0.165.0 + contrib v0.165.1; first build several minutes, see docs/engine.md).
+stamp_build victoria-logs victorialogs github.com/VictoriaMetrics/VictoriaLogs/app/victoria-logs
+stamp_build otelcol-shipway otelcol .
 install -m 0755 tools/scripts/pulumi-language-python-exec tools/scripts/pulumi-resource-pulumi-python "$BIN/"
 
 log "ready in $(( $(date +%s) - t0 ))s: $("$BIN/pulumi" version) at $BIN"
