@@ -67,8 +67,16 @@ class LocalSettings:
     endpoint_base_port: int = 8100
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
-    jaeger_otlp_port: int = 4318
+    # Jaeger's own OTLP/HTTP receiver: only the collector sends to it (4318 is the collector's).
+    jaeger_otlp_port: int = 4320
     jaeger_query_port: int = 16686
+    # The OpenTelemetry Collector (the telemetry hub): OTLP in, its own metrics for Prometheus.
+    otlp_grpc_port: int = 4317
+    otlp_http_port: int = 4318
+    collector_metrics_port: int = 8888
+    # VictoriaLogs, the searchable log store (LogsQL at /select/logsql/query).
+    log_store_port: int = 9428
+    log_retention: str = "7d"
     alert_sink_port: int = 9095  # the local Alertmanager receiver (`shipway alerts` reads what it records)
     backend_store_uri: str | None = None  # None: sqlite file under the state dir
     data_dir: str = ".shipway/local"
@@ -368,6 +376,14 @@ _LOCAL_FIELDS = {
     "jaegerOtlpPort": ("jaeger_otlp_port", _port, "use a port number 1024-65535"),
     "jaegerQueryPort": ("jaeger_query_port", _port, "use a port number 1024-65535"),
     "alertSinkPort": ("alert_sink_port", _port, "use a port number 1024-65535"),
+    "otlpGrpcPort": ("otlp_grpc_port", _port, "use a port number 1024-65535"),
+    "otlpHttpPort": ("otlp_http_port", _port, "use a port number 1024-65535"),
+    "collectorMetricsPort": ("collector_metrics_port", _port, "use a port number 1024-65535"),
+    "logStorePort": ("log_store_port", _port, "use a port number 1024-65535"),
+    "logRetention": ("log_retention",
+                     lambda v: isinstance(v, str) and re.fullmatch(r"[1-9][0-9]*[hdwy]", v) is not None,
+                     "use a duration of hours, days, weeks or years such as 12h, 7d, 4w "
+                     "(VictoriaLogs -retentionPeriod)"),
     "backendStoreUri": (
         "backend_store_uri",
         lambda v: v is None or (isinstance(v, str) and v.split(":", 1)[0] in ("sqlite", "postgresql")),
@@ -598,7 +614,9 @@ def platform_ports(local: LocalSettings) -> dict[str, int]:
     return {"local.trackingPort": local.tracking_port, "local.prometheusPort": local.prometheus_port,
             "local.alertmanagerPort": local.alertmanager_port, "local.jaegerOtlpPort": local.jaeger_otlp_port,
             "local.jaegerQueryPort": local.jaeger_query_port,
-            "local.jaegerQueryPort+1": local.jaeger_query_port + 1, "local.alertSinkPort": local.alert_sink_port}
+            "local.jaegerQueryPort+1": local.jaeger_query_port + 1, "local.alertSinkPort": local.alert_sink_port,
+            "local.otlpGrpcPort": local.otlp_grpc_port, "local.otlpHttpPort": local.otlp_http_port,
+            "local.collectorMetricsPort": local.collector_metrics_port, "local.logStorePort": local.log_store_port}
 
 
 def endpoint_ports(models: Mapping[str, ModelPin], local: LocalSettings) -> dict[str, int]:

@@ -78,7 +78,12 @@ def test_good_config_parses_into_typed_objects():
     ({"local": {"trackingPort": 80}}, "shipway:local.trackingPort: 80 is not valid; use a port number 1024-65535"),
     ({"local": {"tracking_port": 5000}},
      "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertSinkPort, alertmanagerPort, "
-     "backendStoreUri, dataDir, endpointBasePort, jaegerOtlpPort, jaegerQueryPort, prometheusPort, trackingPort"),
+     "backendStoreUri, collectorMetricsPort, dataDir, endpointBasePort, jaegerOtlpPort, jaegerQueryPort, "
+     "logRetention, logStorePort, otlpGrpcPort, otlpHttpPort, prometheusPort, trackingPort"),
+    ({"local": {"logRetention": "7 days"}},
+     "shipway:local.logRetention: '7 days' is not valid; use a duration of hours, days, weeks or years such as "
+     "12h, 7d, 4w (VictoriaLogs -retentionPeriod)"),
+    ({"local": {"otlpGrpcPort": 80}}, "shipway:local.otlpGrpcPort: 80 is not valid; use a port number 1024-65535"),
     ({"local": {"backendStoreUri": "mysql://db"}},
      "shipway:local.backendStoreUri: 'mysql://db' is not valid; use a sqlite:/// or postgresql:// URI"),
     ({"registryUri": "http://10.1.2.3:5000"}, "shipway:registryUri: 'http://10.1.2.3:5000' is not valid; "

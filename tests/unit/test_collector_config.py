@@ -1,0 +1,86 @@
+"""The collector configuration generated from shipway_core (one source for every target)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from shipway_core.observability.collector import (
+    COMPONENTS,
+    LOG_STORE_OTLP_PATH,
+    CollectorSpec,
+    LogSource,
+    collector_config,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _spec(**kw: object) -> CollectorSpec:
+    base: dict[str, object] = dict(host="127.0.0.1", traces_endpoint="http://127.0.0.1:4320",
+                                   log_store_url="http://127.0.0.1:9428",
+                                   log_sources=(LogSource("shipway-serving", "/d/endpoints/*/serving.log"),),
+                                   storage_dir="/d/otelcol/storage")
+    base.update(kw)
+    return CollectorSpec(**base)  # type: ignore[arg-type]
+
+
+def test_pipelines_route_traces_to_jaeger_and_logs_to_the_store_with_a_persistent_bounded_queue() -> None:
+    config = collector_config(_spec(queue_size=321))
+    pipelines = config["service"]["pipelines"]
+    assert pipelines["traces"] == {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
+                                   "exporters": ["otlp_http/traces"]}
+    assert pipelines["logs"]["receivers"] == ["file_log/shipway-serving"]
+    assert config["exporters"]["otlp_http/traces"]["traces_endpoint"] == "http://127.0.0.1:4320/v1/traces"
+    logs = config["exporters"]["otlp_http/logs"]
+    assert logs["logs_endpoint"] == "http://127.0.0.1:9428" + LOG_STORE_OTLP_PATH
+    assert logs["sending_queue"] == {"enabled": True, "queue_size": 321, "storage": "file_storage"}
+    assert logs["retry_on_failure"]["enabled"] is True
+    assert config["extensions"]["file_storage"]["directory"] == "/d/otelcol/storage"
+    assert config["receivers"]["otlp"]["protocols"] == {"grpc": {"endpoint": "127.0.0.1:4317"},
+                                                       "http": {"endpoint": "127.0.0.1:4318"}}
+    reader = config["service"]["telemetry"]["metrics"]["readers"][0]["pull"]["exporter"]["prometheus"]
+    assert (reader["host"], reader["port"]) == ("127.0.0.1", 8888)
+
+
+def test_probe_request_lines_are_dropped_and_every_record_names_its_service() -> None:
+    ops = collector_config(_spec())["receivers"]["file_log/shipway-serving"]["operators"]
+    dropped = [op for op in ops if op["type"] == "filter"]
+    assert len(dropped) == 1
+    for route in ("/health", "/ping", "/ready", "/metrics"):
+        assert f'"{route}"' in dropped[0]["expr"]
+    assert '"/invocations"' not in dropped[0]["expr"]
+    assert {"type": "add", "field": 'resource["service.name"]', "value": "shipway-serving"} in ops
+
+
+def test_without_a_storage_dir_the_queue_is_in_memory() -> None:
+    config = collector_config(_spec(storage_dir=None))
+    assert "extensions" not in config and "extensions" not in config["service"]
+    assert "storage" not in config["exporters"]["otlp_http/logs"]["sending_queue"]
+
+
+def test_only_components_the_distribution_builds_are_named() -> None:
+    config = collector_config(_spec())
+    built = (ROOT / "tools" / "otelcol" / "components.go").read_text()
+    for kind, names in COMPONENTS.items():
+        for key in config.get(kind, {}):
+            assert key.split("/")[0] in names, (kind, key)
+    # ... and every type the Python side expects is in components.go.
+    imports = set(re.findall(r'"[^"]+/(\w+)"', built))
+    for pkg in ("otlpreceiver", "filelogreceiver", "batchprocessor", "memorylimiterprocessor", "otlphttpexporter",
+                "filestorage"):
+        assert pkg in imports
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"otlp_grpc_port": 80}, "collector.otlp_grpc_port: 80 is not valid; use a port number 1024-65535"),
+    ({"otlp_http_port": 4317}, "collector ports: gRPC 4317, HTTP 4317 and metrics 8888 must differ"),
+    ({"queue_size": 0}, "collector.queue_size: 0 is not valid; use a positive number of batches"),
+    ({"log_store_url": None}, "collector.log_store_url: None is not valid with log sources"),
+    ({"traces_endpoint": None, "log_sources": ()}, "collector: no pipeline"),
+])
+def test_bad_specs_are_refused_naming_the_field(kw: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        collector_config(_spec(**kw))
