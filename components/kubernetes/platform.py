@@ -89,6 +89,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]]) 
             latency_objective=cfg.slo.latency_objective,
             max_error_rate=cfg.slo.max_error_rate,
             drift_psi=cfg.slo.drift_psi,
+            min_requests=cfg.slo.min_requests,
         ),
         settings,
         namespace=ns,
