@@ -553,6 +553,9 @@ class Promoter:
             elif known_good_rows is not None:
                 features = known_good_rows
             result = adapter.verify(model, version, cfg.slo, features=features, offline=offline)
+            if result.ok and adapter.cloud != "local":
+                alias = self._set_env_alias(adapter, env, model, version)
+                result = dataclasses.replace(result, checks=(*result.checks, alias))
         except Exception as exc:  # any failure to verify is a failed verification, never a silent pass
             result = VerificationResult(
                 model=model,
@@ -572,6 +575,18 @@ class Promoter:
         if result.ok and features is not None:
             self._remember_probe_rows(model, version, features)
         return result
+
+    @staticmethod
+    def _set_env_alias(adapter: TargetAdapter, env: str, model: str, version: int) -> Check:
+        """``models:/<model>@<env>`` follows the verified pin. The local stack sets it itself (ModelPin);
+        on the cloud targets this is the step that does, once the version answers there."""
+        registry = adapter.registry()
+        try:
+            registry.client.set_registered_model_alias(model, env, str(version))
+        except Exception as exc:
+            return Check("alias", False, f"cannot set alias '{env}' of '{model}' to version {version} in "
+                                         f"{registry.tracking_uri}: {type(exc).__name__}: {exc}")
+        return Check("alias", True, f"alias '{env}' of '{model}' points at version {version}")
 
     def _probe_rows_path(self, model: str, version: int) -> Path:
         return self.root / ".shipway" / "cache" / "probe-rows" / model / f"{version}.csv"

@@ -252,6 +252,7 @@ def test_env_status_promote_verify_alarm_rollback_on_aws(flow: dict[str, Any], s
     assert outcome["verification"]["probe"]["requests"] > 0 and outcome["verification"]["probe"]["error_rate"] == 0.0
     assert outcome["verification"]["url"] == f"sagemaker:{REGION}:{endpoint_name('test')}"
     assert status_of(services, "test")["serving_version"] == v4
+    assert registry.alias_target(MODEL, "test") == v4 and checks["alias"]["ok"] is True
 
     # Nothing fires: a guarded rollback leaves the pin alone.
     quiet = cli(services, "model", "rollback", MODEL, "--env", "test", "--when-alarming", "--output", "json")
@@ -268,6 +269,7 @@ def test_env_status_promote_verify_alarm_rollback_on_aws(flow: dict[str, Any], s
     assert back["decision"]["reason"] == (f"alarm firing: {endpoint_name('test')}-error-rate (error_rate); "
                                           f"roll back to version {v1}")
     assert back["verification"]["checks"]["version"]["served"] == v1
+    assert registry.alias_target(MODEL, "test") == v1  # the env alias follows the verified pin
     assert stackfile.read_pins(stackfile.stack_path(repo, "test"))[MODEL] == v1
     after = status_of(services, "test")
     assert (after["pinned"], after["serving_version"]) == (v1, v1)
