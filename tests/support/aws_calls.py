@@ -93,7 +93,7 @@ DEPLOY_ROLE_CALLS: tuple[Call, ...] = (
     Call("pulumi up (pin)", "sagemaker:ListTags", f"{SM}:endpoint-config/{ENDPOINT}-v5"),
     Call("pulumi up (pin)", "sagemaker:DeleteEndpointConfig", f"{SM}:endpoint-config/{ENDPOINT}-v4"),
     Call("pulumi up (pin)", "sagemaker:DeleteModel", f"{SM}:model/{ENDPOINT}-v4"),
-    Call("pulumi up (pin): the stack moves the env alias", "sagemaker-mlflow:SetRegisteredModelAlias",
+    Call("shipway env verify: the env alias follows the verified pin", "sagemaker-mlflow:SetRegisteredModelAlias",
          f"{SM}:mlflow-tracking-server/shipway-prod-mlflow"),
     # shipway env verify / env status (AwsAdapter.status, .verify; registry through sagemaker-mlflow)
     Call("shipway env verify", "sagemaker:DescribeEndpoint", f"{SM}:endpoint/{ENDPOINT}"),
