@@ -35,7 +35,10 @@ pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "policies"
-STACK = "k8s"
+STACK = "k8s"  # the committed stack file
+# In the throwaway project the stack is named after its environment, as the CLI expects
+# (`shipway env status dev`): the committed k8s stack file becomes stacks/Pulumi.dev.yaml there.
+PROJECT_STACK = "dev"
 MODEL = "iris-classifier"
 DEPLOYMENT = f"serve-{MODEL}"
 
@@ -108,9 +111,9 @@ class K8sProject:
                 virtualenv: {ROOT / '.venv'}
             """))
         shutil.copy(ROOT / "infra" / "__main__.py", self.dir / "infra" / "__main__.py")
-        self.stack_file = self.dir / "stacks" / f"Pulumi.{STACK}.yaml"
+        self.stack_file = self.dir / "stacks" / f"Pulumi.{PROJECT_STACK}.yaml"
         shutil.copy(ROOT / "stacks" / f"Pulumi.{STACK}.yaml", self.stack_file)
-        self.env = engine.pulumi_env(STACK, ROOT)
+        self.env = engine.pulumi_env(PROJECT_STACK, ROOT)
         (base / "state").mkdir()
         self.env.update({"PULUMI_BACKEND_URL": f"file://{base / 'state'}", "KUBECONFIG": str(cluster.kubeconfig),
                          "PULUMI_CONFIG_PASSPHRASE": "k8s-target-test"})
@@ -130,7 +133,7 @@ class K8sProject:
         self.stack_file.write_text(yaml.safe_dump(doc, sort_keys=False))
 
     def pulumi(self, *args: str, check: bool = True, timeout: int = 900) -> subprocess.CompletedProcess[str]:
-        cmd = [str(engine.pulumi_binary(ROOT)), *args, "--stack", STACK, "--non-interactive"]
+        cmd = [str(engine.pulumi_binary(ROOT)), *args, "--stack", PROJECT_STACK, "--non-interactive"]
         out = subprocess.run(cmd, cwd=self.dir, env=self.env, text=True, capture_output=True, timeout=timeout,
                              check=False)
         if check and out.returncode != 0:
@@ -284,6 +287,47 @@ def test_rollback_returns_to_version_one(project: K8sProject, cluster: KubeClust
     dep = deployment(cluster)
     assert served_version(dep) == "1"
     assert rolled_out(dep), dep.get("status")
+
+
+def test_cli_env_status_and_adapter_verification_read_the_live_cluster(project: K8sProject,
+                                                                       cluster: KubeCluster) -> None:
+    """`shipway env status` on a Kubernetes stack goes through the target adapter to the API server."""
+    from shipway.targets.base import AdapterContext
+    from shipway.targets.kubernetes import KubernetesAdapter
+    from shipway_core.config import SloSettings, load_stack_file
+    from shipway_core.outputs import PlatformOutputs
+
+    out = subprocess.run([str(ROOT / ".venv" / "bin" / "shipway"), "--root", str(project.dir), "env", "status",
+                          PROJECT_STACK, "--output", "json"], env=project.env, text=True, capture_output=True,
+                         timeout=300, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    report = json.loads(text[text.index("{") if text.lstrip().startswith("{") else text.index("["):])
+    assert MODEL in json.dumps(report)
+    row = json.dumps(report)
+    assert '"serving_version": 1' in row or '"served_version": 1' in row, row
+    assert '"up"' in row, row
+
+    outputs = PlatformOutputs.from_exports(json.loads(project.pulumi("stack", "output", "--json",
+                                                                     "--show-secrets").stdout), stack=PROJECT_STACK)
+    cfg = load_stack_file(project.stack_file)
+    old_kubeconfig = os.environ.get("KUBECONFIG")
+    os.environ["KUBECONFIG"] = str(cluster.kubeconfig)
+    try:
+        adapter = KubernetesAdapter(outputs, cfg, AdapterContext(root=project.dir, registry_factory=lambda u: None))
+        state = adapter.status()[MODEL]
+        assert (state.served_version, state.state) == (1, "up"), state
+        good = adapter.verify(MODEL, 1, SloSettings())
+        assert good.ok, good.as_dict()
+        assert "rolled out version 1" in good.checks[0].message
+        wrong = adapter.verify(MODEL, 2, SloSettings())
+        assert not wrong.ok and "serves version 1" in wrong.reason, wrong.as_dict()
+        assert adapter.api_key(MODEL)  # read from the endpoint's Secret through the API server
+    finally:
+        if old_kubeconfig is None:
+            os.environ.pop("KUBECONFIG", None)
+        else:
+            os.environ["KUBECONFIG"] = old_kubeconfig
 
 
 def test_second_up_without_change_reports_no_changes(project: K8sProject) -> None:
