@@ -305,8 +305,12 @@ class _Handler(BaseHTTPRequestHandler):
         ep = self.fake.endpoints.get(endpoint)
         if ep is None:
             return self._send(404, {"message": "endpoint not found"})
-        if self.headers.get("Authorization") not in (f"Bearer {ep.keys[0]}", f"Bearer {ep.keys[1]}"):
+        auth = self.headers.get("Authorization", "")
+        if ep.auth_mode == "Key" and auth not in (f"Bearer {ep.keys[0]}", f"Bearer {ep.keys[1]}"):
             return self._send(401, {"message": "key auth failed"})
+        if ep.auth_mode == "AADToken" and (not auth.startswith("Bearer ") or auth in (
+                f"Bearer {ep.keys[0]}", f"Bearer {ep.keys[1]}")):
+            return self._send(401, {"message": "an Entra ID token for https://ml.azure.com is required"})
         name = self.headers.get("azureml-model-deployment")
         if name is None:
             live = [d for d, pct in sorted(ep.traffic.items(), key=lambda kv: -kv[1]) if pct > 0]

@@ -32,8 +32,10 @@ from components.azure.identity import deploy_permissions
 from shipway import stackfile
 from shipway.audit import AuditLog
 from shipway.cli import app as root
-from shipway.promotion import Services
+from shipway.gates import LABEL_COLUMN
+from shipway.promotion import Promoter, Services
 from shipway.targets import azure as azure_target
+from shipway_core.config import SloSettings
 from tests.support.azureml_fake import AzureMLFake, FakeDeployment, FakeEndpoint, serve
 from tests.unit.promotion.conftest import ACTOR, MODEL, FakeEngine, iris_registry, registry  # noqa: F401
 
@@ -150,7 +152,7 @@ def flow(tmp_path: Path, registry: Any, iris_registry: Any,  # noqa: F811 - fixt
             actor=ACTOR, action="verify", env="test", model=MODEL, to_version=v1, outcome="ok",
             reason="first deploy of this model in this environment")
         yield {"fake": fake, "engine": engine, "services": services, "v1": v1, "v4": v4, "slept": slept,
-               "shifts": shifts, "root": tmp_path}
+               "shifts": shifts, "root": tmp_path, "iris_golden": iris_registry.golden}
 
 
 def cli(services: Services, *args: str) -> Any:
@@ -232,8 +234,6 @@ def test_an_alert_during_the_shift_returns_traffic_and_rolls_the_pin_back(flow: 
     assert list(fake.endpoints[ENDPOINT].deployments) == [f"v{v1}"]
 
     # The same alerts drive the rollback decision while they fire.
-    from shipway.promotion import Promoter
-
     promoter = Promoter(services)
     cfg = stackfile.load_config(stackfile.stack_path(flow["root"], "test"))
     decision = services.adapter("test", cfg, promoter.audit).rollback_decision(MODEL)
@@ -285,3 +285,17 @@ def test_the_deploy_identity_holds_exactly_what_the_adapter_calls(flow: dict[str
     }
     assert set(actions) - used == by_up
     assert data_actions == []
+
+
+def test_aad_token_endpoints_are_probed_with_an_entra_token_not_a_key(flow: dict[str, Any]) -> None:
+    """The default auth mode (AADToken): no listKeys call; the probe carries a token for ml.azure.com."""
+    services, fake, v1 = flow["services"], flow["fake"], flow["v1"]
+    fake.endpoints[ENDPOINT].auth_mode = "AADToken"
+    cfg = stackfile.load_config(stackfile.stack_path(flow["root"], "test"))
+    adapter = services.adapter("test", cfg, Promoter(services).audit)
+    golden = flow["iris_golden"].drop(columns=[LABEL_COLUMN]).head(5)
+    probed = adapter.verify(MODEL, v1, SloSettings(latency_p99_ms=5000), features=golden)
+    assert probed.ok, probed.reason
+    assert "endpoint-listkeys" not in fake.routes_called()
+    assert {c.headers["Authorization"] for c in fake.calls if c.route == "score"} == {
+        "Bearer token-for-https://ml.azure.com/.default"}
