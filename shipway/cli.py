@@ -1,23 +1,22 @@
 """`shipway` command line: nouns and verbs (`shipway model promote`, `shipway env status`).
 
 Each noun lives in its own module under ``shipway/commands/`` and is registered here, so
-the root stays a table of contents.
+the root stays a table of contents. A noun's module is imported only when that noun runs
+(or its own ``--help`` is asked for): ``shipway --help`` and ``shipway audit verify`` do not
+pay for pandas, scipy and MLflow that ``shipway model promote`` needs.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 import typer
-
-app = typer.Typer(
-    name="shipway",
-    help="Shipway: one paved path from experiment to production, on Pulumi.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+from typer import _click as click  # typer 0.29 vendors click: its Command, not the PyPI one
+from typer.core import TyperCommand, TyperGroup
 
 # noun -> (module, help). A module exposes `app: typer.Typer`.
 _NOUNS = {
@@ -33,14 +32,51 @@ _NOUNS = {
     "test": ("shipway.commands.test_cmd", "Non-functional tests of a candidate: load, resilience, security."),
 }
 
-for _noun, (_module, _help) in _NOUNS.items():
-    try:
-        _mod = importlib.import_module(_module)
-    except ModuleNotFoundError as exc:  # a noun not built yet must not break the others
-        if exc.name != _module:
-            raise
-        continue
-    app.add_typer(_mod.app, name=_noun, help=_help)
+
+class _LazyNoun(TyperCommand):
+    """A noun listed in the root's help by name and help text; its module is imported when it runs.
+
+    The root group resolves the placeholder and calls ``make_context`` on it: that is where
+    the real Typer group is built, and the context it returns carries the real command.
+    """
+
+    def __init__(self, name: str, module: str, help_text: str) -> None:
+        super().__init__(name=name, help=help_text, short_help=help_text, add_help_option=False)
+        self.module = module
+        self._real: click.Command | None = None
+
+    def load(self) -> click.Command:
+        """The noun's real click group (imports its module once)."""
+        if self._real is None:
+            # Mounted exactly as `add_typer` mounts it (a one-command noun stays a group).
+            holder = typer.Typer(add_completion=False)
+            holder.add_typer(importlib.import_module(self.module).app, name=self.name, help=self.help)
+            sub = typer.main.get_command(holder).commands[str(self.name)]  # type: ignore[attr-defined]
+            self._real = sub
+        return self._real
+
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        return self.load().make_context(info_name, args, parent=parent, **extra)
+
+
+class _LazyGroup(TyperGroup):
+    """The root group: the nouns of ``_NOUNS`` as lazy placeholders (a module not built yet is left out)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        for noun, (module, help_text) in _NOUNS.items():
+            if noun not in self.commands and importlib.util.find_spec(module) is not None:
+                self.commands[noun] = _LazyNoun(noun, module, help_text)
+
+
+app = typer.Typer(
+    name="shipway",
+    cls=_LazyGroup,
+    help="Shipway: one paved path from experiment to production, on Pulumi.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 
 ROOT_OPTION = typer.Option(
