@@ -812,6 +812,19 @@ def _cross_check(stack: str, cloud: str | None, environment: str | None, raw: Ma
         if kubernetes.artifact_store != "pvc" and not kubernetes.artifact_uri:
             problems.missing("kubernetes.artifactUri", f"the {kubernetes.artifact_store} artifact location; "
                              + _SET.format(key="kubernetes.artifactUri", stack=stack))
+        if environment in ("test", "prod"):
+            # The registry of a promoted environment must survive a node or a pod: MLflow runs two
+            # replicas on shared object storage, against a managed, backed-up database.
+            if kubernetes.artifact_store == "pvc":
+                problems.add("kubernetes.artifactStore", "pvc",
+                             f"{environment} keeps artifacts in object storage shared by the MLflow replicas "
+                             "(a ReadWriteOnce volume pins MLflow to one pod): use s3 or azureblob with "
+                             "kubernetes.artifactUri")
+            if kubernetes.tracking_database_uri is None:
+                problems.missing("kubernetes.trackingDatabaseUri",
+                                 f"{environment} uses a managed PostgreSQL (backups, point-in-time restore) "
+                                 "instead of the single in-cluster dev database; "
+                                 + _SET.format(key="kubernetes.trackingDatabaseUri", stack=stack))
 
 
 def parse_stack_config(stack: str, raw: Mapping[str, Any], *, source: str = "settings",

@@ -174,7 +174,9 @@ class TrackingServer(pulumi.ComponentResource):
             backend_uri = settings.tracking_database_uri
         self.artifact_volume_claim = self._artifact_claim() if settings.artifact_store == "pvc" else None
         """PVC holding artifacts when artifact_store is pvc (None otherwise)."""
-        self._server(backend_uri, replicas=2 if args.environment == "prod" else 1)
+        # Two replicas wherever the registry must stay up through a rollout or a node loss (test and
+        # prod, which the config requires to use object storage and a managed database).
+        self._server(backend_uri, replicas=2 if args.environment in ("test", "prod") else 1)
 
         self.tracking_uri = pulumi.Output.concat(
             "http://",

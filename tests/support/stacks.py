@@ -25,6 +25,11 @@ KUBERNETES_IMAGES: dict[str, Any] = {
     "postgresImage": f"registry.example.internal/library/postgres@{DIGEST}",
     "otelCollectorImage": f"registry.example.internal/otel/opentelemetry-collector-k8s@{DIGEST}",
 }
+KUBERNETES_REGISTRY_STORES: dict[str, Any] = {
+    "artifactStore": "s3",
+    "artifactUri": "s3://shipway-ml-artifacts/mlflow",
+    "trackingDatabaseUri": "postgresql://mlflow@mlflow-db.example.internal:5432/mlflow",
+}
 # Decrypted secret values, as the engine hands them to the program.
 SECRETS = {"endpointApiKey": "0123456789abcdef0123456789abcdef", "trackingDbPassword": "not-a-real-password"}
 
@@ -40,6 +45,9 @@ def with_target_settings(raw: Mapping[str, Any]) -> dict[str, Any]:
                         **(out.get("azure") or {})}
     elif cloud == "kubernetes":
         out["kubernetes"] = {**KUBERNETES_IMAGES, **(out.get("kubernetes") or {})}
+        if out.get("environment") in ("test", "prod"):
+            # test and prod keep the registry on object storage and a managed database (config.py)
+            out["kubernetes"] = {**KUBERNETES_REGISTRY_STORES, **out["kubernetes"]}
     return out
 
 

@@ -158,3 +158,21 @@ def test_platform_rejects_a_model_name_too_long_for_its_endpoint() -> None:
     with pytest.raises(ValueError) as err:
         build_platform(stack_config(models={model: {"version": 1}}), {})
     assert str(err.value) == _name_error(f"serve-{model}", 55)
+
+
+@pytest.mark.parametrize("environment", ["test", "prod"])
+def test_promoted_environments_refuse_the_single_pod_registry_stores(environment: str) -> None:
+    """test/prod: object-storage artifacts and a managed database, or one error naming both keys."""
+    from shipway_core.config import StackConfigError, parse_stack_config
+    from tests.support.stacks import KUBERNETES_IMAGES
+
+    raw = {"cloud": "kubernetes", "environment": environment, "owner": "o", "costCenter": "c",
+           "dataClassification": "internal", "models": {"churn": {"version": 1}},
+           "kubernetes": {**KUBERNETES_IMAGES, "artifactStore": "pvc"}}
+    with pytest.raises(StackConfigError) as error:
+        parse_stack_config(environment, raw)
+    text = str(error.value)
+    assert "shipway:kubernetes.artifactStore: 'pvc' is not valid" in text
+    assert "shipway:kubernetes.trackingDatabaseUri: is required" in text
+    dev = parse_stack_config("dev", {**raw, "environment": "dev"})
+    assert dev.kubernetes.artifact_store == "pvc" and dev.kubernetes.tracking_database_uri is None

@@ -37,9 +37,22 @@ def run(cfg: StackConfig, secrets: dict[str, pulumi.Output[str]] | None = None) 
 
 @pytest.fixture(scope="module")
 def prod() -> Recording:
+    """prod: object-storage artifacts and a managed database (what config.py requires there)."""
     return run(
         stack_config("prod", models={"churn": {"version": 3, "instances": 2}, "fraud": {"version": 12, "instances": 3}})
     )
+
+
+@pytest.fixture(scope="module")
+def dev_stores() -> Recording:
+    """dev's in-cluster PostgreSQL StatefulSet and artifact volume (the objects prod does not have)."""
+    return run(stack_config("dev"))
+
+
+def in_cluster_stores(dev: Recording) -> list[Any]:
+    return [r for r in dev.resources if r.type in ("kubernetes:apps/v1:StatefulSet",
+                                                   "kubernetes:core/v1:PersistentVolumeClaim")
+            or (r.type.startswith("kubernetes:") and "postgres" in r.name)]
 
 
 def test_component_tree(prod: Recording) -> None:
@@ -98,9 +111,10 @@ def test_every_namespaced_object_is_in_the_environment_namespace(prod: Recording
         assert m["metadata"]["labels"]["cost-center"] == "cc-1234", m["metadata"]["name"]
 
 
-def test_every_pod_meets_pod_security_restricted(prod: Recording) -> None:
-    workloads = [r for t in WORKLOAD_TYPES for r in prod.of_type(t)]
-    assert len(workloads) == 5
+def test_every_pod_meets_pod_security_restricted(prod: Recording, dev_stores: Recording) -> None:
+    workloads = [r for t in WORKLOAD_TYPES for r in [*prod.of_type(t), *dev_stores.of_type(t)]
+                 if t == "kubernetes:apps/v1:StatefulSet" or r in prod.resources]
+    assert len(workloads) == 5  # MLflow (2 replicas in prod), collector, 2 endpoints + dev's PostgreSQL
     for workload in workloads:
         spec = pod_spec(workload)
         assert spec["securityContext"]["runAsNonRoot"] is True, workload.name
@@ -122,9 +136,11 @@ def test_every_pod_meets_pod_security_restricted(prod: Recording) -> None:
             assert "envFrom" not in c, workload.name
 
 
-def test_only_the_collector_gets_an_api_token(prod: Recording) -> None:
+def test_only_the_collector_gets_an_api_token(prod: Recording, dev_stores: Recording) -> None:
     tokens = {
-        r.name: r.inputs["automountServiceAccountToken"] for r in prod.of_type("kubernetes:core/v1:ServiceAccount")
+        r.name: r.inputs["automountServiceAccountToken"]
+        for r in [*prod.of_type("kubernetes:core/v1:ServiceAccount"), *in_cluster_stores(dev_stores)]
+        if r.type == "kubernetes:core/v1:ServiceAccount"
     }
     assert tokens == {
         "mlflow-account": False,
@@ -137,10 +153,12 @@ def test_only_the_collector_gets_an_api_token(prod: Recording) -> None:
 
 
 @pytest.mark.parametrize("version", VERSIONS)
-def test_rendered_manifests_pass_the_kubernetes_schema(prod: Recording, version: str) -> None:
+def test_rendered_manifests_pass_the_kubernetes_schema(prod: Recording, dev_stores: Recording, version: str) -> None:
     skipped: list[str] = []
     validated: list[str] = []
-    for m in manifests(prod):
+    store_names = {r.inputs.get("metadata", {}).get("name") for r in in_cluster_stores(dev_stores)}
+    dev_only = [m for m in manifests(dev_stores) if m["metadata"]["name"] in store_names]
+    for m in [*manifests(prod), *dev_only]:
         name = f"{m['kind']}/{m['metadata']['name']}"
         try:
             kubernetes_validate.validate(m, version, strict=True)
