@@ -21,6 +21,7 @@ from shipway.locks import LockBusy
 from shipway.promotion import PromotionError, Services, UnknownInput
 from shipway.registry import RegistryError
 from shipway.stackfile import StackFileError
+from shipway.targets.base import TargetError
 from shipway.verify import VerificationError
 from shipway_core.config import ENVIRONMENTS
 from shipway_core.names import MODEL_NAME_RULE, is_model_name
@@ -109,7 +110,8 @@ def cli_errors(output: Output) -> Iterator[None]:
         raise typer.BadParameter(str(exc), param_hint=exc.param) from exc
     except PromotionError as exc:
         raise fail(str(exc), exc.outcome, output) from exc
-    except (StackFileError, RegistryError, AuditError, VerificationError, LockBusy) as exc:
+    except (StackFileError, RegistryError, AuditError, VerificationError, LockBusy, TargetError) as exc:
+        # TargetError: a target adapter could not do its part (e.g. the Azure registry lacks the version)
         raise fail(str(exc), None, output) from exc
 
 

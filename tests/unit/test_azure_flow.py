@@ -248,10 +248,11 @@ def test_preflight_refuses_a_version_missing_from_the_shared_registry(flow: dict
     fake.registry_versions.discard((REG, MODEL, v4))
     result = cli(services, "model", "promote", MODEL, "--to", "test", "--version", str(v4), "--apply",
                  "--output", "json")
-    assert result.exit_code != 0
-    # shipway.promotion lets the adapter's TargetError through (no CLI message formatting yet).
-    said = result.output + str(result.exception or "")
-    assert f"version {v4} of '{MODEL}' is not usable in the Azure ML registry '{REG}'" in said
+    assert result.exit_code == 1  # a clear error, not a traceback
+    assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit)
+    said = json.loads(result.stdout[result.stdout.index("{"):])
+    assert said["ok"] is False
+    assert f"version {v4} of '{MODEL}' is not usable in the Azure ML registry '{REG}'" in said["error"]
     assert stackfile.read_pins(stackfile.stack_path(flow["root"], "test"))[MODEL] == flow["v1"]
     assert flow["engine"].up_calls == []
 
