@@ -24,14 +24,18 @@ from components.common import (
 from components.local.providers import (
     AlertmanagerProvider,
     AlertSinkProvider,
+    CollectorProvider,
     DeliveryMetricsProvider,
     EndpointProvider,
     JaegerProvider,
+    LogStoreProvider,
     PrometheusProvider,
     SecretFileProvider,
     TrackingServerProvider,
 )
 from shipway_core.names import secret_slug, validate_secret_keys
+from shipway_core.observability.collector import CollectorSpec, LogSource, collector_config
+from shipway_core.observability.collector import render_yaml as render_collector_yaml
 from shipway_core.observability.delivery import DELIVERY_JOB
 
 LOOPBACK = "127.0.0.1"
@@ -193,8 +197,9 @@ class InferenceEndpoint(pulumi.ComponentResource):
 
 def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml",
                       alertmanager: str | None = None, supervisor_targets: str | None = None,
-                      delivery: str | None = None) -> str:
-    """A scrape config for every endpoint (model label from the key), as YAML text."""
+                      delivery: str | None = None, telemetry: Mapping[str, str] | None = None) -> str:
+    """A scrape config for every endpoint (model label from the key), as YAML text; ``telemetry``
+    adds one job per pipeline process (job name -> host:port serving /metrics)."""
     import yaml
 
     targets = [{"targets": [url.removeprefix("http://")], "labels": {"model": model}}
@@ -214,6 +219,8 @@ def prometheus_config(endpoints: Mapping[str, str], rule_file: str = "rules.yml"
     if delivery:
         # The audit trail's delivery figures: every model and env in the trail, labelled by both.
         config["scrape_configs"].append({"job_name": DELIVERY_JOB, "static_configs": [{"targets": [delivery]}]})
+    for job, target in sorted((telemetry or {}).items()):
+        config["scrape_configs"].append({"job_name": job, "static_configs": [{"targets": [target]}]})
     if alertmanager:
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     return yaml.safe_dump(config, sort_keys=False)
@@ -237,6 +244,7 @@ class Observability(pulumi.ComponentResource):
     def __init__(self, name: str, args: ObservabilityArgs, placement: LocalPlacement, rules_yaml: str,
                  alertmanager: LocalPlacement, binaries: Mapping[str, str] | None = None,
                  alert_sink: LocalPlacement | None = None, delivery: LocalPlacement | None = None,
+                 telemetry: Mapping[str, str] | None = None,
                  audit_log: str | None = None, opts: pulumi.ResourceOptions | None = None):
         validate_tags(args.tags)
         reject_unsupported("local", "log_retention_days", args.log_retention_days,
@@ -300,7 +308,7 @@ class Observability(pulumi.ComponentResource):
         config = pulumi.Output.all(endpoints, *waits).apply(
             lambda parts: prometheus_config(parts[0], alertmanager=am_target,
                                             supervisor_targets=placement.targets_dir,
-                                            delivery=delivery_target).replace(
+                                            delivery=delivery_target, telemetry=telemetry).replace(
                 "__SELF__", f"{LOOPBACK}:{placement.port}"))
         self.process = _Process(PrometheusProvider(), f"{name}-prometheus", {
             "shipwayKind": "Prometheus",
@@ -391,3 +399,64 @@ class Tracing(pulumi.ComponentResource):
         self.otlp_endpoint = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{otlp_port}")
         self.query_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
         self.register_outputs({"otlp_endpoint": self.otlp_endpoint, "query_url": self.query_url})
+
+
+class TelemetryHub(pulumi.ComponentResource):
+    """VictoriaLogs (the searchable log store) and the OpenTelemetry Collector in front of it and
+    of Jaeger: the serving app sends spans to the collector, which also tails every platform
+    process log into the store. The collector config comes from
+    shipway_core.observability.collector, the one source every target uses."""
+
+    otlp_endpoint: pulumi.Output[str]
+    """The collector's OTLP/HTTP base URL (what the serving app exports spans to)."""
+    log_store_url: pulumi.Output[str]
+    """VictoriaLogs' URL (LogsQL at /select/logsql/query, web UI at /select/vmui)."""
+    scrape_targets: dict[str, str]
+    """Prometheus job name -> host:port of the process's /metrics (otelcol, victorialogs)."""
+
+    def __init__(self, name: str, environment: str, tags: Mapping[str, str], *, log_store: LocalPlacement,
+                 collector: LocalPlacement, otlp_grpc_port: int, metrics_port: int, retention: str,
+                 traces_endpoint: pulumi.Input[str], log_sources: list[LogSource],
+                 binaries: Mapping[str, str], opts: pulumi.ResourceOptions | None = None):
+        validate_tags(tags)
+        log_store.validate("log_store")
+        collector.validate("collector")
+        for tool in ("victoria-logs", "otelcol-shipway"):
+            path = binaries.get(tool, "")
+            if not Path(path).exists():
+                raise ValueError(f"binaries: {tool} not found at {path!r}; the project setup builds it from Go "
+                                 "modules (run `make setup`)")
+        super().__init__("shipway:local:TelemetryHub", name, None, opts)
+        store = _Process(LogStoreProvider(), f"{name}-victorialogs", {
+            "shipwayKind": "LogStore",
+            "host": LOOPBACK,
+            "port": log_store.port,
+            "binary": binaries["victoria-logs"],
+            "retention": retention,
+            "dataDir": log_store.data_dir,
+            "environment": environment,
+        }, pulumi.ResourceOptions(parent=self), log_store)
+        store_url = f"http://{LOOPBACK}:{log_store.port}"
+
+        def config(trace_url: str) -> str:
+            return render_collector_yaml(collector_config(CollectorSpec(
+                host=LOOPBACK, otlp_grpc_port=otlp_grpc_port, otlp_http_port=collector.port,
+                metrics_port=metrics_port, traces_endpoint=trace_url, log_store_url=store_url,
+                log_sources=tuple(log_sources), storage_dir=str(Path(collector.data_dir) / "storage"),
+                environment=environment)))
+
+        hub = _Process(CollectorProvider(), f"{name}-otelcol", {
+            "shipwayKind": "Collector",
+            "host": LOOPBACK,
+            "port": collector.port,
+            "metricsPort": metrics_port,
+            "binary": binaries["otelcol-shipway"],
+            "configYaml": pulumi.Output.all(pulumi.Output.from_input(traces_endpoint), store.pid).apply(
+                lambda parts: config(parts[0])),
+            "dataDir": collector.data_dir,
+            "environment": environment,
+        }, pulumi.ResourceOptions(parent=self), collector)
+        self.otlp_endpoint = hub.pid.apply(lambda _pid: f"http://{LOOPBACK}:{collector.port}")
+        self.log_store_url = store.pid.apply(lambda _pid: store_url)
+        self.scrape_targets = {"otelcol": f"{LOOPBACK}:{metrics_port}", "victorialogs": f"{LOOPBACK}:{log_store.port}"}
+        self.register_outputs({"otlp_endpoint": self.otlp_endpoint, "log_store_url": self.log_store_url})

@@ -20,12 +20,14 @@ from components.local.components import (
     LocalPlacement,
     Observability,
     Secrets,
+    TelemetryHub,
     Tracing,
     TrackingServer,
 )
 from components.registry.pin import ModelPin, ModelPinArgs
 from shipway_core.config import StackConfig, endpoint_ports
 from shipway_core.local import data_root
+from shipway_core.observability.collector import LogSource
 from shipway_core.observability.delivery import AUDIT_RELATIVE_PATH
 
 
@@ -67,6 +69,26 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
     tracing = Tracing("tracing", cfg.environment, tags,
                       LocalPlacement(str(data / "jaeger"), cfg.local.jaeger_query_port, targets),
                       otlp_port=cfg.local.jaeger_otlp_port, binary=jaeger)
+    # The collector is the hub: spans from the serving apps go through it to Jaeger, and it
+    # tails every platform process log into VictoriaLogs. Without its binaries (setup not run
+    # since issue 24) the apps fall back to exporting straight to Jaeger, with a warning.
+    tools = root / ".shipway" / "tools" / "bin"
+    binaries = {"victoria-logs": str(tools / "victoria-logs"), "otelcol-shipway": str(tools / "otelcol-shipway")}
+    otlp_endpoint: pulumi.Output[str] = tracing.otlp_endpoint
+    telemetry_targets: dict[str, str] = {}
+    if all(Path(b).exists() for b in binaries.values()):
+        hub = TelemetryHub("telemetry", cfg.environment, tags,
+                           log_store=LocalPlacement(str(data / "victorialogs"), cfg.local.log_store_port, targets),
+                           collector=LocalPlacement(str(data / "otelcol"), cfg.local.otlp_http_port, targets),
+                           otlp_grpc_port=cfg.local.otlp_grpc_port, metrics_port=cfg.local.collector_metrics_port,
+                           retention=cfg.local.log_retention, traces_endpoint=tracing.otlp_endpoint,
+                           log_sources=[LogSource("shipway-serving", str(data / "endpoints" / "*" / "serving.log")),
+                                        LogSource("mlflow", str(data / "mlflow" / "mlflow-server.log"))],
+                           binaries=binaries)
+        otlp_endpoint, telemetry_targets = hub.otlp_endpoint, hub.scrape_targets
+    else:
+        pulumi.log.warn(f"no collector or log store binary in {tools}: spans go straight to Jaeger and no log is "
+                        "collected; run `make setup` to build them")
 
     endpoints: dict[str, InferenceEndpoint] = {}
     # Pinned per model (models.<name>.port): a model's address never depends on the others.
@@ -80,7 +102,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
             model,
             InferenceEndpointArgs(environment=cfg.environment, model_name=model, model_version=pin.version,
                                   tracking_uri=registry_uri, tags=tags, instance_count=pin.instances,
-                                  otlp_endpoint=tracing.otlp_endpoint,
+                                  otlp_endpoint=otlp_endpoint,
                                   latency_p99_ms=cfg.slo.latency_p99_ms, max_error_rate=cfg.slo.max_error_rate,
                                   drift_psi=cfg.slo.drift_psi, explain=pin.explain),
             LocalPlacement(str(data / "endpoints" / model), ports[model], targets),
@@ -103,6 +125,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
         # The audit trail's delivery figures (job shipway-delivery) on the port after the alert sink's.
         delivery=LocalPlacement(str(data / "delivery"), cfg.local.alert_sink_port + 1, targets),
         audit_log=str(_project_root(root) / AUDIT_RELATIVE_PATH),
+        telemetry=telemetry_targets,
         opts=pulumi.ResourceOptions(depends_on=list(endpoints.values())),
     )
     return PlatformExports(

@@ -29,7 +29,7 @@ from components.local import process
 from shipway_core.local import status_file
 
 # Numbers cross the engine as protobuf doubles; these keys are integers to us.
-_INT_KEYS = frozenset({"port", "pid", "modelVersion", "startTimeout"})
+_INT_KEYS = frozenset({"port", "pid", "modelVersion", "startTimeout", "metricsPort"})
 
 
 def _clean(props: dict[str, Any]) -> dict[str, Any]:
@@ -424,3 +424,45 @@ class DeliveryMetricsProvider(_ProcessProvider):
         argv = [_python(), "-m", "shipway.delivery", "--host", props["host"], "--port", str(props["port"]),
                 "--audit-log", props["auditLog"], "--data-dir", props["dataDir"]]
         return self.spawn(props, argv)
+
+
+class LogStoreProvider(_ProcessProvider):
+    """VictoriaLogs (built from Go modules by setup): OTLP logs in, LogsQL out, on disk with a
+    retention period."""
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(Path(props["dataDir"]) / "store")
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "victoria-logs.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['port']}/health"
+
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
+        data = Path(props["dataDir"])
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [props["binary"], f"-httpListenAddr={props['host']}:{props['port']}",
+                f"-storageDataPath={data / 'store'}", f"-retentionPeriod={props['retention']}",
+                "-loggerFormat=json"]
+        return self.spawn(props, argv, cwd=data)
+
+
+class CollectorProvider(_ProcessProvider):
+    """The OpenTelemetry Collector (tools/otelcol): the hub between the platform's processes and
+    the trace and log stores; healthy once its own metrics are served."""
+
+    def marker(self, props: dict[str, Any]) -> str:
+        return str(Path(props["dataDir"]) / "collector.yml")
+
+    def log_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["dataDir"]) / "otelcol.log"
+
+    def health_url(self, props: dict[str, Any]) -> str:
+        return f"http://{props['host']}:{props['metricsPort']}/metrics"
+
+    def launch(self, props: dict[str, Any]) -> subprocess.Popen[bytes]:
+        data = Path(props["dataDir"])
+        (data / "storage").mkdir(parents=True, exist_ok=True)
+        (data / "collector.yml").write_text(props["configYaml"])
+        return self.spawn(props, [props["binary"], f"--config=file:{data / 'collector.yml'}"], cwd=data)

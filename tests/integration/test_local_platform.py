@@ -280,7 +280,7 @@ def test_every_process_the_stack_starts_has_a_minimal_environment(up, project):
                 # may add their own settings (mlflow does), never ours.
                 assert names <= allowed, (res["urn"], member, names - allowed)
     assert kinds == {"TrackingServer", "InferenceEndpoint", "Prometheus", "Alertmanager", "AlertSink", "Jaeger",
-                     "DeliveryMetrics"}
+                     "DeliveryMetrics", "LogStore", "Collector"}
 
 
 def test_registry_db_logs_and_request_log_are_private(up, project):

@@ -84,3 +84,15 @@ def test_only_components_the_distribution_builds_are_named() -> None:
 def test_bad_specs_are_refused_naming_the_field(kw: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=re.escape(message)):
         collector_config(_spec(**kw))
+
+
+def test_prometheus_scrapes_the_collector_and_the_log_store_as_their_own_jobs() -> None:
+    import yaml
+
+    from components.local.components import prometheus_config
+
+    config = yaml.safe_load(prometheus_config({}, telemetry={"otelcol": "127.0.0.1:8888",
+                                                             "victorialogs": "127.0.0.1:9428"}))
+    jobs = {j["job_name"]: j for j in config["scrape_configs"]}
+    assert jobs["otelcol"]["static_configs"] == [{"targets": ["127.0.0.1:8888"]}]
+    assert jobs["victorialogs"]["static_configs"] == [{"targets": ["127.0.0.1:9428"]}]
