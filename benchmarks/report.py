@@ -15,12 +15,15 @@ REFERENCE = "mlflow"
 SHIPWAY = "shipway"
 MINIMAL = "shipway-min"
 OFF = "shipway-off"
+GBT_REFERENCE, GBT_SHIPWAY, GBT_CEILING = "gbt-mlflow", "gbt-shipway", "gbt-ceiling"
 
 GOALS = {
     "rps_1": Goal("serving rps at 1 row vs MLflow", 5.0, at_least=True),
     "p99_1": Goal("serving p99 at 1 row vs MLflow", 0.25, at_least=False),
     "rps_100": Goal("serving rps at 100 rows vs MLflow", 4.0, at_least=True),
     "cold": Goal("serving cold start to first 200", 2.5, at_least=False, unit="s"),
+    "gbt_mlflow": Goal("GBT (20 features) serving rps vs MLflow, worst cell", 10.0, at_least=True),
+    "gbt_ceiling": Goal("GBT serving rps vs the predict-only ceiling app, worst cell", 0.8, at_least=True),
     "drift_speed": Goal("drift compute speed-up vs Evidently", 30.0, at_least=True),
     "drift_memory": Goal("drift compute peak memory vs Evidently", 0.5, at_least=False),
     "promote": Goal("promote: whole `shipway model promote --apply` (gates + up + verification)", 8.0,
@@ -49,9 +52,10 @@ def serving_cells(load: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]])
     return sorted(keys, key=order)
 
 
-def serving_ratios(load: Mapping[str, Any], cell: str, ours: str = SHIPWAY) -> dict[str, float | None]:
+def serving_ratios(load: Mapping[str, Any], cell: str, ours: str = SHIPWAY,
+                   reference: str = REFERENCE) -> dict[str, float | None]:
     """rps ratio (ours/reference: higher is better) and p99 ratio (ours/reference: lower is better)."""
-    ref, mine = load.get(REFERENCE, {}).get(cell), load.get(ours, {}).get(cell)
+    ref, mine = load.get(reference, {}).get(cell), load.get(ours, {}).get(cell)
     return {"rps": ratio(cell_median(mine, "rps"), cell_median(ref, "rps")),
             "p99": ratio(cell_median(mine, "p99_ms"), cell_median(ref, "p99_ms"))}
 
@@ -76,6 +80,10 @@ def goal_measurements(doc: Mapping[str, Any]) -> dict[str, float | None]:
     measured["p99_1"] = _worst([serving_ratios(load, c)["p99"] for c in one], GOALS["p99_1"])
     measured["rps_100"] = _worst([serving_ratios(load, c)["rps"] for c in hundred], GOALS["rps_100"])
     measured["cold"] = median((serving.get("cold_start_s") or {}).get(SHIPWAY, []))
+    measured["gbt_mlflow"] = _worst([serving_ratios(load, c, GBT_SHIPWAY, GBT_REFERENCE)["rps"] for c in cells],
+                                    GOALS["gbt_mlflow"])
+    measured["gbt_ceiling"] = _worst([serving_ratios(load, c, GBT_SHIPWAY, GBT_CEILING)["rps"] for c in cells],
+                                     GOALS["gbt_ceiling"])
     drift = doc.get("drift") or {}
     samples = drift.get("samples") or {}
     measured["drift_speed"] = ratio(cell_median(samples.get("evidently"), "seconds"),
@@ -126,11 +134,16 @@ def _header(doc: Mapping[str, Any]) -> list[str]:
               [(m.get("cores"), f"{fmt(m.get('ram_gb'))} GiB", m.get("cpu", "?"), m.get("kernel", "?"),
                 " / ".join(fmt(x) for x in load) if load else "-")]),
         "",
+        "Load average (1/5/15 min) when each section started: " + (", ".join(
+            f"{name} {' / '.join(fmt(x) for x in (doc.get(name) or {}).get('machine_load_at_start') or [])}"
+            for name in ("serving", "cli", "drift", "promotion", "engine")
+            if (doc.get(name) or {}).get("machine_load_at_start")) or "-") + ".",
+        "",
         "## Versions",
         "",
         table(["component", "version"], sorted(v.items())),
         "",
-        "## Goals (issue 11)",
+        "## Goals (issues 11 and 23)",
         "",
         goals_table(doc),
         "",
@@ -195,6 +208,73 @@ def _cold_breakdown(serving: Mapping[str, Any]) -> list[str]:
     return ["Shipway cold start, split with its own JSON log (seconds after launch):", "",
             table(["server", "starts", "interpreter + imports done (server started)", "model loaded and warm"], rows),
             ""]
+
+
+def _gbt(doc: Mapping[str, Any]) -> list[str]:
+    serving = doc.get("serving") or {}
+    load = serving.get("load") or {}
+    variants = (GBT_REFERENCE, GBT_SHIPWAY, GBT_CEILING)
+    if not any(load.get(v) for v in variants):
+        return []
+    cells = serving_cells({v: load.get(v, {}) for v in variants})
+    rows = [(v, c, len(s), cell_median(s, "rps"), cell_median(s, "p50_ms"), cell_median(s, "p99_ms"),
+             int(sum(x.get("errors", 0) for x in s)))
+            for v in variants for c in cells if (s := load.get(v, {}).get(c))]
+    ratio_rows = []
+    for cell in cells:
+        vs_mlflow = serving_ratios(load, cell, GBT_SHIPWAY, GBT_REFERENCE)
+        vs_ceiling = serving_ratios(load, cell, GBT_SHIPWAY, GBT_CEILING)
+        ratio_rows.append((cell, fmt_ratio(vs_mlflow["rps"]), fmt_ratio(vs_mlflow["p99"]),
+                           fmt_ratio(vs_ceiling["rps"]), fmt_ratio(vs_ceiling["p99"])))
+    cold = serving.get("cold_start_s") or {}
+    return [
+        "## Serving a realistic model: gradient-boosted trees on 20 features",
+        "",
+        "sklearn `GradientBoostingClassifier` (100 trees, depth 3, seeded) on 20 numeric features, registered "
+        "in the same throwaway MLflow registry. `gbt-mlflow` = `mlflow models serve --env-manager local`; "
+        "`gbt-shipway` = Shipway as deployed (API key, JSON logs, metrics, OTLP spans, request log); "
+        "`gbt-ceiling` = `benchmarks/ceiling_app.py`: the same estimator's `predict` on a numpy array behind a "
+        "bare ASGI callable on the same uvicorn (httptools + uvloop), no validation, auth, logs, metrics or "
+        "traces: the practical ceiling of a Python model server here. Same wrk cells as above, interleaved "
+        "in the same rounds.",
+        "",
+        table(["server", "cell", "runs", "rps", "p50 ms", "p99 ms", "errors (all runs)"], rows),
+        "",
+        table(["cell", "shipway rps vs MLflow", "shipway p99 vs MLflow", "shipway rps vs ceiling",
+               "shipway p99 vs ceiling"], ratio_rows),
+        "",
+        table(["server", "starts", "cold start to first 200 (s)"],
+              [(v, len(cold.get(v, [])), median(cold.get(v, []))) for v in variants]),
+        "",
+    ]
+
+
+def _cli(doc: Mapping[str, Any]) -> list[str]:
+    cli = doc.get("cli")
+    if not cli:
+        return []
+    seconds = cli.get("seconds") or {}
+    ref = median(seconds.get("mlflow --help") or [])
+    rows = [(name, len(s), median(s), fmt_ratio(ratio(median(s), ref))) for name, s in seconds.items()]
+    return [
+        "## CLI start-up",
+        "",
+        "Wall time of a fresh process printing help (interleaved runs after one unmeasured warm-up round). "
+        "The root help lists the nouns without importing them; a noun imports its own module when it runs. "
+        f"`python -X importtime -m shipway.cli --help`: {fmt(cli.get('import_ms'))} ms of top-level imports.",
+        "",
+        table(["command", "runs", "seconds (median)", "vs `mlflow --help` (lower is faster)"], rows),
+        "",
+    ]
+
+
+def _setup(doc: Mapping[str, Any]) -> list[str]:
+    setup = doc.get("setup_times")
+    if not setup:
+        return []
+    return ["## Setup and test times", "", str(setup.get("note", "")), "",
+            table(["what", "measured", "where / when"], [(r["what"], r["value"], r["source"])
+                                                         for r in setup.get("rows", [])]), ""]
 
 
 def _drift(doc: Mapping[str, Any]) -> list[str]:
@@ -301,9 +381,10 @@ def _engine(doc: Mapping[str, Any]) -> list[str]:
 
 def render(doc: Mapping[str, Any]) -> str:
     """The whole RESULTS.md."""
-    notes = [f"- {n}" for section in ("serving", "drift", "promotion", "engine")
+    notes = [f"- {n}" for section in ("serving", "cli", "drift", "promotion", "engine")
              for n in ((doc.get(section) or {}).get("notes") or [])]
-    parts = _header(doc) + _serving(doc) + _drift(doc) + _promotion(doc) + _engine(doc) + profiles_section(doc)
+    parts = (_header(doc) + _serving(doc) + _gbt(doc) + _cli(doc) + _drift(doc) + _promotion(doc) + _engine(doc)
+             + _setup(doc) + profiles_section(doc))
     parts += ["## Notes", ""] + (notes or ["- none: every step ran."]) + [""]
     return "\n".join(parts)
 

@@ -21,7 +21,7 @@ from typing import Any
 from benchmarks import procs
 from benchmarks.report import render
 
-SECTIONS = ("serving", "drift", "promotion", "engine")
+SECTIONS = ("serving", "cli", "drift", "promotion", "engine")
 RESULTS_MD = procs.ROOT / "benchmarks" / "RESULTS.md"
 RAW_JSON = procs.RESULTS_DIR / "raw.json"
 
@@ -63,13 +63,16 @@ def _pulumi() -> Path:
     return engine.pulumi_binary(procs.ROOT)
 
 
-def _run_section(name: str, quick: bool, reps: int) -> Any:
+def _run_section(name: str, quick: bool, reps: int, seconds: float) -> Any:
     if name == "serving":
         from benchmarks import serving
 
-        plan = serving.ServingPlan(rounds=reps, seconds=4.0 if quick else 10.0,
-                                   warmup_seconds=1.0 if quick else 2.0)
+        plan = serving.ServingPlan(rounds=reps, seconds=seconds, warmup_seconds=1.0 if quick else 2.0)
         return serving.run(plan, log)
+    if name == "cli":
+        from benchmarks import cli_startup
+
+        return cli_startup.run(max(reps, 3), log)
     if name == "drift":
         from benchmarks import drift
 
@@ -90,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="fewer, shorter runs (a smoke check of the harness)")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--repetitions", type=int, help="runs per measurement (default 3, quick 1)")
+    p.add_argument("--seconds", type=float, help="seconds per serving load cell (default 10, quick 4)")
+    p.add_argument("--merge", action="store_true",
+                   help="keep the other sections of results/raw.json (run sections one at a time, render all)")
     p.add_argument("--render-only", action="store_true", help="re-render RESULTS.md from results/raw.json")
     args = p.parse_args(argv)
     if args.render_only:
@@ -103,20 +109,24 @@ def main(argv: list[str] | None = None) -> int:
     procs.RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     # Server logs hold a JSON line per request (hundreds of MB per run): keep only this run's.
     shutil.rmtree(procs.RESULTS_DIR / "logs", ignore_errors=True)
-    doc: dict[str, Any] = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
-                           "repetitions": reps, "machine": procs.machine()}
+    seconds = args.seconds or (4.0 if args.quick else 10.0)
+    doc: dict[str, Any] = json.loads(RAW_JSON.read_text()) if args.merge and RAW_JSON.exists() else {}
+    doc.update({"generated_at": datetime.now(UTC).isoformat(timespec="seconds"), "quick": args.quick,
+                "repetitions": reps, "machine": procs.machine()})
     started = time.perf_counter()
     for name in SECTIONS:
         if name not in only:
             continue
         log(f"== {name}")
-        result = _run_section(name, args.quick, reps)
+        result = _run_section(name, args.quick, reps, seconds)
         doc[name] = asdict(result)
+        doc[name]["machine_load_at_start"] = procs.machine().get("load_avg")
         if name == "serving":
-            doc[name]["seconds"] = 4.0 if args.quick else 10.0
+            doc[name]["seconds"] = seconds
         RAW_JSON.write_text(json.dumps(doc, indent=1, default=str))
+    doc["setup_times"] = json.loads((procs.ROOT / "benchmarks" / "setup_times.json").read_text())
     doc["versions"] = versions()
-    doc["total_seconds"] = time.perf_counter() - started
+    doc["total_seconds"] = time.perf_counter() - started + (doc.get("total_seconds", 0) if args.merge else 0)
     RAW_JSON.write_text(json.dumps(doc, indent=1, default=str))
     RESULTS_MD.write_text(render(doc))
     log(f"wrote {RESULTS_MD} in {doc['total_seconds']:.0f}s")

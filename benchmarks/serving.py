@@ -10,6 +10,12 @@ Prometheus metrics, spans exported over OTLP to a local sink, request log),
 ``shipway-min`` (no OTLP export, no request log) and ``shipway-off`` (instrumentation off:
 also ``--no-metrics --no-access-log``), the baseline of the overhead
 ``1 - rps(shipway) / rps(shipway-off)``.
+
+A realistic model beside iris (issue 23): a seeded gradient-boosted tree classifier
+(sklearn ``GradientBoostingClassifier``, 100 trees of depth 3) on 20 numeric features,
+served by ``gbt-mlflow`` (``mlflow models serve``), ``gbt-shipway`` (Shipway as deployed)
+and ``gbt-ceiling`` (:mod:`benchmarks.ceiling_app`: the same estimator's ``predict`` on a
+numpy array behind a bare ASGI app on the same uvicorn, the practical ceiling).
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from benchmarks import procs, wrk
 
 MODEL = "iris-classifier"
 VARIANTS = ("mlflow", "shipway", "shipway-min", "shipway-off")
+GBT_MODEL = "bench-gbt20"
+GBT_FEATURES = 20
+GBT_VARIANTS = ("gbt-mlflow", "gbt-shipway", "gbt-ceiling")
 
 
 @dataclass
@@ -40,6 +49,7 @@ class ServingPlan:
     connections: tuple[int, ...] = (8, 32)
     max_requests_per_thread: int = 100_000
     profile: bool = True
+    gbt: bool = True
 
 
 @dataclass
@@ -75,6 +85,52 @@ def payload(rows: int) -> bytes:
     body = {"dataframe_split": {"columns": list(golden.columns),
                                 "data": [data[i % len(data)] for i in range(rows)]}}
     return json.dumps(body).encode()
+
+
+def gbt_data(seed: int = 7) -> tuple[Any, Any]:
+    """Seeded 20-feature binary classification data (``f00``..``f19``) and labels."""
+    import pandas as pd
+    from sklearn.datasets import make_classification
+
+    x, y = make_classification(n_samples=4000, n_features=GBT_FEATURES, n_informative=12, n_redundant=4,
+                               random_state=seed)
+    return pd.DataFrame(x, columns=[f"f{i:02d}" for i in range(GBT_FEATURES)]), y
+
+
+def gbt_payload(rows: int) -> bytes:
+    """A ``dataframe_split`` body of ``rows`` rows of the GBT data (cycled)."""
+    x, _ = gbt_data()
+    data = x.head(500).to_numpy().tolist()
+    body = {"dataframe_split": {"columns": list(x.columns), "data": [data[i % len(data)] for i in range(rows)]}}
+    return json.dumps(body).encode()
+
+
+def register_gbt(tracking_uri: str, work: Path) -> int:
+    """Train the seeded GBT, register it (skops, as the example model) and pickle the same
+    estimator for the ceiling app; its version."""
+    import pickle
+
+    import mlflow
+    import mlflow.sklearn
+    from mlflow import MlflowClient
+    from mlflow.models import infer_signature
+    from sklearn.ensemble import GradientBoostingClassifier
+    from skops.io import dumps, get_untrusted_types
+
+    from shipway.registry import mlflow_uris
+
+    x, y = gbt_data()
+    model = GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=7).fit(x, y)
+    (work / "gbt.pkl").write_bytes(pickle.dumps(model))
+    with mlflow_uris(tracking_uri):
+        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        experiment_id = client.create_experiment("bench-gbt", artifact_location=f"file://{work / 'artifacts'}/gbt")
+        with mlflow.start_run(experiment_id=experiment_id):
+            info = mlflow.sklearn.log_model(model, name="model", signature=infer_signature(x, model.predict(x)),
+                                            input_example=x.head(3),
+                                            skops_trusted_types=get_untrusted_types(data=dumps(model)))
+            mv = mlflow.register_model(info.model_uri, GBT_MODEL)
+    return int(mv.version)
 
 
 def _ts(value: str) -> float:
@@ -131,16 +187,23 @@ class _Env:
     api_key: str
     otlp_port: int
     logs: Path
+    gbt_version: int = 0
 
 
 def _launch(variant: str, env: _Env, port: int) -> procs.Proc:
     log = env.logs / f"{variant}-{port}.log"
+    gbt = variant.startswith("gbt-")
+    model, version = (GBT_MODEL, env.gbt_version) if gbt else (MODEL, env.version)
+    variant = variant.removeprefix("gbt-")
+    if variant == "ceiling":
+        return procs.start([str(procs.PYTHON), "-m", "benchmarks.ceiling_app", str(env.work / "gbt.pkl"), str(port)],
+                           log, cwd=procs.ROOT)
     if variant == "mlflow":
         argv = [str(procs.ROOT / ".venv" / "bin" / "mlflow"), "models", "serve", "-m",
-                f"models:/{MODEL}/{env.version}", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+                f"models:/{model}/{version}", "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
         return procs.start(argv, log, env=_mlflow_env(env.tracking_uri))
-    pin = env.work / "pin.json"
-    pin.write_text(json.dumps({"model_name": MODEL, "model_version": env.version, "tracking_uri": env.tracking_uri}))
+    pin = env.work / f"pin-{model}.json"
+    pin.write_text(json.dumps({"model_name": model, "model_version": version, "tracking_uri": env.tracking_uri}))
     argv = [str(procs.PYTHON), "-m", "shipway.serving", "--pin-file", str(pin), "--host", "127.0.0.1",
             "--port", str(port), "--api-key-file", str(env.work / "api-key"), "--environment", "bench"]
     if variant == "shipway":
@@ -164,7 +227,7 @@ def _mlflow_env(tracking_uri: str) -> dict[str, str]:
 
 def _headers(variant: str, api_key: str) -> dict[str, str]:
     headers = {"Content-Type": "application/json"}
-    if variant != "mlflow":
+    if variant.removeprefix("gbt-") not in ("mlflow", "ceiling"):
         headers["Authorization"] = f"Bearer {api_key}"
     return headers
 
@@ -194,7 +257,8 @@ def _round(variant: str, env: _Env, plan: ServingPlan, bodies: dict[int, bytes],
         rss = procs.rss_mb(proc.pid)
         if rss is not None:
             out.rss_mb.setdefault(variant, []).append(rss)
-        if variant != "mlflow":  # read after the load: the app flushes its log lines asynchronously
+        # Read after the load: the app flushes its log lines asynchronously.
+        if variant.removeprefix("gbt-") not in ("mlflow", "ceiling"):
             phases = cold_phases(proc.log.read_text(errors="replace"), proc.wall_started)
             if phases:
                 out.cold_breakdown.setdefault(variant, []).append(phases)
@@ -207,7 +271,7 @@ def _profile(env: _Env, bodies: dict[int, bytes], out: ServingResults, progress:
     from benchmarks import profiles
 
     progress("serving: profiling the request path and the cold start")
-    pin = env.work / "pin.json"
+    pin = env.work / f"pin-{MODEL}.json"
     requests = profiles.safe(lambda: profiles.request_profile(pin, env.work / "api-key", env.otlp_port, bodies,
                                                               2000, env.work), out.notes, "requests")
     if requests:
@@ -227,6 +291,7 @@ def run(plan: ServingPlan, progress: Callable[[str], None] = print) -> ServingRe
         key_file.write_text(key)
         key_file.chmod(0o600)
         bodies = {rows: payload(rows) for rows in sorted({1, *plan.rows})}
+        gbt_bodies = {rows: gbt_payload(rows) for rows in sorted({1, *plan.rows})}
         sink_port = procs.free_port()
         registry: procs.Proc | None = None
         sink = procs.start([str(procs.PYTHON), "-m", "benchmarks.otlp_sink", str(sink_port)],
@@ -235,11 +300,15 @@ def run(plan: ServingPlan, progress: Callable[[str], None] = print) -> ServingRe
             progress("serving: starting a throwaway MLflow registry and registering the example model")
             registry, uri = start_registry(work, logs)
             env = _Env(work, uri, register_model(uri, work), key, sink_port, logs)
+            if plan.gbt:
+                env.gbt_version = register_gbt(uri, work)
+            variants = VARIANTS + (GBT_VARIANTS if plan.gbt else ())
             for r in range(plan.rounds):
-                for variant in VARIANTS:
+                for variant in variants:
                     progress(f"serving: round {r + 1}/{plan.rounds}, {variant}")
                     try:
-                        _round(variant, env, plan, bodies, out, progress)
+                        _round(variant, env, plan, gbt_bodies if variant.startswith("gbt-") else bodies, out,
+                               progress)
                     except (RuntimeError, ValueError, OSError) as exc:
                         out.notes.append(f"round {r + 1} {variant} failed: {exc}")
                         progress(f"serving {variant} failed: {exc}")

@@ -144,9 +144,37 @@ def test_render_has_every_section_and_lists_notes():
                    "mock": {"aws": {"1x1": [{"seconds": 1.0, "resources": 50}],
                                     "50x3": [{"seconds": 60.0, "resources": 6000}]}}}
     text = render(d)
-    for heading in ("## Machine", "## Versions", "## Goals (issue 11)", "## Serving", "## Drift", "## Promotion",
-                    "## Engine", "## Profiles", "## Notes"):
+    for heading in ("## Machine", "## Versions", "## Goals (issues 11 and 23)", "## Serving", "## Drift",
+                    "## Promotion", "## Engine", "## Profiles", "## Notes"):
         assert heading in text
     assert "| aws | 50 | 3 | 1 | 6000 | 60 | 10 |" in text
     assert "- engine_mock aws 50x3 failed: boom" in text
     assert "| 2 | 23.5 GiB | AMD EPYC | 6.1 | 7 / 7 / 7 |" in text
+
+
+def test_gbt_goals_are_judged_on_the_worst_cell_against_mlflow_and_the_ceiling():
+    d = doc()
+    d["serving"]["load"].update({
+        "gbt-mlflow": {"1r-c8": [load(150, 100)], "100r-c8": [load(80, 200)]},
+        "gbt-shipway": {"1r-c8": [load(1800, 10)], "100r-c8": [load(700, 20)]},
+        "gbt-ceiling": {"1r-c8": [load(2000, 8)], "100r-c8": [load(1000, 15)]},
+    })
+    measured = goal_measurements(d)
+    assert measured["gbt_mlflow"] == pytest.approx(700 / 80)  # 8.75x at 100 rows, 12x at 1 row
+    assert measured["gbt_ceiling"] == pytest.approx(0.7)  # 0.9x at 1 row, 0.7x at 100 rows
+    assert {"gbt_mlflow", "gbt_ceiling"} <= set(not_met(d))
+    text = render(d)
+    assert "## Serving a realistic model: gradient-boosted trees on 20 features" in text
+    assert "| 100r-c8 | 8.75× | 0.1× | 0.7× | 1.33× |" in text
+    # the iris rows and goals are untouched by the GBT variants
+    assert measured["rps_1"] == goal_measurements(doc())["rps_1"] == pytest.approx(580 / 110)
+    assert "gbt_mlflow" not in not_met(doc()) and "## Serving a realistic model" not in render(doc())
+
+
+def test_cli_section_shows_each_command_against_mlflow_help():
+    d = doc(cli={"seconds": {"shipway --help": [0.2, 0.3, 0.25], "mlflow --help": [5.0, 5.0, 5.0]},
+                 "import_ms": 126.8})
+    text = render(d)
+    assert "| shipway --help | 3 | 0.25 | 0.05× |" in text
+    assert "| mlflow --help | 3 | 5 | 1× |" in text
+    assert "127 ms of top-level imports" in text
