@@ -63,6 +63,8 @@ class ObservabilityExports:
     alerts_url: pulumi.Input[str | None] | None = None
     traces_url: pulumi.Input[str | None] | None = None
     dashboards_url: pulumi.Input[str | None] | None = None
+    log_store_url: pulumi.Input[str | None] | None = None
+    log_query_url: pulumi.Input[str | None] | None = None
 
 
 @dataclass

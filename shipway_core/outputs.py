@@ -63,6 +63,10 @@ class ObservabilityOutputs:
     """Trace search (Jaeger query, X-Ray, Application Insights)."""
     dashboards_url: str | None = None
     """Grafana (or the cloud console) where the generated dashboards live."""
+    log_store_url: str | None = None
+    """The searchable log store's base URL (VictoriaLogs on local: its web UI is ``<url>/select/vmui``)."""
+    log_query_url: str | None = None
+    """The log store's query API (VictoriaLogs ``<url>/select/logsql/query``), what ``shipway logs`` calls."""
 
 
 @dataclass(frozen=True)

@@ -29,15 +29,19 @@ from shipway_core.config import StackConfig, endpoint_ports
 from shipway_core.local import data_root
 from shipway_core.observability.collector import LogSource
 from shipway_core.observability.delivery import AUDIT_RELATIVE_PATH
+from shipway_core.observability.links import LOG_QUERY_PATH
 
 
 def _rules_yaml(cfg: StackConfig) -> str:
     """Recording + SLO/drift/quality alert rules for every endpoint, from the stack's SLOs."""
-    from shipway_core.observability.rules import generate_rules, render_yaml
+    from shipway_core.observability.rules import RuleOptions, generate_rules, render_yaml
 
     if not cfg.models:
         return "groups: []\n"
-    return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment))
+    # Every model alert links to its log lines and traces on this stack's stores.
+    options = RuleOptions(log_store_url=f"http://{LOOPBACK}:{cfg.local.log_store_port}",
+                          traces_url=f"http://{LOOPBACK}:{cfg.local.jaeger_query_port}")
+    return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment, options))
 
 
 def _project_root(default: Path) -> Path:
@@ -76,6 +80,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
     binaries = {"victoria-logs": str(tools / "victoria-logs"), "otelcol-shipway": str(tools / "otelcol-shipway")}
     otlp_endpoint: pulumi.Output[str] = tracing.otlp_endpoint
     telemetry_targets: dict[str, str] = {}
+    log_store_url: pulumi.Output[str] | None = None
     if all(Path(b).exists() for b in binaries.values()):
         hub = TelemetryHub("telemetry", cfg.environment, tags,
                            log_store=LocalPlacement(str(data / "victorialogs"), cfg.local.log_store_port, targets),
@@ -86,6 +91,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
                                         LogSource("mlflow", str(data / "mlflow" / "mlflow-server.log"))],
                            binaries=binaries)
         otlp_endpoint, telemetry_targets = hub.otlp_endpoint, hub.scrape_targets
+        log_store_url = hub.log_store_url
     else:
         pulumi.log.warn(f"no collector or log store binary in {tools}: spans go straight to Jaeger and no log is "
                         "collected; run `make setup` to build them")
@@ -137,6 +143,8 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
                    for m, e in endpoints.items()},
         observability=ObservabilityExports(metrics_url=observability.prometheus_url,
                                            alerts_url=observability.alertmanager_url,
-                                           traces_url=tracing.query_url),
+                                           traces_url=tracing.query_url, log_store_url=log_store_url,
+                                           log_query_url=log_store_url.apply(lambda u: u + LOG_QUERY_PATH)
+                                           if log_store_url is not None else None),
         target={"host": LOOPBACK},
     )

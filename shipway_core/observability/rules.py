@@ -24,6 +24,7 @@ from typing import Any
 
 from shipway_core.config import SloSettings
 from shipway_core.names import is_model_name
+from shipway_core.observability.links import Template, check_window, evidence_links
 from shipway_core.observability.slo import (
     PREDICTION_ROUTE,
     SEVERITIES,
@@ -100,6 +101,15 @@ class RuleOptions:
     quality_min_samples: int = 100
     quality: tuple[QualityObjective, ...] = (QualityObjective("accuracy", minimum=0.8),)
     timings: AlertTimings = field(default_factory=AlertTimings)
+    log_store_url: str | None = None
+    """The environment's log store; when set, model alerts carry a ``logs_url`` annotation."""
+    traces_url: str | None = None
+    """The environment's Jaeger UI; when set, model alerts carry a ``traces_url`` annotation."""
+    evidence_window: str = "1h"
+    """How far back the prepared log query and trace search look from when they are opened."""
+
+    def __post_init__(self) -> None:
+        check_window(self.evidence_window, "evidence_window")
 
 
 ALERT_NAMES = (
@@ -193,7 +203,10 @@ def _alert(
     summary: str,
     description: str,
     extra_labels: Mapping[str, str] | None = None,
+    evidence: tuple[bool, bool] = (False, False),
 ) -> dict[str, Any]:
+    """One alert rule; ``evidence`` = (has a model label, has a version label) adds the prepared
+    log query and trace search for that model (and version) to its annotations."""
     if severity not in SEVERITIES:
         raise ValueError(f"severity: {severity!r} is not valid; allowed: {', '.join(SEVERITIES)}")
     rule: dict[str, Any] = {"alert": name, "expr": expr}
@@ -205,6 +218,9 @@ def _alert(
             "summary": summary,
             "description": description,
             "runbook_url": f"{options.runbook_base_url.rstrip('/')}/{name}.md",
+            **(evidence_links(log_store_url=options.log_store_url, traces_url=options.traces_url,
+                              model=Template("model"), version=Template("version") if evidence[1] else None,
+                              window=options.evidence_window) if evidence[0] else {}),
         },
     }
 
@@ -249,6 +265,7 @@ def burn_rate_alerts(slo: SloSettings, environment: str, options: RuleOptions) -
                         f"{_num(s.budget)} ({_num(s.objective)} objective). Fires on: {_tier_text(s, severity)}."
                     ),
                     extra_labels={"slo": s.name},
+                    evidence=(True, False),
                 )
             )
     return alerts
@@ -269,6 +286,7 @@ def service_alerts(environment: str, options: RuleOptions) -> list[dict[str, Any
                 "Prometheus has failed to scrape {{ $labels.instance }} (job {{ $labels.job }}) "
                 f"for {options.timings.endpoint_down}: the process is down or unreachable."
             ),
+            evidence=(True, False),  # the scrape target carries its model label
         ),
     ]
 
@@ -294,6 +312,7 @@ def ml_alerts(slo: SloSettings, models: Sequence[str], environment: str, options
                 f"{_num(slo.drift_psi)}, at least "
                 f"{options.drift_min_samples} live samples)."
             ),
+            evidence=(True, True),
         )
     ]
     for q in options.quality:
@@ -315,6 +334,7 @@ def ml_alerts(slo: SloSettings, models: Sequence[str], environment: str, options
                     'Rolling {{ $labels.metric }} from late labels is {{ $value | printf "%.3f" }}; '
                     f"the objective is {'at least' if q.minimum is not None else 'at most'} {_num(bound)}."
                 ),
+                evidence=(True, True),
             )
         )
     alerts.append(
@@ -331,6 +351,7 @@ def ml_alerts(slo: SloSettings, models: Sequence[str], environment: str, options
                 '{{ $labels.model }} v{{ $labels.version }} was trained {{ $value | printf "%.1f" }}h ago; '
                 f"the freshness objective is {_num(slo.freshness_hours)}h. Retrain and promote."
             ),
+            evidence=(True, True),
         )
     )
     return alerts
