@@ -25,6 +25,7 @@ _NOUNS = {
     "env": ("shipway.commands.env", "Environment status: pins, aliases, serving versions, health."),
     "audit": ("shipway.commands.audit", "Read and verify the hash-chained audit trail."),
     "alerts": ("shipway.commands.alerts", "Alerts delivered to the local stack's receiver."),
+    "logs": ("shipway.commands.logs", "Search an environment's log store for a model's log lines."),
     "monitor": ("shipway.commands.monitor", "Drift reports and ML reliability signals."),
     "new": ("shipway.commands.new", "Generate new projects from Shipway's paved-path templates."),
     "report": ("shipway.commands.report", "Delivery and reliability figures from the audit trail."),
@@ -48,9 +49,15 @@ class _LazyNoun(TyperCommand):
     def load(self) -> click.Command:
         """The noun's real click group (imports its module once)."""
         if self._real is None:
+            module = importlib.import_module(self.module)
+            if getattr(module, "SINGLE_COMMAND", False):
+                # A noun that is one command with arguments (`shipway logs MODEL`): a group would
+                # read MODEL as a subcommand name.
+                self._real = typer.main.get_command(module.app)
+                return self._real
             # Mounted exactly as `add_typer` mounts it (a one-command noun stays a group).
             holder = typer.Typer(add_completion=False)
-            holder.add_typer(importlib.import_module(self.module).app, name=self.name, help=self.help)
+            holder.add_typer(module.app, name=self.name, help=self.help)
             sub = typer.main.get_command(holder).commands[str(self.name)]  # type: ignore[attr-defined]
             self._real = sub
         return self._real
