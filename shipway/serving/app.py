@@ -270,7 +270,7 @@ class ServingApp:
         new = _Active(model=model, series=series, drift=drift)
         series.set_info(self.config.environment)
         if drift is not None:
-            series.set_drift(dict.fromkeys(sorted(drift.features), 0.0), 0)
+            series.set_drift(dict.fromkeys(sorted(drift.features), 0.0), 0, drift.effects())
         with self._swap_lock:
             old = self._active
             self._active = new
@@ -595,7 +595,7 @@ class ServingApp:
         """Recompute PSI and set the gauges, unless this version was swapped out meanwhile."""
         if active.drift is not None and active is self._active:
             psi = active.drift.compute()
-            active.series.set_drift(psi, active.drift.samples)
+            active.series.set_drift(psi, active.drift.samples, active.drift.effects())
             # Platform contract hook (shipway_core.contract.DRIFT_LOG_*): the AWS drift alarm's
             # metric filter reads this log line; without it the alarm's metric never exists.
             # Imported here, not at the top: the package's __init__ imports this module, and

@@ -264,7 +264,7 @@ class DriftMonitor:
     def _observe_categorical(feature: CategoricalFeature, values: list[Any], counts: list[int]) -> None:
         other = len(feature.index)
         for v in values:
-            if v is None:
+            if v is None or v != v:  # JSON null, or NaN (a null as pandas hands it over)
                 counts[-1] += 1
             else:
                 counts[feature.index.get(v if type(v) is str else str(v), other)] += 1
@@ -299,6 +299,27 @@ class DriftMonitor:
                 out[name] = self._numeric_effect(feature)
             else:
                 out[name] = self._categorical_effect(feature, counts[name])
+        return out
+
+    def null_rate_changes(self) -> dict[str, float]:
+        """Per feature, the absolute change of the null rate in the window against the baseline's
+        (the batch report's null-rate signal; 0.05 = a 5-point jump). NaN for an empty window."""
+        counts = self.counts
+        out: dict[str, float] = {}
+        for name, feature in self.features.items():
+            c = counts[name]
+            total = float(c.sum())
+            out[name] = abs(float(c[-1]) / total - float(feature.expected[-1])) if total > 0 else math.nan
+        return out
+
+    def effects(self) -> dict[str, dict[str, float]]:
+        """Every live effect size by statistic, then feature: ``wasserstein`` (numeric features),
+        ``jensen_shannon`` (categorical) and ``null_rate`` (all): what the drift gauge exports."""
+        out: dict[str, dict[str, float]] = {}
+        for name, value in self.effect_sizes().items():
+            kind = "wasserstein" if isinstance(self.features[name], NumericFeature) else "jensen_shannon"
+            out.setdefault(kind, {})[name] = value
+        out["null_rate"] = self.null_rate_changes()
         return out
 
     def _numeric_effect(self, feature: NumericFeature) -> float:

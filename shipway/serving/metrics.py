@@ -30,6 +30,8 @@ from shipway_core.config import LATENCY_BUCKETS_MS
 # 0.5 ms .. 10 s: a 1-row sklearn prediction is ~0.1-1 ms, a 10k-row batch can take seconds. The latency
 # SLI counts requests in the bucket whose le is the stack's threshold, so every threshold the config
 # accepts (LATENCY_BUCKETS_MS) is a boundary here.
+DRIFT_STATISTICS = ("wasserstein", "jensen_shannon", "null_rate")
+"""The ``statistic`` label values of ``shipway_feature_drift_effect`` (the batch report's measures)."""
 DURATION_BUCKETS = tuple(ms / 1000 for ms in LATENCY_BUCKETS_MS)
 ERROR_KINDS = ("bad_request", "unauthorized", "model_error", "internal")
 
@@ -74,6 +76,12 @@ class ServingMetrics:
         self.feature_psi = Gauge(
             "shipway_feature_psi", "Population Stability Index of a feature against the training baseline.",
             ["model", "version", "feature"], registry=r)
+        self.feature_drift_effect = Gauge(
+            "shipway_feature_drift_effect",
+            "Live drift effect size of a feature against the training baseline: statistic=wasserstein "
+            "(normalised Wasserstein distance, in reference standard deviations), jensen_shannon "
+            "(categorical share distance) or null_rate (absolute change of the null rate).",
+            ["model", "version", "feature", "statistic"], registry=r)
         self.drift_samples = Gauge(
             "shipway_drift_samples", "Rows in the current drift window.", ["model", "version"], registry=r)
 
@@ -223,14 +231,22 @@ class ModelSeries:
             (self.metrics.model_info, (self.model, self.version, environment)),
             (self.metrics.drift_samples, (self.model, self.version)),
             *((self.metrics.feature_psi, (self.model, self.version, f)) for f in features),
+            *((self.metrics.feature_drift_effect, (self.model, self.version, f, stat))
+              for f in features for stat in DRIFT_STATISTICS),
         ):
             with contextlib.suppress(KeyError):  # never set, e.g. no baseline profile
                 family.remove(*labels)
 
-    def set_drift(self, psi_by_feature: dict[str, float], samples: float) -> None:
-        """Publish the latest PSI values and window size."""
+    def set_drift(self, psi_by_feature: dict[str, float], samples: float,
+                  effects: dict[str, dict[str, float]] | None = None) -> None:
+        """Publish the latest PSI values, effect sizes (statistic -> feature -> value; NaN, i.e.
+        nothing to compare yet, is published as 0) and window size."""
         for feature, value in psi_by_feature.items():
             self.metrics.feature_psi.labels(self.model, self.version, feature).set(value)
+        for statistic, by_feature in (effects or {}).items():
+            for feature, value in by_feature.items():
+                self.metrics.feature_drift_effect.labels(self.model, self.version, feature, statistic).set(
+                    0.0 if value != value else value)
         self.metrics.drift_samples.labels(self.model, self.version).set(samples)
 
 
@@ -271,5 +287,6 @@ class NullSeries(ModelSeries):
     def retire(self, environment: str, features: list[str]) -> None:
         """Metrics are off."""
 
-    def set_drift(self, psi_by_feature: dict[str, float], samples: float) -> None:
+    def set_drift(self, psi_by_feature: dict[str, float], samples: float,
+                  effects: dict[str, dict[str, float]] | None = None) -> None:
         """Metrics are off."""

@@ -49,6 +49,9 @@ def build_profile(frame: Any, bins: int = 10) -> dict[str, Any]:
             "edges": [None, *inner.tolist(), None],
             "fractions": (counts / len(values)).tolist(),
             "null_rate": 0.0,
+            # the quantile sketch and scale the live Wasserstein distance needs (as profile.py writes)
+            "quantiles": np.quantile(values, np.linspace(0, 1, 101)).tolist(),
+            "std": float(np.std(values)),
         }
     return {"format": 1, "n_rows": len(frame), "features": features}
 

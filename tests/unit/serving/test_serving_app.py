@@ -441,6 +441,35 @@ def test_psi_stays_near_zero_for_training_data_and_moves_when_inputs_shift(
     assert h.sample("shipway_feature_psi", **v1, feature="sepal_width") == pytest.approx(0.0, abs=1e-9)
 
 
+def test_live_effect_sizes_are_published_and_move_only_with_user_traffic(
+        make_app: Callable[..., Harness], registry: Registry) -> None:
+    h = make_app()
+    x = registry.iris_x
+    v1 = {"model": IRIS, "version": "1"}
+
+    def effect(feature: str, statistic: str = "wasserstein") -> float | None:
+        return h.sample("shipway_feature_drift_effect", **v1, feature=feature, statistic=statistic)
+
+    h.post(rows(x.to_numpy().tolist()))  # the training rows: below the 0.1-sd default threshold
+    for col in IRIS_COLUMNS:  # (iris is coarse: its ties cost up to a sketch step in the live quantiles)
+        assert 0.0 <= effect(col) < 0.1  # type: ignore[operator]
+        assert effect(col, "null_rate") == pytest.approx(0.0, abs=1e-12)
+    assert h.client.post("/drift/reset", headers=AUTH).json() == {"status": "reset"}
+    shifted = x.copy()
+    shifted["petal_length"] = shifted["petal_length"] + float(np.std(x["petal_length"]))
+    for klass in ("verification", "smoke", "shadow"):  # probes carry the shift but must not count
+        assert h.post(rows(shifted.to_numpy().tolist()),
+                      headers={**AUTH, "X-Shipway-Traffic": klass}).status_code == 200
+    assert h.sample("shipway_drift_samples", **v1) == 0
+    assert effect("petal_length") == 0.0
+    h.post(rows(shifted.to_numpy().tolist()))  # user traffic with a one-sd shift
+    # in reference standard deviations; values past the training range count at its edge, so a shift
+    # that leaves the range reads low (0.88 here for 1.0), still far above the 0.1 threshold
+    assert 0.8 < effect("petal_length") <= 1.0  # type: ignore[operator]
+    assert effect("sepal_width") < 0.1  # type: ignore[operator]
+    assert effect("petal_length", "null_rate") == pytest.approx(0.0, abs=1e-12)
+
+
 def test_psi_is_refreshed_every_n_requests_not_per_request(make_app: Callable[..., Harness]) -> None:
     h = make_app(drift_refresh_requests=3, drift_refresh_seconds=3600)
     v1 = {"model": IRIS, "version": "1", "feature": "petal_length"}
@@ -532,6 +561,7 @@ CONTRACT = {
     "shipway_model_info": ("gauge", {"model", "version", "environment"}),
     "shipway_inflight_requests": ("gauge", {"model"}),
     "shipway_feature_psi": ("gauge", {"model", "version", "feature"}),
+    "shipway_feature_drift_effect": ("gauge", {"model", "version", "feature", "statistic"}),
     "shipway_drift_samples": ("gauge", {"model", "version"}),
 }
 

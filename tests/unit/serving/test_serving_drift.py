@@ -193,3 +193,32 @@ def test_live_effect_sizes_agree_with_the_batch_report_on_the_same_rows(shift: f
 def test_live_effect_is_nan_before_any_traffic_and_without_a_sketch() -> None:
     m = monitor()
     assert all(np.isnan(v) for v in m.effect_sizes().values())
+
+
+def test_live_null_rate_change_equals_the_batch_reports_and_effects_group_by_statistic() -> None:
+    """The gauge's ``statistic="null_rate"`` is the batch report's null-rate signal on the same rows."""
+    import pandas as pd
+
+    from shipway.drift.profile import build_profile
+    from shipway.drift.report import compute_drift
+
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame({"x": rng.normal(0.0, 1.0, 10_000), "colour": rng.choice(["a", "b"], 10_000)})
+    reference.loc[:499, "x"] = np.nan  # 5 % nulls in training
+    current = pd.DataFrame({"x": rng.normal(0.0, 1.0, 2_000), "colour": rng.choice(["a", "b"], 2_000)})
+    current.loc[:199, "x"] = np.nan  # 10 %: a 5-point jump
+    current.loc[:99, "colour"] = None  # 5 % from none
+    doc = build_profile(reference)
+    live = DriftMonitor(parse_profile(doc), {"x", "colour"}, window=10**9)
+    live.observe({"x": [None if v != v else v for v in current["x"].tolist()],
+                  "colour": current["colour"].tolist()}, len(current))
+    batch = {f.name: f for f in compute_drift(doc, current).features}
+    effects = live.effects()
+    assert set(effects) == {"wasserstein", "jensen_shannon", "null_rate"}
+    assert set(effects["wasserstein"]) == {"x"} and set(effects["jensen_shannon"]) == {"colour"}
+    for name in ("x", "colour"):
+        expected = abs(batch[name].current_null_rate - batch[name].reference_null_rate)
+        assert effects["null_rate"][name] == pytest.approx(expected, abs=1e-9)
+    assert effects["null_rate"]["x"] == pytest.approx(0.05, abs=1e-9)
+    assert effects["null_rate"]["colour"] == pytest.approx(0.05, abs=1e-9)
+    assert np.isnan(DriftMonitor(parse_profile(doc), {"x"}).null_rate_changes()["x"])
