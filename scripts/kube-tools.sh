@@ -23,7 +23,8 @@ if [ "${1:-}" = --background ]; then
   if [ -f "$pid_file" ] && kill -0 "$(cat "$pid_file")" 2>/dev/null; then exit 0; fi
   command -v go >/dev/null 2>&1 || exit 0  # no Go yet: scripts/setup.sh installs it, test.sh retries
   rm -f .shipway/tools/kube-tools.done .shipway/tools/kube-tools.failed
-  nohup nice -n 5 "$0" > .shipway/tools/kube-tools.log 2>&1 < /dev/null &
+  echo "== $(date -u +%FT%TZ) kube-tools.sh" >> .shipway/tools/kube-tools.log
+  nohup nice -n 5 "$0" >> .shipway/tools/kube-tools.log 2>&1 < /dev/null &
   echo $! > "$pid_file"
   exit 0
 fi

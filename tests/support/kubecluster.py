@@ -98,7 +98,7 @@ def wait_for_tools(timeout: float) -> None:
     done, failed = TOOLS_STATE / "kube-tools.done", TOOLS_STATE / "kube-tools.failed"
     log = TOOLS_STATE / "kube-tools.log"
     if not done.exists() and not failed.exists() and not _build_running():
-        with log.open("a") as out:
+        with log.open("a") as out:  # appended: one log of every run
             subprocess.run([str(ROOT / "scripts" / "kube-tools.sh")], stdout=out, stderr=subprocess.STDOUT,
                            check=False, timeout=timeout)
     deadline = time.monotonic() + timeout
