@@ -1,7 +1,8 @@
 """The OpenTelemetry Collector configuration, generated from one source for every target.
 
 The local stack runs it (tools/otelcol builds the distribution: core v0.165.0 + contrib
-v0.165.1), the Kubernetes target deploys it, and the AWS/Azure docs point ADOT / the Azure
+v0.165.1), the Kubernetes target deploys its variant (``kubernetes_collector_config``: the same
+receiver, processors and queued export, plus k8sattributes), and the AWS/Azure docs point ADOT / the Azure
 Monitor exporter at the same pipeline shape:
 
 - traces: OTLP in (gRPC + HTTP) from the serving app -> memory_limiter + batch -> OTLP to the
@@ -40,6 +41,7 @@ COMPONENTS: Mapping[str, frozenset[str]] = {
 }
 COLLECTOR_VERSION = "0.165.0"
 LOG_STORE_OTLP_PATH = "/insert/opentelemetry/v1/logs"
+BATCH: Mapping[str, Any] = {"send_batch_size": 1024, "timeout": "1s"}
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,63 @@ def _validate(spec: CollectorSpec) -> None:
         raise ValueError("collector.log_store_url: None is not valid with log sources; give the log store's URL")
 
 
+def otlp_receiver(host: str, grpc_port: int, http_port: int) -> dict[str, Any]:
+    """The OTLP receiver every target's collector runs (gRPC + HTTP)."""
+    return {"protocols": {"grpc": {"endpoint": f"{host}:{grpc_port}"}, "http": {"endpoint": f"{host}:{http_port}"}}}
+
+
+def queued_retry(queue_size: int, storage: str | None = None) -> dict[str, Any]:
+    """A bounded sending queue (optionally persisted) with retry that never gives up on its own:
+    while the backend is away, the queue, not a timer, sets how much is held."""
+    queue: dict[str, Any] = {"enabled": True, "queue_size": queue_size}
+    if storage:
+        queue["storage"] = storage
+    return {"sending_queue": queue,
+            "retry_on_failure": {"enabled": True, "initial_interval": "1s", "max_interval": "5s",
+                                 "max_elapsed_time": "0s"}}
+
+
+def kubernetes_collector_config(namespace: str, export_endpoint: str | None, *, grpc_port: int = 4317,
+                                http_port: int = 4318, metrics_port: int = 8889, health_port: int = 13133,
+                                queue_size: int = 5000) -> dict[str, Any]:
+    """The Kubernetes target's collector (the upstream k8s distribution image): the same OTLP
+    receiver, memory_limiter + batch and queued OTLP/HTTP export as the local hub, plus
+    k8sattributes, a Prometheus exporter for its metrics pipeline and a health_check. Pods ship
+    logs over OTLP there (no file_log). Component names are the ones its image version knows."""
+    exporters: dict[str, Any] = {"debug": {"verbosity": "basic"},
+                                 "prometheus": {"endpoint": f"0.0.0.0:{metrics_port}"}}
+    out = ["debug"]
+    if export_endpoint:
+        exporters["otlphttp"] = {"endpoint": export_endpoint, **queued_retry(queue_size)}
+        out = ["otlphttp"]
+    processors = ["memory_limiter", "k8sattributes", "batch"]
+    pod = "0.0.0.0"  # noqa: S104 - a pod listens in its own network namespace, behind a NetworkPolicy
+    return {
+        "receivers": {"otlp": otlp_receiver(pod, grpc_port, http_port)},
+        "processors": {
+            # A share of the container's memory limit (the pod spec sets it), not a fixed size.
+            "memory_limiter": {"check_interval": "1s", "limit_percentage": 80, "spike_limit_percentage": 20},
+            "k8sattributes": {
+                "auth_type": "serviceAccount",
+                "filter": {"namespace": namespace},
+                "extract": {"metadata": ["k8s.namespace.name", "k8s.pod.name", "k8s.deployment.name"]},
+            },
+            "batch": BATCH,
+        },
+        "exporters": exporters,
+        "extensions": {"health_check": {"endpoint": f"0.0.0.0:{health_port}"}},
+        "service": {
+            "extensions": ["health_check"],
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": processors, "exporters": out},
+                "logs": {"receivers": ["otlp"], "processors": processors, "exporters": out},
+                "metrics": {"receivers": ["otlp"], "processors": processors,
+                            "exporters": sorted({"prometheus", *out} - {"debug"})},
+            },
+        },
+    }
+
+
 def _operators(service: str) -> list[dict[str, Any]]:
     """Stanza operators: parse a JSON line into attributes, drop probe lines, set the body."""
     probes = ", ".join(f'"{r}"' for r in PROBE_ROUTES)
@@ -120,7 +179,7 @@ def collector_config(spec: CollectorSpec) -> dict[str, Any]:
     config["processors"] = {
         "memory_limiter": {"check_interval": "1s", "limit_mib": spec.memory_limit_mib,
                            "spike_limit_mib": max(spec.memory_limit_mib // 4, 16)},
-        "batch": {"send_batch_size": 1024, "timeout": "1s"},
+        "batch": dict(BATCH),
     }
     storage: str | None = None
     if spec.storage_dir:
@@ -128,13 +187,9 @@ def collector_config(spec: CollectorSpec) -> dict[str, Any]:
         service["extensions"].append("file_storage")
         storage = "file_storage"
     if spec.traces_endpoint:
-        config["receivers"]["otlp"] = {"protocols": {
-            "grpc": {"endpoint": f"{spec.host}:{spec.otlp_grpc_port}"},
-            "http": {"endpoint": f"{spec.host}:{spec.otlp_http_port}"}}}
+        config["receivers"]["otlp"] = otlp_receiver(spec.host, spec.otlp_grpc_port, spec.otlp_http_port)
         config["exporters"]["otlp_http/traces"] = {
-            "traces_endpoint": spec.traces_endpoint.rstrip("/") + "/v1/traces",
-            "sending_queue": {"enabled": True, "queue_size": spec.queue_size},
-            "retry_on_failure": {"enabled": True, "max_elapsed_time": "0s"}}
+            "traces_endpoint": spec.traces_endpoint.rstrip("/") + "/v1/traces", **queued_retry(spec.queue_size)}
         service["pipelines"]["traces"] = {"receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
                                           "exporters": ["otlp_http/traces"]}
     if spec.log_sources:
@@ -147,17 +202,11 @@ def collector_config(spec: CollectorSpec) -> dict[str, Any]:
                 receiver["storage"] = storage  # offsets survive a collector restart
             config["receivers"][name] = receiver
             receivers.append(name)
-        queue: dict[str, Any] = {"enabled": True, "queue_size": spec.queue_size}
-        if storage:
-            queue["storage"] = storage
         assert spec.log_store_url is not None  # _validate
         config["exporters"]["otlp_http/logs"] = {
             "logs_endpoint": spec.log_store_url.rstrip("/") + LOG_STORE_OTLP_PATH,
             "headers": {"VL-Stream-Fields": "service.name,model"},
-            "sending_queue": queue,
-            # Keep retrying while the store is away: the bounded queue, not a timer, sets the limit.
-            "retry_on_failure": {"enabled": True, "initial_interval": "1s", "max_interval": "5s",
-                                 "max_elapsed_time": "0s"},
+            **queued_retry(spec.queue_size, storage),
         }
         service["pipelines"]["logs"] = {"receivers": receivers, "processors": ["memory_limiter", "batch"],
                                         "exporters": ["otlp_http/logs"]}

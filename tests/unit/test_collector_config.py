@@ -96,3 +96,16 @@ def test_prometheus_scrapes_the_collector_and_the_log_store_as_their_own_jobs() 
     jobs = {j["job_name"]: j for j in config["scrape_configs"]}
     assert jobs["otelcol"]["static_configs"] == [{"targets": ["127.0.0.1:8888"]}]
     assert jobs["victorialogs"]["static_configs"] == [{"targets": ["127.0.0.1:9428"]}]
+
+
+def test_kubernetes_and_local_share_the_receiver_batching_and_queued_export() -> None:
+    from shipway_core.observability.collector import kubernetes_collector_config
+
+    local = collector_config(_spec())
+    k8s = kubernetes_collector_config("shipway-prod", "https://otlp.example.com:4318")
+    assert k8s["processors"]["batch"] == local["processors"]["batch"]
+    assert k8s["receivers"]["otlp"]["protocols"].keys() == local["receivers"]["otlp"]["protocols"].keys()
+    shared = ("sending_queue", "retry_on_failure")
+    assert {k: k8s["exporters"]["otlphttp"][k] for k in shared} == \
+        {k: local["exporters"]["otlp_http/traces"][k] for k in shared}
+    assert kubernetes_collector_config("ns", None)["service"]["pipelines"]["logs"]["exporters"] == ["debug"]

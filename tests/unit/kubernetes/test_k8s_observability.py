@@ -153,7 +153,11 @@ def test_collector_pipelines_export_everything(rec: Recording) -> None:
     assert pipelines["traces"]["exporters"] == ["otlphttp"]
     assert pipelines["logs"]["exporters"] == ["otlphttp"]
     assert pipelines["metrics"]["exporters"] == ["otlphttp", "prometheus"]
-    assert config["exporters"]["otlphttp"] == {"endpoint": "https://otlp.example.com:4318"}
+    exporter = config["exporters"]["otlphttp"]
+    assert exporter["endpoint"] == "https://otlp.example.com:4318"
+    # The same bounded, retrying queue as the local hub (shipway_core.observability.collector).
+    assert exporter["sending_queue"] == {"enabled": True, "queue_size": 5000}
+    assert exporter["retry_on_failure"]["enabled"] is True
     assert config["processors"]["k8sattributes"]["filter"] == {"namespace": "shipway-prod"}
 
 
