@@ -126,13 +126,20 @@ def test_generated_drift_data_is_seeded_and_drifts_only_the_declared_columns(tmp
     path = drift.generate(tmp_path / "d.npz", rows=4000)
     again = drift.generate(tmp_path / "e.npz", rows=4000)
     data, data2 = np.load(path), np.load(again)
-    assert np.array_equal(data["cur_num"], data2["cur_num"])
+    # NaN-equal: the null-rate column's missing values are part of the seeded data
+    assert np.array_equal(data["cur_num"], data2["cur_num"], equal_nan=True)
+    assert not np.array_equal(data["cur_num"], data2["cur_num"])  # (plain equality would fail on them)
     names = [str(n) for n in data["numeric_names"]]
     assert len(names) == 20 and len(data["categorical_names"]) == 5
     ref, cur = data["ref_num"], data["cur_num"]
     shifted = {n for i, n in enumerate(names)
-               if abs(cur[:, i].mean() - ref[:, i].mean()) > 0.3 * ref[:, i].std()
-               or abs(cur[:, i].std() / ref[:, i].std() - 1) > 0.2}
+               if abs(np.nanmean(cur[:, i]) - np.nanmean(ref[:, i])) > 0.3 * np.nanstd(ref[:, i])
+               or abs(np.nanstd(cur[:, i]) / np.nanstd(ref[:, i]) - 1) > 0.2}
     assert shifted == set(drift.DRIFTED_NUMERIC)
+    null_rates = {n: (float(np.isnan(ref[:, i]).mean()), float(np.isnan(cur[:, i]).mean()))
+                  for i, n in enumerate(names)}
+    assert {n for n, (r, c) in null_rates.items() if r or c} == set(drift.DRIFTED_NULLS) == {"num_18"}
+    assert null_rates["num_18"][0] == 0.0 and null_rates["num_18"][1] == pytest.approx(0.05, abs=0.01)
+    assert drift.real_shifts() == ["cat_1", "cat_3", "num_03", "num_07", "num_12", "num_16", "num_18"]
     assert drift.expected_drifted() == ["cat_1", "cat_3", "num_03", "num_07", "num_12", "num_16"]
     assert "cat_3_new" in set(data["cur_cat"][:, 3]) and "cat_3_new" not in set(data["ref_cat"][:, 3])
