@@ -32,7 +32,7 @@ from shipway_core.observability.delivery import AUDIT_RELATIVE_PATH
 from shipway_core.observability.links import LOG_QUERY_PATH
 
 
-def _rules_yaml(cfg: StackConfig) -> str:
+def _rules_yaml(cfg: StackConfig, pipeline_jobs: tuple[str, ...] = ()) -> str:
     """Recording + SLO/drift/quality alert rules for every endpoint, from the stack's SLOs."""
     from shipway_core.observability.rules import RuleOptions, generate_rules, render_yaml
 
@@ -40,7 +40,8 @@ def _rules_yaml(cfg: StackConfig) -> str:
         return "groups: []\n"
     # Every model alert links to its log lines and traces on this stack's stores.
     options = RuleOptions(log_store_url=f"http://{LOOPBACK}:{cfg.local.log_store_port}",
-                          traces_url=f"http://{LOOPBACK}:{cfg.local.jaeger_query_port}")
+                          traces_url=f"http://{LOOPBACK}:{cfg.local.jaeger_query_port}",
+                          pipeline_jobs=pipeline_jobs)
     return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment, options))
 
 
@@ -125,7 +126,7 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
                           latency_objective=cfg.slo.latency_objective, max_error_rate=cfg.slo.max_error_rate,
                           drift_psi=cfg.slo.drift_psi, min_requests=cfg.slo.min_requests),
         LocalPlacement(str(data / "prometheus"), cfg.local.prometheus_port, targets),
-        rules_yaml=_rules_yaml(cfg),
+        rules_yaml=_rules_yaml(cfg, ("prometheus", *sorted(telemetry_targets))),
         alertmanager=LocalPlacement(str(data / "alertmanager"), cfg.local.alertmanager_port, targets),
         alert_sink=LocalPlacement(str(data / "alerts"), cfg.local.alert_sink_port, targets),
         # The audit trail's delivery figures (job shipway-delivery) on the port after the alert sink's.

@@ -25,6 +25,7 @@ from typing import Any
 from shipway_core.config import SloSettings
 from shipway_core.names import is_model_name
 from shipway_core.observability.links import Template, check_window, evidence_links
+from shipway_core.observability.pipeline import pipeline_alerts
 from shipway_core.observability.slo import (
     PREDICTION_ROUTE,
     SEVERITIES,
@@ -106,6 +107,8 @@ class RuleOptions:
     traces_url: str | None = None
     """The environment's Jaeger UI; when set, model alerts carry a ``traces_url`` annotation."""
     evidence_window: str = "1h"
+    pipeline_jobs: tuple[str, ...] = ()
+    """Scrape jobs of the platform's own processes; their health rules go in a ``-pipeline`` group."""
     """How far back the prepared log query and trace search look from when they are opened."""
 
     def __post_init__(self) -> None:
@@ -376,6 +379,10 @@ def generate_rules(
                 "rules": ml_alerts(slo, models, environment, options),
             },
         ]
+        + ([{"name": f"shipway-{environment}-pipeline",
+             "rules": pipeline_alerts(options.pipeline_jobs, environment,
+                                      runbook_base_url=options.runbook_base_url)}]
+           if options.pipeline_jobs else [])
     }
 
 

@@ -101,3 +101,20 @@ def test_without_stores_the_annotations_are_unchanged() -> None:
         for rule in group["rules"]:
             assert "logs_url" not in rule.get("annotations", {})
             assert "traces_url" not in rule.get("annotations", {})
+
+
+def test_every_runbook_says_where_the_evidence_is() -> None:
+    from pathlib import Path
+
+    from shipway_core.observability.pipeline import PIPELINE_ALERT_NAMES
+    from shipway_core.observability.rules import ALERT_NAMES
+
+    runbooks = Path(__file__).resolve().parents[3] / "docs" / "runbooks"
+    for name in ALERT_NAMES:
+        text = (runbooks / f"{name}.md").read_text()
+        assert "## Evidence" in text and "`logs_url`" in text and "`traces_url`" in text, name
+        assert "shipway logs <model>" in text, name
+    for name in PIPELINE_ALERT_NAMES:
+        text = (runbooks / f"{name}.md").read_text()
+        for section in ("## What it means", "## Confirm", "## Mitigate", "## Escalate"):
+            assert section in text, f"{name}.md lacks {section}"
