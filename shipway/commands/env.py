@@ -96,6 +96,51 @@ def _processes(cfg: Any, root: Path) -> dict[str, dict[str, Any]]:
     return {name: _restarts(path) for name, path in process_status_files(cfg, root).items()}
 
 
+# The platform's own pipeline on the local target: what each component answers when healthy.
+PIPELINE_PROBES = (
+    ("mlflow", "tracking_uri", "/health"),
+    ("prometheus", "metrics_url", "/-/healthy"),
+    ("alertmanager", "alerts_url", "/-/healthy"),
+    ("jaeger", "traces_url", "/"),
+    ("otelcol", None, "/metrics"),
+    ("log-store", "log_store_url", "/health"),
+)
+
+
+def _probe(url: str, timeout: float = 2.0) -> str:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - http:// built below
+            return "ok" if response.status < 400 else f"HTTP {response.status}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return f"unreachable ({getattr(exc, 'reason', exc)})"
+
+
+def pipeline_health(cfg: Any, outputs: PlatformOutputs) -> dict[str, dict[str, Any]]:
+    """Each pipeline component's health on the local target (MLflow, Prometheus, Alertmanager,
+    Jaeger, the collector, the log store): probed on 127.0.0.1; absent ones say so."""
+    if cfg.cloud != "local":
+        return {}
+    rows: dict[str, dict[str, Any]] = {}
+    for name, key, path in PIPELINE_PROBES:
+        if key is None:
+            base: str | None = f"http://127.0.0.1:{cfg.local.collector_metrics_port}"
+        elif key == "tracking_uri":
+            base = outputs.tracking_uri
+        else:
+            base = getattr(outputs.observability, key)
+        if not base or not str(base).startswith("http://"):
+            rows[name] = {"url": None, "health": "not deployed"}
+            continue
+        url = str(base).rstrip("/") + path
+        rows[name] = {"url": url, "health": _probe(url)}
+    return rows
+
+
 def _live(services: Services, cfg: Any, outputs: PlatformOutputs,
           audit: AuditLog | None) -> tuple[dict[str, EndpointState], str]:
     """Every endpoint's live state from the stack's target adapter, or why it cannot be read."""
@@ -154,6 +199,7 @@ def env_status(services: Services, env: str, audit: AuditLog | None, cache: dict
     row["processes"] = _processes(cfg, services.repo_root()) if row["deployed"] else {}
     registry = _registry(services, cfg, outputs, cache) if cfg.models else None
     live, why = _live(services, cfg, outputs, audit) if isinstance(outputs, PlatformOutputs) else ({}, "")
+    row["pipeline"] = pipeline_health(cfg, outputs) if isinstance(outputs, PlatformOutputs) else {}
     for name, pin in sorted(cfg.models.items()):
         model: dict[str, Any] = {
             "model": name,
@@ -203,6 +249,8 @@ def _render(rows: list[dict[str, Any]]) -> None:
             if not name.startswith("endpoint/"):
                 add_row(table, row["env"], f"({name})", "", "", "", str(proc["state"]),
                         "-" if proc["restarts"] is None else str(proc["restarts"]), "")
+        for name, probe in sorted(row.get("pipeline", {}).items()):
+            add_row(table, row["env"], f"(pipeline: {name})", "", "", "", probe["health"], "", probe["url"] or "-")
     table_console().print(table)
 
 
