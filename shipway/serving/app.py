@@ -553,8 +553,10 @@ class ServingApp:
             if active.drift.refresh_due():
                 self._publish_drift(active)
         if self.request_sink is not None:
-            self.request_sink.write({"ts": utc_now_iso(), "request_id": request_id, "model": model.name,
-                                     "version": model.version, "inputs": batch.columns,
+            # request_id joins late labels (shipway/drift/quality.py); trace_id finds the request's
+            # trace in Jaeger and its access-log line in the log store (`shipway logs --trace`).
+            self.request_sink.write({"ts": utc_now_iso(), "request_id": request_id, "trace_id": request.trace_id,
+                                     "model": model.name, "version": model.version, "inputs": batch.columns,
                                      "predictions": predictions})
         return Response(200, orjson.dumps({"predictions": predictions}), rows=batch.n_rows)
 

@@ -393,7 +393,7 @@ def test_request_log_has_inputs_and_predictions_per_request(make_app: Callable[.
     h = make_app(request_log=True)
     h.post({"dataframe_records": [{"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4,
                                    "petal_width": 0.2}]}, headers={**AUTH, "X-Request-Id": "r1"})
-    h.post(rows([[6.5, 3.0, 5.5, 2.0], [5.1, 3.5, 1.4, 0.3]]), headers={**AUTH, "X-Request-Id": "r2"})
+    second = h.post(rows([[6.5, 3.0, 5.5, 2.0], [5.1, 3.5, 1.4, 0.3]]), headers={**AUTH, "X-Request-Id": "r2"})
     h.post(rows([[1, 2, "x", 4]]), headers={**AUTH, "X-Request-Id": "r3"})  # 400: not logged
     assert h.app.request_sink is not None
     h.app.request_sink.flush()
@@ -401,7 +401,10 @@ def test_request_log_has_inputs_and_predictions_per_request(make_app: Callable[.
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [line["request_id"] for line in lines] == ["r1", "r2"]
-    assert set(lines[1]) == {"ts", "request_id", "model", "version", "inputs", "predictions"}
+    assert set(lines[1]) == {"ts", "request_id", "trace_id", "model", "version", "inputs", "predictions"}
+    # joinable with late labels (request_id) and with the request's trace and log lines (trace_id)
+    assert lines[1]["trace_id"] == second.headers["x-trace-id"] and len(lines[1]["trace_id"]) == 32
+    assert lines[0]["trace_id"] != lines[1]["trace_id"]
     assert lines[1]["inputs"] == {"sepal_length": [6.5, 5.1], "sepal_width": [3.0, 3.5],
                                   "petal_length": [5.5, 1.4], "petal_width": [2.0, 0.3]}
     assert (lines[1]["model"], lines[1]["version"], len(lines[1]["predictions"])) == (IRIS, 1, 2)
