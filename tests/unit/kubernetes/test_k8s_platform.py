@@ -91,8 +91,10 @@ def test_outputs(prod: Recording) -> None:
                 "requestLog": None}
             for m, v in (("churn", 3), ("fraud", 12))
         },
+        # No log store in the cluster yet (the collector forwards to kubernetes.otlpExportEndpoint).
         "observability": {"metricsUrl": None, "alertsUrl": None, "dashboardsUrl": None,
-                          "tracesUrl": "http://observability-otel-collector.shipway-prod.svc.cluster.local:4318"},
+                          "tracesUrl": "http://observability-otel-collector.shipway-prod.svc.cluster.local:4318",
+                          "logStoreUrl": None, "logQueryUrl": None},
         "target": {
             "namespace": "shipway-prod",
             "alertRules": list(ALERT_NAMES),
