@@ -98,6 +98,10 @@ class ObservabilityArgs:
     latency_objective: float = 0.99
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
+    # The drift alert's effect-size thresholds (slo.driftWasserstein / driftJensenShannon / driftNullRate)
+    drift_wasserstein: float = 0.1
+    drift_jensen_shannon: float = 0.06
+    drift_null_rate: float = 0.03
     min_requests: int = 100  # low-traffic guard of the burn-rate alerts (slo.minRequests)
     # Days the environment's logs are kept; None: the target's default. Targets that keep no
     # logs themselves (kubernetes, local) reject a value instead of ignoring it.
@@ -107,4 +111,6 @@ class ObservabilityArgs:
         """The stack's SLOs as the shared rule generators take them (one place, every target)."""
         return SloSettings(availability=self.availability, latency_p99_ms=self.latency_p99_ms,
                            latency_objective=self.latency_objective, max_error_rate=self.max_error_rate,
-                           drift_psi=self.drift_psi, min_requests=self.min_requests)
+                           drift_psi=self.drift_psi, drift_wasserstein=self.drift_wasserstein,
+                           drift_jensen_shannon=self.drift_jensen_shannon, drift_null_rate=self.drift_null_rate,
+                           min_requests=self.min_requests)

@@ -73,6 +73,8 @@ def build_platform(
             latency_objective=cfg.slo.latency_objective,
             max_error_rate=cfg.slo.max_error_rate,
             drift_psi=cfg.slo.drift_psi,
+            drift_wasserstein=cfg.slo.drift_wasserstein, drift_jensen_shannon=cfg.slo.drift_jensen_shannon,
+            drift_null_rate=cfg.slo.drift_null_rate,
             min_requests=cfg.slo.min_requests,
             log_retention_days=settings.log_retention_days,
         ),

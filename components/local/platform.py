@@ -117,6 +117,8 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
             opts=pulumi.ResourceOptions(depends_on=[alias, vault]),
         )
 
+    # Pipeline health: Alertmanager's own /metrics (its `up` pages ShipwayPipelineComponentDown).
+    telemetry_targets = {**telemetry_targets, "alertmanager": f"{LOOPBACK}:{cfg.local.alertmanager_port}"}
     # Scrape targets are plain strings (known ports), so a pin change never touches Prometheus.
     observability = Observability(
         "observability",
@@ -124,7 +126,9 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
                           endpoints={m: f"http://{LOOPBACK}:{port}" for m, port in ports.items()},
                           availability=cfg.slo.availability, latency_p99_ms=cfg.slo.latency_p99_ms,
                           latency_objective=cfg.slo.latency_objective, max_error_rate=cfg.slo.max_error_rate,
-                          drift_psi=cfg.slo.drift_psi, min_requests=cfg.slo.min_requests),
+                          drift_psi=cfg.slo.drift_psi, drift_wasserstein=cfg.slo.drift_wasserstein,
+                          drift_jensen_shannon=cfg.slo.drift_jensen_shannon, drift_null_rate=cfg.slo.drift_null_rate,
+                          min_requests=cfg.slo.min_requests),
         LocalPlacement(str(data / "prometheus"), cfg.local.prometheus_port, targets),
         rules_yaml=_rules_yaml(cfg, ("prometheus", *sorted(telemetry_targets))),
         alertmanager=LocalPlacement(str(data / "alertmanager"), cfg.local.alertmanager_port, targets),

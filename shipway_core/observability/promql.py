@@ -21,6 +21,7 @@ SERVING_METRICS = frozenset(
         "shipway_model_info",
         "shipway_inflight_requests",
         "shipway_feature_psi",
+        "shipway_feature_drift_effect",
         "shipway_drift_samples",
     }
 )

@@ -294,6 +294,19 @@ def service_alerts(environment: str, options: RuleOptions) -> list[dict[str, Any
     ]
 
 
+def _drift_effect_expr(slo: SloSettings, sel: str) -> str:
+    """Effect size above its threshold, per statistic (the batch report's decision measures: a
+    p-value is no signal at serving volume); the ``statistic`` label says which one fired."""
+    parts = []
+    for statistic, threshold in (("wasserstein", slo.drift_wasserstein),
+                                 ("jensen_shannon", slo.drift_jensen_shannon),
+                                 ("null_rate", slo.drift_null_rate)):
+        matcher = sel[:-1] + f',statistic="{statistic}"}}'
+        parts.append(f"max by (model, version, feature, statistic) "
+                     f"(shipway_feature_drift_effect{matcher}) > {_num(threshold)}")
+    return "(\n" + "\nor\n".join(parts) + "\n)"
+
+
 def ml_alerts(slo: SloSettings, models: Sequence[str], environment: str, options: RuleOptions) -> list[dict[str, Any]]:
     """Feature drift, model quality from late labels, training-data freshness."""
     sel = _selector(models, options.job)
@@ -301,8 +314,8 @@ def ml_alerts(slo: SloSettings, models: Sequence[str], environment: str, options
     alerts = [
         _alert(
             "ShipwayFeatureDrift",
-            f"max by (model, version, feature) (shipway_feature_psi{sel}) > {_num(slo.drift_psi)}\n"
-            f"and on (model, version)\n"
+            _drift_effect_expr(slo, sel)
+            + f"\nand on (model, version)\n"
             f"max by (model, version) (shipway_drift_samples{sel}) >= {options.drift_min_samples}",
             options.timings.drift,
             "ticket",
@@ -310,9 +323,10 @@ def ml_alerts(slo: SloSettings, models: Sequence[str], environment: str, options
             options,
             summary="Input feature {{ $labels.feature }} of {{ $labels.model }} v{{ $labels.version }} has drifted",
             description=(
-                "PSI of {{ $labels.feature }} against the training baseline is "
-                '{{ $value | printf "%.3f" }} (threshold '
-                f"{_num(slo.drift_psi)}, at least "
+                "The live {{ $labels.statistic }} effect size of {{ $labels.feature }} against the training "
+                'baseline is {{ $value | printf "%.3f" }} (thresholds: normalised Wasserstein '
+                f"{_num(slo.drift_wasserstein)} sd, Jensen-Shannon {_num(slo.drift_jensen_shannon)}, "
+                f"null-rate change {_num(slo.drift_null_rate)}; at least "
                 f"{options.drift_min_samples} live samples)."
             ),
             evidence=(True, True),

@@ -32,6 +32,7 @@ def build(settings: KubernetesSettings | None = None) -> Recording:
         availability=0.999,
         latency_p99_ms=200.0,
         drift_psi=0.25,
+        drift_wasserstein=0.15,
     )
     return record(lambda: Observability("observability", args, settings or KubernetesSettings()), stack="prod")
 
@@ -86,7 +87,7 @@ def test_service_monitor_scrapes_endpoints_as_the_shared_job(rec: Recording) -> 
 def test_prometheus_rule_is_the_shared_rule_file_for_this_slo(rec: Recording) -> None:
     rule = plain(rec.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule").inputs)
     assert rule["metadata"]["name"] == "observability-slo"
-    slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25)
+    slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25, drift_wasserstein=0.15)
     assert rule["spec"] == generate_rules(slo, ["churn"], "prod")
     alerts = {(r["alert"], r["labels"].get("severity")): r for g in rule["spec"]["groups"] for r in g["rules"]
               if "alert" in r}
@@ -94,7 +95,7 @@ def test_prometheus_rule_is_the_shared_rule_file_for_this_slo(rec: Recording) ->
     # The stack's SLO numbers, not defaults, reach the expressions.
     assert 'le="0.2"' in records["model:shipway_request_slow:ratio_rate1h"]["expr"]
     assert "> 0.0144" in alerts[("ShipwayAvailabilityBudgetBurn", "page")]["expr"]  # 14.4 x (1 - 0.999)
-    assert "> 0.25" in alerts[("ShipwayFeatureDrift", "ticket")]["expr"]
+    assert 'statistic="wasserstein"}) > 0.15' in alerts[("ShipwayFeatureDrift", "ticket")]["expr"]
     assert 'job="shipway-endpoints"' in alerts[("ShipwayFeatureDrift", "ticket")]["expr"]
 
 

@@ -161,15 +161,23 @@ def test_burn_alert_description_states_the_budget_spent(doc) -> None:
 
 
 def test_slo_values_flow_into_drift_and_freshness() -> None:
-    slo = SloSettings(drift_psi=0.25, freshness_hours=72)
+    slo = SloSettings(drift_wasserstein=0.2, drift_jensen_shannon=0.08, drift_null_rate=0.05, freshness_hours=72)
     doc = generate_rules(slo, ["iris"], "prod")
     drift = _alert(doc, "ShipwayFeatureDrift")
+    sel = 'job="shipway-endpoints",model=~"iris"'
+    by = "max by (model, version, feature, statistic) (shipway_feature_drift_effect"
     assert drift["expr"] == (
-        "max by (model, version, feature) "
-        '(shipway_feature_psi{job="shipway-endpoints",model=~"iris"}) > 0.25\n'
+        "(\n"
+        f'{by}{{{sel},statistic="wasserstein"}}) > 0.2\n'
+        "or\n"
+        f'{by}{{{sel},statistic="jensen_shannon"}}) > 0.08\n'
+        "or\n"
+        f'{by}{{{sel},statistic="null_rate"}}) > 0.05\n'
+        ")\n"
         "and on (model, version)\n"
-        'max by (model, version) (shipway_drift_samples{job="shipway-endpoints",model=~"iris"}) >= 500'
+        f"max by (model, version) (shipway_drift_samples{{{sel}}}) >= 500"
     )
+    assert "shipway_feature_psi" not in drift["expr"]  # a p-value or PSI is no signal at volume
     assert drift["for"] == "1m"
     assert _alert(doc, "ShipwayModelStale")["expr"] == (
         '(time() - max by (model, version) (shipway_model_trained_timestamp_seconds{model=~"iris"})) / 3600\n> 72'

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 
 ENV = "test"
 JOB = 'job="shipway-endpoints"'
-SLO = SloSettings()  # 99.5% availability, 99% under 250ms, PSI 0.2, 24h freshness
+SLO = SloSettings()  # 99.5% availability, 99% under 250ms, drift 0.1 sd / 0.06 JS / 3 null points, 24h freshness
+EFFECT = f'shipway_feature_drift_effect{{{JOB},model="iris",version="1",'
+IRIS1 = {"model": "iris", "version": "1"}
 REQ = f'shipway_requests_total{{{JOB},model="iris",version="1",route="/invocations"'
 
 
@@ -138,24 +140,35 @@ CASES: dict[str, Any] = {
         _group([(f'up{{{JOB},instance="127.0.0.1:8100"}}', "1x10")], [("5m", "ShipwayEndpointDown", [])]),
     ],
     "ShipwayFeatureDrift": lambda: [
+        # effect sizes over their thresholds (0.1 sd, 0.06 JS, 3 null points) fire, one alert per
+        # feature and statistic; those under them do not, whatever PSI says
         _group(
             [
-                (f'shipway_feature_psi{{{JOB},model="iris",version="1",feature="age"}}', "0.35x10"),
-                (f'shipway_feature_psi{{{JOB},model="iris",version="1",feature="plan"}}', "0.05x10"),
+                (f'{EFFECT}feature="age",statistic="wasserstein"}}', "0.25x10"),
+                (f'{EFFECT}feature="age",statistic="null_rate"}}', "0x10"),
+                (f'{EFFECT}feature="plan",statistic="jensen_shannon"}}', "0.12x10"),
+                (f'{EFFECT}feature="plan",statistic="null_rate"}}', "0.05x10"),
+                (f'{EFFECT}feature="income",statistic="wasserstein"}}', "0.04x10"),
+                (f'{EFFECT}feature="region",statistic="jensen_shannon"}}', "0.02x10"),
+                (f'shipway_feature_psi{{{JOB},model="iris",version="1",feature="income"}}', "0.35x10"),
                 (f'shipway_drift_samples{{{JOB},model="iris",version="1"}}', "1000x10"),
             ],
             [
                 (
                     "3m",
                     "ShipwayFeatureDrift",
-                    [_expected("ShipwayFeatureDrift", {"model": "iris", "version": "1", "feature": "age"}, 0.35)],
+                    [
+                        _expected("ShipwayFeatureDrift", {**IRIS1, "feature": f, "statistic": s}, v)
+                        for f, s, v in (("age", "wasserstein", 0.25), ("plan", "jensen_shannon", 0.12),
+                                        ("plan", "null_rate", 0.05))
+                    ],
                 )
             ],
         ),
         # over the threshold, but on too few samples to trust
         _group(
             [
-                (f'shipway_feature_psi{{{JOB},model="iris",version="1",feature="age"}}', "0.35x10"),
+                (f'{EFFECT}feature="age",statistic="wasserstein"}}', "0.25x10"),
                 (f'shipway_drift_samples{{{JOB},model="iris",version="1"}}', "100x10"),
             ],
             [("3m", "ShipwayFeatureDrift", [])],
