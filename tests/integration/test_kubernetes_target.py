@@ -185,6 +185,7 @@ def rolled_out(dep: dict[str, Any]) -> bool:
 def test_preview_with_policy_pack_judges_real_engine_input(project: K8sProject) -> None:
     out = project.with_policies("preview")
     text = out.stdout + out.stderr
+    print("\n".join(line for line in text.splitlines() if "olic" in line or "to create" in line))
     assert "shipway-policies" in text or "Policies:" in text, text[-3000:]
     assert "mandatory" not in text.lower(), text[-3000:]
     planned = project.preview_steps()
@@ -246,6 +247,7 @@ def test_pod_security_restricted_rejects_privileged_root_pod(project: K8sProject
     resp = cluster.request("POST", f"/api/v1/namespaces/{ns}/pods", root_pod)
     assert resp.status_code == 403, resp.text
     message = resp.json()["message"]
+    print("root pod:", resp.status_code, message)
     assert 'violates PodSecurity "restricted:latest"' in message
     assert "runAsUser=0" in message and "allowPrivilegeEscalation != false" in message
     privileged = {**root_pod, "metadata": {"name": "privileged-pod", "namespace": ns},
@@ -265,6 +267,7 @@ def test_pin_change_updates_exactly_the_inference_deployment(project: K8sProject
     before = deployment(cluster)
     project.pin(2)
     planned = project.preview_steps()
+    print("pin 1 -> 2 plans:", sorted((s["op"], s["urn"].split("::")[-1]) for s in planned))
     cluster_changes = {(s["op"], s["urn"].split("::")[-1]) for s in planned
                        if s["urn"].split("::")[-2].split("$")[-1].startswith("kubernetes:")}
     assert cluster_changes == {("update", f"{DEPLOYMENT}-deployment")}, planned
@@ -333,6 +336,7 @@ def test_cli_env_status_and_adapter_verification_read_the_live_cluster(project: 
 def test_second_up_without_change_reports_no_changes(project: K8sProject) -> None:
     out = project.pulumi("preview", "--expect-no-changes")
     assert out.returncode == 0
+    print("no-change preview:", [line.strip() for line in out.stdout.splitlines() if "unchanged" in line])
     assert project.preview_steps() == []
 
 
@@ -342,6 +346,7 @@ def test_preflight_refuses_missing_version_and_changes_nothing(project: K8sProje
     out = project.pulumi("preview", check=False)
     assert out.returncode != 0
     text = out.stdout + out.stderr
+    print("pin 99:", next(line.strip() for line in text.splitlines() if "version 99 does not exist" in line))
     assert f"model '{MODEL}' version 99 does not exist" in text, text[-3000:]
     assert "registered versions: 2, 1" in text or "registered versions: 1, 2" in text, text[-3000:]
     up = project.pulumi("up", "--yes", check=False)
