@@ -39,7 +39,9 @@ def _rules_yaml(cfg: StackConfig, pipeline_jobs: tuple[str, ...] = ()) -> str:
     if not cfg.models:
         return "groups: []\n"
     # Every model alert links to its log lines and traces on this stack's stores.
-    options = RuleOptions(log_store_url=f"http://{LOOPBACK}:{cfg.local.log_store_port}",
+    # (no logs link when the stack runs no log store: `make setup` has not built it)
+    options = RuleOptions(log_store_url=f"http://{LOOPBACK}:{cfg.local.log_store_port}"
+                          if "victorialogs" in pipeline_jobs else None,
                           traces_url=f"http://{LOOPBACK}:{cfg.local.jaeger_query_port}",
                           pipeline_jobs=pipeline_jobs)
     return render_yaml(generate_rules(cfg.slo, sorted(cfg.models), cfg.environment, options))

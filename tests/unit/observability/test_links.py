@@ -118,3 +118,25 @@ def test_every_runbook_says_where_the_evidence_is() -> None:
         text = (runbooks / f"{name}.md").read_text()
         for section in ("## What it means", "## Confirm", "## Mitigate", "## Escalate"):
             assert section in text, f"{name}.md lacks {section}"
+
+
+def test_the_local_rule_file_links_logs_only_when_the_stack_runs_a_log_store() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from components.local.platform import _rules_yaml
+    from shipway import stackfile
+
+    cfg = stackfile.load_config(Path(__file__).resolve().parents[3] / "stacks" / "Pulumi.local.yaml")
+
+    def annotations(jobs: tuple[str, ...]) -> list[dict[str, str]]:
+        doc = yaml.safe_load(_rules_yaml(cfg, jobs))
+        return [r["annotations"] for g in doc["groups"] for r in g["rules"]
+                if "alert" in r and r["labels"].get("component") != "pipeline"]
+
+    with_store = annotations(("otelcol", "prometheus", "victorialogs", "alertmanager"))
+    assert all(a["logs_url"].startswith("http://127.0.0.1:9428/select/vmui/") for a in with_store)
+    assert all(a["traces_url"].startswith("http://127.0.0.1:16686/search?") for a in with_store)
+    without = annotations(("prometheus",))
+    assert all("logs_url" not in a and "traces_url" in a for a in without)
