@@ -49,6 +49,7 @@ def test_component_tree_types_and_names(rec):
         "tracking-server", "secrets-endpoint-api-key", "churn-model-pin-alias", "iris-classifier-pin-alias",
         "churn-model-server", "iris-classifier-server", "observability-prometheus", "observability-alertmanager",
         "observability-alert-sink", "observability-delivery-metrics", "tracing-jaeger",
+        "telemetry-otelcol", "telemetry-victorialogs",
     ])
 
 
@@ -108,7 +109,8 @@ def test_prometheus_scrapes_every_endpoint_and_alerts_to_alertmanager(rec):
 def test_jaeger_listens_only_on_loopback(rec):
     config = rec.named("tracing-jaeger").inputs["configYaml"]
     assert "0.0.0.0" not in config  # noqa: S104 - asserting the opposite
-    assert "127.0.0.1:4318" in config and "127.0.0.1:16686" in config
+    # The collector owns 4317/4318 on the local stack; Jaeger's own OTLP port is local.jaegerOtlpPort.
+    assert "127.0.0.1:4320" in config and "127.0.0.1:16686" in config
 
 
 def test_prometheus_config_labels_targets_by_model():
@@ -161,7 +163,7 @@ def test_every_process_announces_its_restart_metric_and_prometheus_scrapes_them(
     assert {r.name for r in processes} == {
         "tracking-server", "churn-model-server", "iris-classifier-server", "observability-prometheus",
         "observability-alertmanager", "observability-alert-sink", "observability-delivery-metrics",
-        "tracing-jaeger"}
+        "tracing-jaeger", "telemetry-otelcol", "telemetry-victorialogs"}
     assert all(r.inputs["metricsTargetsDir"] == targets for r in processes)
     import yaml
 
