@@ -50,7 +50,10 @@ def _azure() -> Recording:
                                  tracking_uri="azureml://tracking", tags=TAGS, instance_count=2,
                                  otlp_endpoint="https://collector:4318")
     refs = SecretRefs(ids={"endpointApiKey": "id"}, uris={"endpointApiKey": "https://kv/secrets/endpointApiKey"})
-    return record_azure(lambda: InferenceEndpoint("iris", args, AzureTarget("rg", "westeurope"),
+    from shipway_core.config import AzureSettings
+
+    target = AzureTarget("rg", "westeurope", AzureSettings(registry_name="shipway-models"))
+    return record_azure(lambda: InferenceEndpoint("iris", args, target,
                                                   WorkspaceRef("ws", "ws-id", "st-id", "acr-id"), refs))
 
 
