@@ -94,7 +94,8 @@ APPLIES: Final[Mapping[str, Applies]] = {
     "local-serving-endpoint-bind-loopback": local("InferenceEndpoint"),
     "local-serving-endpoint-require-api-key": local("InferenceEndpoint"),
     "local-serving-endpoint-pin-exact-version": local("InferenceEndpoint"),
-    "local-platform-service-bind-loopback": local("TrackingServer", "Prometheus", "Alertmanager", "Jaeger"),
+    "local-platform-service-bind-loopback": local("TrackingServer", "Prometheus", "Alertmanager", "Jaeger",
+                                                  "Collector", "LogStore", "DeliveryMetrics"),
     "local-secret-file-restrict-mode": local("SecretFile"),
     "local-registry-pin-retain-in-prod": local("RegistryPin"),
     "local-registry-pin-require-exact-version": local("RegistryPin"),
@@ -155,7 +156,8 @@ FAMILIES: Final[Mapping[str, Family]] = {
         (*_BUCKETS, rds.INSTANCE, rds.CLUSTER_INSTANCE, lb.LISTENER, storage.ACCOUNT, storage.CONTAINER,
          machinelearning.WORKSPACE, machinelearning.ONLINE_ENDPOINT, machinelearning.REGISTRY,
          containerregistry.CONTAINER_REGISTRY,
-         network.NAMESPACE, *local("InferenceEndpoint", "TrackingServer", "Prometheus", "Alertmanager", "Jaeger")),
+         network.NAMESPACE, *local("InferenceEndpoint", "TrackingServer", "Prometheus", "Alertmanager", "Jaeger",
+                                   "Collector", "LogStore", "DeliveryMetrics")),
     ),
     "privilege": Family(
         "Least privilege for identities",
@@ -238,11 +240,11 @@ NO_FAMILY: Final[Mapping[str, str]] = {
     "azure-native:storage:BlobServiceProperties": _COMPANION.format("its storage account"),
     "azure-native:machinelearningservices:ManagedNetworkSettingsRule": _COMPANION.format(
         "azure-machinelearningservices-workspace-disallow-public-access"),
-    **{t: "private networking (VNet, subnet, private endpoints, private DNS): it narrows exposure; the exposure "
+    # (The taggable private-network types, VNet, private endpoints and DNS zones/links, belong to the
+    # compliance family through the tag rule; these two carry no tags.)
+    **{t: "private networking (subnet, private DNS zone group): it narrows exposure; the exposure "
           "rules judge the resources it reaches (publicNetworkAccess)"
-       for t in ("azure-native:network:VirtualNetwork", "azure-native:network:Subnet",
-                 "azure-native:network:PrivateEndpoint", "azure-native:network:PrivateDnsZoneGroup",
-                 "azure-native:privatedns:PrivateZone", "azure-native:privatedns:VirtualNetworkLink")},
+       for t in ("azure-native:network:Subnet", "azure-native:network:PrivateDnsZoneGroup")},
     "kubernetes:autoscaling/v2:HorizontalPodAutoscaler": _COMPANION.format(
         "kubernetes-apps-deployment-require-autoscaling"),
     "kubernetes:networking.k8s.io/v1:NetworkPolicy": _COMPANION.format(

@@ -7,7 +7,7 @@ from pulumi_policy import ReportViolation, ResourceValidationArgs, ResourceValid
 from policies._core import DEFAULT_ENFORCEMENT, UNKNOWN, get, is_prod, is_version, prod_only, show
 from policies.local._kinds import LOOPBACK, kind
 
-_SERVICES = ("TrackingServer", "Prometheus", "Alertmanager", "Jaeger")
+_SERVICES = ("TrackingServer", "Prometheus", "Alertmanager", "Jaeger", "Collector", "LogStore", "DeliveryMetrics")
 OWNER_ONLY_MODE = "0600"
 
 
@@ -23,7 +23,8 @@ def _services_bind_loopback(args: ResourceValidationArgs, report_violation: Repo
 
 service_bind_loopback = ResourceValidationPolicy(
     name="local-platform-service-bind-loopback",
-    description="The local tracking server, Prometheus, Alertmanager and Jaeger listen on 127.0.0.1 only.",
+    description="The local tracking server, Prometheus, Alertmanager, Jaeger, the OpenTelemetry Collector, "
+    "the log store and the delivery-metrics exporter listen on 127.0.0.1 only.",
     validate=_services_bind_loopback,
     enforcement_level=DEFAULT_ENFORCEMENT,
     severity=Severity.HIGH,

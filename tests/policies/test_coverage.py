@@ -104,7 +104,7 @@ def test_the_image_rule_finds_nothing_on_a_prod_kubernetes_platform_whose_stack_
 
     assert flagged(cfg) == {}
     # What the stack parser refuses in prod, forced past it: the served rule catches it too.
-    tagged = replace(cfg, kubernetes=replace(cfg.kubernetes, postgres_image="docker.io/library/postgres:17"))
-    assert flagged(tagged) == {"mlflow-postgres-statefulset": [
-        "containers[postgres].image 'docker.io/library/postgres:17' is pinned by tag '17' only; in prod pin "
-        "it as <repository>@sha256:<digest>"]}
+    tagged = replace(cfg, kubernetes=replace(cfg.kubernetes, mlflow_image="ghcr.io/shipway/shipway-mlflow:0.1.0"))
+    assert flagged(tagged) == {"mlflow-deployment": [
+        "containers[mlflow].image 'ghcr.io/shipway/shipway-mlflow:0.1.0' is pinned by tag '0.1.0' only; in prod "
+        "pin it as <repository>@sha256:<digest>"]}
