@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from shipway import gates as gates_mod
 from shipway.registry import Registry, VersionInfo
+
+if TYPE_CHECKING:
+    from shipway import gates as gates_mod
 
 
 class LazyModel:
@@ -41,6 +43,8 @@ class LazyModel:
             return self._model.predict(frame)
 
     def under_test(self) -> gates_mod.ModelUnderTest:
+        from shipway import gates as gates_mod  # scipy: only when a gate runs
+
         return gates_mod.ModelUnderTest(
             name=self.info.name,
             version=self.info.version,

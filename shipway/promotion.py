@@ -33,12 +33,11 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pandas as pd
 
 from shipway import audit as audit_mod
-from shipway import gates as gates_mod
 from shipway import stackfile
 from shipway.audit import AuditLog
 from shipway.explain import explanation_link
@@ -49,6 +48,20 @@ from shipway.registry import Registry, RegistryError, VersionInfo
 from shipway.targets.base import AdapterContext, Check, TargetAdapter, VerificationResult, adapter_for
 from shipway_core.config import StackConfig
 from shipway_core.outputs import OutputsError, PlatformOutputs
+
+if TYPE_CHECKING:
+    from shipway import gates as gates_mod
+else:
+    class _Gates:
+        """``shipway.gates`` (scipy, the drift statistics) imported on first use, not when the CLI
+        starts: `model rollback`, `env status` and `--help` never evaluate a gate."""
+
+        def __getattr__(self, name: str) -> Any:
+            import shipway.gates
+
+            return getattr(shipway.gates, name)
+
+    gates_mod = _Gates()
 
 # Golden rows sent as the smoke set (enough to catch a wrong artifact, few enough to be quick).
 SMOKE_ROWS = 20
