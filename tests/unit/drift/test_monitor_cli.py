@@ -155,7 +155,7 @@ def _stack_file(tmp_path: Path) -> Path:
         "  shipway:cloud: local\n  shipway:environment: dev\n  shipway:owner: ml-team\n"
         "  shipway:costCenter: cc-1\n  shipway:dataClassification: internal\n"
         "  shipway:models:\n    iris:\n      version: 3\n"
-        "  shipway:slo:\n    availability: 0.999\n    driftPsi: 0.3\n"
+        "  shipway:slo:\n    availability: 0.999\n    driftWasserstein: 0.3\n"
         "  shipway:gates:\n    minMetrics:\n      accuracy: 0.9\n"
     )
     return path
@@ -166,7 +166,9 @@ def test_rules_and_dashboards_commands_follow_the_stack(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rules", "--stack", str(stack), "--drift-for", "30s"])
     assert result.exit_code == 0, result.output
     assert "model:shipway_request_errors:ratio_rate1h > 0.0144" in result.stdout  # 14.4 x (1 - 0.999)
-    assert "shipway_feature_psi" in result.stdout and "> 0.3" in result.stdout
+    # ShipwayFeatureDrift decides on the effect size, with the stack's threshold
+    assert ('(shipway_feature_drift_effect{job="shipway-endpoints",model=~"iris",statistic="wasserstein"}) > 0.3'
+            in result.stdout)
     assert "for: 30s" in result.stdout and "< 0.9" in result.stdout
     out = tmp_path / "dash"
     result = runner.invoke(app, ["dashboards", "--stack", str(stack), "--out-dir", str(out)])
