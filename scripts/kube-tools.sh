@@ -62,7 +62,10 @@ if ! fresh kwok kwok; then
 fi
 if ! fresh pulumi-resource-kubernetes pulumi-kubernetes; then
   log "building pulumi-resource-kubernetes $PROVIDER_VERSION: ~14 min cold on 2 cores, ~4 GB"
-  moddir=$(cd tools/pulumi-kubernetes && go list -m -f '{{.Dir}}' github.com/pulumi/pulumi-kubernetes/provider/v4)
+  # `go mod download -json` (not `go list -m`): on a cold module cache only download fetches the zip.
+  moddir=$(cd tools/pulumi-kubernetes && go mod download -json github.com/pulumi/pulumi-kubernetes/provider/v4 \
+           | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",*$/\1/p')
+  [ -d "$moddir/cmd/pulumi-resource-kubernetes" ] || { log "provider module not found (go mod download)"; exit 1; }
   # What the provider's `go generate` does: its schema and mapping, versioned, as embed files.
   # (Run inside this module, whose go.sum covers the generator's imports; _generate is scratch.)
   work=tools/pulumi-kubernetes/_generate

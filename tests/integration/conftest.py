@@ -28,11 +28,22 @@ from shipway import engine
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _ephemeral_low() -> int:
+    """The first port of the kernel's ephemeral (outgoing-connection) range."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_block(size: int) -> int:
-    """A base port with ``size`` consecutive free ports on 127.0.0.1."""
+    """A base port with ``size`` consecutive free ports on 127.0.0.1, below the kernel's ephemeral
+    range: a port in that range can be taken by any outgoing connection (a Go module download, a
+    pip install) between this check and the process binding it — seen on a cold CI run."""
+    top = _ephemeral_low() - size
     # Start somewhere different per process so concurrent test runs rarely race for a block.
-    start = 20000 + (os.getpid() % 400) * 97
-    for base in [*range(start, 60000, 97), *range(20000, start, 97)]:
+    start = 20000 + (os.getpid() * 97) % max(top - 20000, 97)
+    for base in [*range(start, top, 97), *range(20000, start, 97)]:
         ok = True
         for port in range(base, base + size):
             with socket.socket() as sock:

@@ -54,7 +54,7 @@ def _azure() -> Recording:
 
     target = AzureTarget("rg", "westeurope", AzureSettings(registry_name="shipway-models"))
     return record_azure(lambda: InferenceEndpoint("iris", args, target,
-                                                  WorkspaceRef("ws", "ws-id", "st-id", "acr-id"), refs))
+                                                  WorkspaceRef("ws", "ws-id", "st-id", "acr-id", "registry-id"), refs))
 
 
 def _kubernetes() -> Recording:
