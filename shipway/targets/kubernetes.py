@@ -41,14 +41,11 @@ from shipway.targets.base import (
     Check,
     EndpointState,
     PrepareResult,
-    RollbackDecision,
     TargetError,
     VerificationResult,
     alarm_signal,
-    decide,
-    known_good_from_audit,
 )
-from shipway.targets.local import registry_uri
+from shipway.targets.local import MlflowRegistryAdapter
 from shipway_core.config import SloSettings, StackConfig
 from shipway_core.outputs import PlatformOutputs
 
@@ -140,7 +137,7 @@ def template_version(deployment: Mapping[str, Any]) -> int | None:
     return None
 
 
-class KubernetesAdapter:
+class KubernetesAdapter(MlflowRegistryAdapter):
     """The ``kubernetes`` target: one namespace, one Deployment + Service per pinned model."""
 
     cloud = "kubernetes"
@@ -192,16 +189,6 @@ class KubernetesAdapter:
         return out
 
     # ---------------------------------------------------------------- registry
-    def registry(self) -> Registry:
-        if self._registry is None:
-            self._registry = self.context.registry_factory(registry_uri(self.outputs, self.config, self.context))
-        return self._registry
-
-    def preflight(self, pins: Mapping[str, int]) -> None:
-        registry = self.registry()
-        for name, version in sorted(pins.items()):
-            registry.require_ready(name, version)
-
     def prepare(self, model: str, version: int) -> PrepareResult:
         # Pods load the version from the stack's registry (shipway:registryUri): nothing to copy.
         return PrepareResult(model, version, "none", f"registry {self.registry().tracking_uri}", "")
@@ -266,9 +253,6 @@ class KubernetesAdapter:
                           slo=slo, probe_seconds=self.context.probe_seconds)
 
     # ---------------------------------------------------------------- rollback
-    def known_good(self, model: str) -> list[int]:
-        return known_good_from_audit(self.context.audit, self.outputs.environment, model)
-
     def alarms(self, model: str) -> list[Alarm]:
         """Firing alerts for ``model`` in the environment's Alertmanager, through the API server proxy."""
         ns = self.config.kubernetes.monitoring_namespace
@@ -284,14 +268,6 @@ class KubernetesAdapter:
             out.append(Alarm(name, alarm_signal(name), "ALARM" if active else "OK"))
         return out
 
-    def rollback_decision(self, model: str) -> RollbackDecision:
-        current = self.config.models[model].version if model in self.config.models else None
-        good = [v for v in self.known_good(model) if v != current]
-        try:
-            alarms = self.alarms(model)
-        except TargetError as exc:
-            return RollbackDecision(model, False, str(exc), (), good[0] if good else None)
-        return decide(model, alarms, good[0] if good else None)
 
 
 def kubeconfig_path() -> Path:

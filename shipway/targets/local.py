@@ -43,7 +43,43 @@ def registry_uri(outputs: PlatformOutputs, config: StackConfig, context: Adapter
     return context.tracking_uri or config.registry_uri or outputs.registry_uri
 
 
-class LocalAdapter:
+class MlflowRegistryAdapter:
+    """What every adapter whose registry is an MLflow server (``registry_uri``) shares: the registry
+    client, the pre-flight, known-good versions from the audit trail, and the rollback decision from
+    ``self.alarms`` (which raises TargetError when the alarms cannot be read)."""
+
+    outputs: PlatformOutputs
+    config: StackConfig
+    context: AdapterContext
+    _registry: Registry | None = None
+
+    def alarms(self, model: str) -> list[Alarm]:
+        raise NotImplementedError
+
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = self.context.registry_factory(registry_uri(self.outputs, self.config, self.context))
+        return self._registry
+
+    def preflight(self, pins: Mapping[str, int]) -> None:
+        registry = self.registry()
+        for name, version in sorted(pins.items()):
+            registry.require_ready(name, version)
+
+    def known_good(self, model: str) -> list[int]:
+        return known_good_from_audit(self.context.audit, self.outputs.environment, model)
+
+    def rollback_decision(self, model: str) -> RollbackDecision:
+        current = self.config.models[model].version if model in self.config.models else None
+        good = [v for v in self.known_good(model) if v != current]
+        try:
+            alarms = self.alarms(model)
+        except TargetError as exc:
+            return RollbackDecision(model, False, str(exc), (), good[0] if good else None)
+        return decide(model, alarms, good[0] if good else None)
+
+
+class LocalAdapter(MlflowRegistryAdapter):
     """The ``local`` target (processes on this machine)."""
 
     cloud = "local"
@@ -75,16 +111,6 @@ class LocalAdapter:
                                        ("" if state == "up" else health))
         return out
 
-    def registry(self) -> Registry:
-        if self._registry is None:
-            self._registry = self.context.registry_factory(registry_uri(self.outputs, self.config, self.context))
-        return self._registry
-
-    def preflight(self, pins: Mapping[str, int]) -> None:
-        registry = self.registry()
-        for name, version in sorted(pins.items()):
-            registry.require_ready(name, version)
-
     def prepare(self, model: str, version: int) -> PrepareResult:
         # The serving process loads the version straight from the stack's own registry.
         return PrepareResult(model, version, "none", f"registry {self.registry().tracking_uri}", "")
@@ -103,9 +129,6 @@ class LocalAdapter:
                                               slo=slo, probe_seconds=self.context.probe_seconds)
         return result
 
-    def known_good(self, model: str) -> list[int]:
-        return known_good_from_audit(self.context.audit, self.outputs.environment, model)
-
     def alarms(self, model: str) -> list[Alarm]:
         """Alerts the stack's Alertmanager holds for ``model`` (firing ones are in ALARM)."""
         url = self.outputs.observability.alerts_url
@@ -123,13 +146,4 @@ class LocalAdapter:
             active = (alert.get("status") or {}).get("state") == "active"
             out.append(Alarm(name, alarm_signal(name), "ALARM" if active else "OK"))
         return out
-
-    def rollback_decision(self, model: str) -> RollbackDecision:
-        current = self.config.models[model].version if model in self.config.models else None
-        good = [v for v in self.known_good(model) if v != current]
-        try:
-            alarms = self.alarms(model)
-        except TargetError as exc:
-            return RollbackDecision(model, False, str(exc), (), good[0] if good else None)
-        return decide(model, alarms, good[0] if good else None)
 
