@@ -10,6 +10,7 @@ import json
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 
@@ -21,31 +22,71 @@ class PinError(ValueError):
     """A pinned model version cannot be served: it is missing or not READY."""
 
 
+# (status, body) of one HTTP exchange; raises OSError when the registry cannot be reached.
+Send = Callable[[str, str, bytes | None, dict[str, str], float], tuple[int, bytes]]
+
+
+def _urllib_send(method: str, url: str, data: bytes | None, headers: dict[str, str],
+                 timeout: float) -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)  # noqa: S310 - http(s) only
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) checked by caller
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except urllib.error.URLError as exc:
+        raise OSError(str(exc.reason)) from exc
+
+
+# Registry URIs that are not plain http(s): prefix -> opener(uri) -> (REST base URL, send).
+# components/registry/sagemaker.py registers SageMaker managed MLflow ARNs (SigV4-signed calls
+# through the sagemaker-mlflow plugin); this module stays free of cloud SDK imports.
+_OPENERS: dict[str, Callable[[str], tuple[str, Send]]] = {}
+
+
+def register_opener(prefix: str, opener: Callable[[str], tuple[str, Send]]) -> None:
+    """Teach the client a registry URI scheme (e.g. ``arn:aws:sagemaker:``)."""
+    _OPENERS[prefix] = opener
+
+
+def is_supported(tracking_uri: str) -> bool:
+    """Whether pins can reach this registry (http(s), or a scheme an opener was registered for)."""
+    return tracking_uri.startswith(("http://", "https://")) or any(tracking_uri.startswith(p) for p in _OPENERS)
+
+
+def _resolve(tracking_uri: str) -> tuple[str, Send]:
+    for prefix, opener in _OPENERS.items():
+        if tracking_uri.startswith(prefix):
+            return opener(tracking_uri)
+    if not tracking_uri.startswith(("http://", "https://")):
+        raise RegistryError(f"registry URI {tracking_uri!r} is not http(s) nor a SageMaker MLflow ARN; "
+                            "pins need the MLflow REST API")
+    return tracking_uri, _urllib_send
+
+
 def _call(tracking_uri: str, method: str, path: str, params: dict[str, Any] | None = None,
           body: dict[str, Any] | None = None, timeout: float = 10.0) -> dict[str, Any]:
-    url = tracking_uri.rstrip("/") + "/api/2.0/mlflow/" + path
+    base, send = _resolve(tracking_uri)
+    url = base.rstrip("/") + "/api/2.0/mlflow/" + path
     if params:
         url += "?" + urllib.parse.urlencode(params)
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(  # noqa: S310 - http(s) checked below
-        url, data=data, method=method, headers={"Content-Type": "application/json"})
-    if not url.startswith(("http://", "https://")):
-        raise RegistryError(f"registry URI {tracking_uri!r} is not http(s); pins need the MLflow REST API")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - http(s) checked above
-            text = resp.read()
-            return json.loads(text) if text else {}
-    except urllib.error.HTTPError as exc:
-        detail = exc.read().decode(errors="replace")
+        status, text = send(method, url, data, {"Content-Type": "application/json"}, timeout)
+    except OSError as exc:
+        raise RegistryError(f"MLflow registry at {tracking_uri} is unreachable ({exc}); "
+                            "start the tracking server (`pulumi up` on the stack) or fix shipway:registryUri") from exc
+    if status >= 400:
+        detail = text.decode(errors="replace")
         try:
             payload = json.loads(detail)
         except ValueError:
             payload = {"message": detail}
-        payload["http_status"] = exc.code
+        if not isinstance(payload, dict):
+            payload = {"message": detail}
+        payload["http_status"] = status
         return {"__error__": payload}
-    except (urllib.error.URLError, OSError) as exc:
-        raise RegistryError(f"MLflow registry at {tracking_uri} is unreachable ({exc}); "
-                            "start the tracking server (`pulumi up` on the stack) or fix shipway:registryUri") from exc
+    return json.loads(text) if text else {}
 
 
 def get_version(tracking_uri: str, name: str, version: int) -> dict[str, Any] | None:

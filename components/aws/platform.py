@@ -27,10 +27,14 @@ from components.contract import (
     PlatformExports,
     tracking_uri_of,
 )
+from components.registry.pin import ModelPin, ModelPinArgs
+from components.registry.sagemaker import ARN_PREFIX as SAGEMAKER_ARN
 from shipway_core.config import StackConfig
 
 # Which stack secrets each consumer may read; anything else is stored but readable by no workload.
 ENDPOINT_SECRETS = ("endpointApiKey",)
+# Registry URIs the engine pins against (components/registry/pin.py).
+PINNABLE = ("http://", "https://", SAGEMAKER_ARN)
 
 
 def _check(cfg: StackConfig) -> None:
@@ -83,8 +87,18 @@ def build_platform(
         opts=opts,
     )
     api_key = next((vault.arn(k) for k in ENDPOINT_SECRETS if k in secrets), None)
+    shared = cfg.registry_uri if cfg.registry_uri and cfg.registry_uri.startswith(PINNABLE) else None
     endpoints: dict[str, InferenceEndpoint] = {}
     for model, pin in sorted(cfg.models.items()):
+        # With a shared registry (shipway:registryUri: a SageMaker MLflow ARN, or an MLflow URL), every
+        # pin is checked before anything deploys (at preview too) and the environment alias follows
+        # it; the endpoint waits for its pin. The environment's own new tracking server holds no
+        # versions on a first deploy, so it is not pinned against.
+        pins: list[pulumi.Resource] = []
+        if shared is not None:
+            pins.append(ModelPin(f"{model}-pin", ModelPinArgs(
+                tracking_uri=shared, model_name=model, version=pin.version, environment=env,
+                retain_on_delete=cfg.protect_registry)))
         endpoints[model] = InferenceEndpoint(
             model,
             InferenceEndpointArgs(
@@ -105,7 +119,7 @@ def build_platform(
             artifact_bucket=tracking.artifact_bucket_name,
             api_key_secret_arn=api_key,
             alarm_topic_arn=observability.alert_topic_arn,
-            opts=opts,
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=pins)),
         )
     deploy = None
     if settings.github_repository:
@@ -116,7 +130,9 @@ def build_platform(
             artifact_bucket=tracking.artifact_bucket_name,
             kms_key_arn=key.key_arn,
             endpoint_role_arns=[e.role_arn for _, e in sorted(endpoints.items())],
-            tracking_server_arn=tracking.tracking_uri if settings.tracking_mode == "managed" else None,
+            # The registry the pins live in: the shared one when the stacks promote through it.
+            tracking_server_arn=(shared if shared is not None and shared.startswith(SAGEMAKER_ARN)
+                                 else tracking.tracking_uri if settings.tracking_mode == "managed" else None),
             opts=opts,
         )
 

@@ -3,7 +3,8 @@
 The alias (named after the environment) makes `models:/<name>@<env>` equal what the stack
 pins. Creating or updating the pin is also the deploy-time pre-flight: a version that
 does not exist or is not READY fails here, before any endpoint is touched (endpoints
-depend on their pin).
+depend on their pin). The registry is an MLflow server's http(s) URL (local, Kubernetes,
+self-hosted) or a SageMaker MLflow tracking server's ARN (components/registry/sagemaker.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pulumi.dynamic import (
 )
 
 from components.common import validate_model_pin
+from components.registry import sagemaker  # noqa: F401 - registers SageMaker MLflow ARNs as a registry scheme
 from shipway_core import registry_rest as rest
 
 
@@ -38,7 +40,7 @@ class ModelPinProvider(ResourceProvider):
         Runs only when the registry address is already known (an unknown output during a first
         preview, or a registry not reachable from here, leaves the check to create/update)."""
         uri, version = news.get("trackingUri"), news.get("version")
-        if isinstance(uri, str) and uri.startswith(("http://", "https://")) and isinstance(version, int | float):
+        if isinstance(uri, str) and rest.is_supported(uri) and isinstance(version, int | float):
             try:
                 rest.require_ready(uri, news["modelName"], int(version))
             except rest.PinError as exc:

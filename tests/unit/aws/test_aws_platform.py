@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from dataclasses import replace
 import json
 import pkgutil
 import re
@@ -254,3 +255,23 @@ def test_only_the_aws_cloud_is_accepted():
     with pytest.raises(ValueError) as error:
         build(cfg)
     assert str(error.value) == "cloud: 'azure' is not valid for components.aws.platform; allowed: aws"
+
+
+SHARED_REGISTRY = f"arn:aws:sagemaker:eu-west-1:{FAKE_ACCOUNT}:mlflow-tracking-server/shipway-registry"
+
+
+def test_a_shared_registry_pins_every_model_and_the_deploy_role_may_alias_it():
+    """With `shipway:registryUri` a SageMaker MLflow ARN, each model gets a ModelPin (pre-flight +
+    environment alias, signed by the sagemaker-mlflow plugin at `up`) and the deploy role's registry
+    statement names that registry; without it, nothing is pinned against the env's own new server."""
+    cfg = prod_config()
+    shared = build(replace(cfg, registry_uri=SHARED_REGISTRY))
+    assert shared.names("shipway:registry:ModelPin") == ["churn-pin", "fraud-pin"]
+    pins = {r.inputs["modelName"]: r.inputs for r in shared.resources if r.inputs.get("shipwayKind") == "RegistryPin"}
+    assert {m: (p["trackingUri"], p["version"], p["alias"]) for m, p in pins.items()} == {
+        "churn": (SHARED_REGISTRY, 3, "prod"), "fraud": (SHARED_REGISTRY, 7, "prod")}
+    registry = [s for _, s in _statements(shared) if s.get("Sid") == "ReadAndAliasRegistry"]
+    assert registry and registry[0]["Resource"] == [SHARED_REGISTRY], registry
+    own = build(cfg)
+    assert own.names("shipway:registry:ModelPin") == []
+    assert not [r for r in own.resources if r.inputs.get("shipwayKind") == "RegistryPin"]
