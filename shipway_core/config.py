@@ -70,6 +70,9 @@ class LocalSettings:
     # Jaeger's own OTLP/HTTP receiver: only the collector sends to it (4318 is the collector's).
     jaeger_otlp_port: int = 4320
     jaeger_query_port: int = 16686
+    # Jaeger's own metrics (/metrics, scraped as job "jaeger"): Jaeger v2 is an OpenTelemetry
+    # Collector, whose default metrics port 8888 is the hub collector's; 14269 is Jaeger's admin port.
+    jaeger_metrics_port: int = 14269
     # The OpenTelemetry Collector (the telemetry hub): OTLP in, its own metrics for Prometheus.
     otlp_grpc_port: int = 4317
     otlp_http_port: int = 4318
@@ -375,6 +378,7 @@ _LOCAL_FIELDS = {
     "alertmanagerPort": ("alertmanager_port", _port, "use a port number 1024-65535"),
     "jaegerOtlpPort": ("jaeger_otlp_port", _port, "use a port number 1024-65535"),
     "jaegerQueryPort": ("jaeger_query_port", _port, "use a port number 1024-65535"),
+    "jaegerMetricsPort": ("jaeger_metrics_port", _port, "use a port number 1024-65535"),
     "alertSinkPort": ("alert_sink_port", _port, "use a port number 1024-65535"),
     "otlpGrpcPort": ("otlp_grpc_port", _port, "use a port number 1024-65535"),
     "otlpHttpPort": ("otlp_http_port", _port, "use a port number 1024-65535"),
@@ -614,7 +618,8 @@ def platform_ports(local: LocalSettings) -> dict[str, int]:
     return {"local.trackingPort": local.tracking_port, "local.prometheusPort": local.prometheus_port,
             "local.alertmanagerPort": local.alertmanager_port, "local.jaegerOtlpPort": local.jaeger_otlp_port,
             "local.jaegerQueryPort": local.jaeger_query_port,
-            "local.jaegerQueryPort+1": local.jaeger_query_port + 1, "local.alertSinkPort": local.alert_sink_port,
+            "local.jaegerQueryPort+1": local.jaeger_query_port + 1,
+            "local.jaegerMetricsPort": local.jaeger_metrics_port, "local.alertSinkPort": local.alert_sink_port,
             "local.otlpGrpcPort": local.otlp_grpc_port, "local.otlpHttpPort": local.otlp_http_port,
             "local.collectorMetricsPort": local.collector_metrics_port, "local.logStorePort": local.log_store_port}
 
@@ -642,13 +647,22 @@ def endpoint_ports(models: Mapping[str, ModelPin], local: LocalSettings) -> dict
 
 def _check_model_ports(cloud: str | None, models: Mapping[str, ModelPin], local: LocalSettings,
                        problems: _Problems) -> None:
-    """Pinned ports: local only, unique, never a platform process's port."""
+    """Pinned ports: local only, unique, never a platform process's port; Jaeger's metrics port
+    is no other platform process's port either."""
     pinned = {name: pin.port for name, pin in sorted(models.items()) if pin.port is not None}
     if cloud is not None and cloud != "local":
         for name, port in pinned.items():
             problems.add(f"models.{name}.port", port, f"ports are pinned on the local target only; remove it "
                                                       f"(the {cloud} target gives each endpoint its own address)")
         return
+    others = {key: port for key, port in platform_ports(local).items() if key != "local.jaegerMetricsPort"}
+    # The delivery exporter listens on the alert sink's port + 1 (components/local/platform.py).
+    others["local.alertSinkPort+1"] = local.alert_sink_port + 1
+    taken_by = [key for key, port in others.items() if port == local.jaeger_metrics_port]
+    if taken_by:
+        problems.add("local.jaegerMetricsPort", local.jaeger_metrics_port,
+                     f"already used by {taken_by[0]}; pick a free port for Jaeger's own metrics (the default "
+                     "14269 is free unless another key takes it)")
     owners: dict[int, str] = {port: key for key, port in platform_ports(local).items()}
     for name, port in endpoint_ports(models, local).items():
         if port in owners:

@@ -23,6 +23,7 @@ from components.kubernetes.podspec import (
     ENDPOINT_COMPONENT,
     MAX_TRACKING_NAME,
     POSTGRES_UID,
+    SCRAPE_JOB_LABEL,
     SCRATCH_DIR,
     SECRET_MOUNT_DIR,
     TRACKING_COMPONENT,
@@ -40,6 +41,7 @@ from components.kubernetes.podspec import (
 )
 from components.kubernetes.secrets import named_after, require_secret_value, secret_object
 from shipway_core.config import KubernetesSettings
+from shipway_core.observability.pipeline import MLFLOW_JOB
 
 TRACKING_PORT = 5000
 POSTGRES_PORT = 5432
@@ -377,9 +379,13 @@ class TrackingServer(pulumi.ComponentResource):
             },
             opts=self._child,
         )
+        # The ServiceMonitor's jobLabel: scraped as job "mlflow" (its /metrics comes from
+        # --expose-prometheus), the pipeline job name every target's rules select on.
+        service_meta = self._meta(name)
+        service_meta["labels"][SCRAPE_JOB_LABEL] = MLFLOW_JOB
         self.service = k8s.core.v1.Service(
             f"{name}-service",
-            metadata=self._meta(name),
+            metadata=service_meta,
             spec={
                 "type": "ClusterIP",
                 "selector": labels,

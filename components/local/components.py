@@ -107,6 +107,8 @@ class TrackingServer(pulumi.ComponentResource):
             "backendStoreUri": store,
             "artifactRoot": f"file://{data / 'artifacts'}",
             "dataDir": str(data),
+            # The server's own /metrics (request counts and latency by status), scraped as job "mlflow".
+            "metricsDir": str(data / "prometheus-metrics"),
             "environment": args.environment,
         }, pulumi.ResourceOptions(parent=self, retain_on_delete=False), placement)
         # Depend on the process so consumers wait until the server is healthy.
@@ -326,16 +328,25 @@ class Observability(pulumi.ComponentResource):
                                "alerts_file": self.alerts_file, "delivery_metrics_url": self.delivery_metrics_url})
 
 
-def jaeger_config(host: str, otlp_port: int, query_port: int) -> str:
-    """Jaeger v2 config: only what the local stack needs, every listener on loopback."""
+def jaeger_config(host: str, otlp_port: int, query_port: int, metrics_port: int | None = None) -> str:
+    """Jaeger v2 config: only what the local stack needs, every listener on loopback.
+
+    Jaeger v2 is an OpenTelemetry Collector: with ``metrics_port`` its own metrics (spans
+    received, refused, stored or failed: ``otelcol_receiver_*``/``otelcol_exporter_*``) are
+    served at ``host:metrics_port/metrics`` for Prometheus; without it they are off (the
+    collector default would bind 8888, the hub collector's port)."""
     import yaml
 
+    metrics: dict[str, Any] = {"level": "none"}
+    if metrics_port is not None:
+        metrics = {"level": "normal", "readers": [{"pull": {"exporter": {"prometheus": {
+            "host": host, "port": metrics_port, "without_type_suffix": False}}}}]}
     config = {
         "service": {
             "extensions": ["jaeger_storage", "jaeger_query"],
             "pipelines": {"traces": {"receivers": ["otlp"], "processors": ["batch"],
                                      "exporters": ["jaeger_storage_exporter"]}},
-            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
+            "telemetry": {"metrics": metrics, "logs": {"level": "info"}},
         },
         "extensions": {
             "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 50000}}}},
@@ -376,13 +387,22 @@ class Tracing(pulumi.ComponentResource):
     """OTLP/HTTP base URL the serving app exports to."""
     query_url: pulumi.Output[str]
     """Jaeger query API/UI URL."""
+    scrape_targets: dict[str, str]
+    """Prometheus job name -> host:port of Jaeger's own /metrics (empty without ``metrics_port``)."""
     process: Resource
     """Escape hatch: the underlying dynamic resource."""
 
     def __init__(self, name: str, environment: str, tags: Mapping[str, str], placement: LocalPlacement,
-                 otlp_port: int, binary: str, opts: pulumi.ResourceOptions | None = None):
+                 otlp_port: int, binary: str, metrics_port: int | None = None,
+                 opts: pulumi.ResourceOptions | None = None):
         validate_tags(tags)
         placement.validate("placement")
+        taken = {"placement.port": placement.port, "placement.port+1 (gRPC query)": placement.port + 1,
+                 "otlp_port": otlp_port}
+        clash = [key for key, port in taken.items() if port == metrics_port]
+        if metrics_port is not None and (not 1024 <= metrics_port <= 65535 or clash):
+            why = f"already used by {clash[0]}" if clash else "use a port number 1024-65535"
+            raise ValueError(f"metrics_port: {metrics_port!r} is not valid; {why}")
         if not Path(binary).exists():
             raise ValueError(f"binary: {binary!r} not found; the project setup builds Jaeger (run `make setup`)")
         super().__init__("shipway:local:Tracing", name, None, opts)
@@ -391,13 +411,15 @@ class Tracing(pulumi.ComponentResource):
             "host": LOOPBACK,
             "port": placement.port,
             "otlpPort": otlp_port,
+            **({"metricsPort": metrics_port} if metrics_port is not None else {}),
             "binary": binary,
-            "configYaml": jaeger_config(LOOPBACK, otlp_port, placement.port),
+            "configYaml": jaeger_config(LOOPBACK, otlp_port, placement.port, metrics_port),
             "dataDir": placement.data_dir,
             "environment": environment,
         }, pulumi.ResourceOptions(parent=self), placement)
         self.otlp_endpoint = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{otlp_port}")
         self.query_url = self.process.pid.apply(lambda _pid: f"http://{LOOPBACK}:{placement.port}")
+        self.scrape_targets = {"jaeger": f"{LOOPBACK}:{metrics_port}"} if metrics_port is not None else {}
         self.register_outputs({"otlp_endpoint": self.otlp_endpoint, "query_url": self.query_url})
 
 

@@ -75,7 +75,8 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
     jaeger = str(root / ".shipway" / "tools" / "bin" / "jaeger")
     tracing = Tracing("tracing", cfg.environment, tags,
                       LocalPlacement(str(data / "jaeger"), cfg.local.jaeger_query_port, targets),
-                      otlp_port=cfg.local.jaeger_otlp_port, binary=jaeger)
+                      otlp_port=cfg.local.jaeger_otlp_port, binary=jaeger,
+                      metrics_port=cfg.local.jaeger_metrics_port)
     # The collector is the hub: spans from the serving apps go through it to Jaeger, and it
     # tails every platform process log into VictoriaLogs. Without its binaries (setup not run
     # since issue 24) the apps fall back to exporting straight to Jaeger, with a warning.
@@ -119,8 +120,12 @@ def build_platform(cfg: StackConfig, secrets: Mapping[str, pulumi.Output[str]], 
             opts=pulumi.ResourceOptions(depends_on=[alias, vault]),
         )
 
-    # Pipeline health: Alertmanager's own /metrics (its `up` pages ShipwayPipelineComponentDown).
-    telemetry_targets = {**telemetry_targets, "alertmanager": f"{LOOPBACK}:{cfg.local.alertmanager_port}"}
+    # Pipeline health: the /metrics of Alertmanager, the MLflow server (registry) and Jaeger (their
+    # `up` pages ShipwayPipelineComponentDown; their errors ShipwayRegistryErrors and
+    # ShipwayTraceIngestionErrors). Job names are shipway_core.observability.pipeline.PIPELINE_JOBS.
+    telemetry_targets = {**telemetry_targets, **tracing.scrape_targets,
+                         "alertmanager": f"{LOOPBACK}:{cfg.local.alertmanager_port}",
+                         "mlflow": f"{LOOPBACK}:{cfg.local.tracking_port}"}
     # Scrape targets are plain strings (known ports), so a pin change never touches Prometheus.
     observability = Observability(
         "observability",

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -196,6 +197,13 @@ class TrackingServerProvider(_ProcessProvider):
             "--no-serve-artifacts",
             "--workers", "1",
         ]
+        if props.get("metricsDir"):
+            # /metrics for Prometheus (job "mlflow"): prometheus_flask_exporter's multiprocess
+            # files live here; a previous server's files would carry its dead workers' series.
+            metrics = Path(props["metricsDir"])
+            shutil.rmtree(metrics, ignore_errors=True)
+            metrics.mkdir(parents=True)
+            argv += ["--expose-prometheus", str(metrics)]
         _private_sqlite(props["backendStoreUri"])
         env = process.child_env({"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         return self.spawn(props, argv, env=env)

@@ -124,10 +124,11 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
             virtualenv: {ROOT / '.venv'}
         """))
     shutil.copy(ROOT / "infra" / "__main__.py", project / "infra" / "__main__.py")
-    base = free_port_block(17)  # ... + the delivery exporter on alertSink + 1
+    base = free_port_block(18)  # ... + the delivery exporter on alertSink + 1
     ports = {"tracking": base, "endpoints": base + 2, "prometheus": base + 6, "alertmanager": base + 7,
              "jaegerOtlp": base + 8, "jaegerQuery": base + 9, "alertSink": base + 11,
-             "otlpGrpc": base + 13, "otlpHttp": base + 14, "collectorMetrics": base + 15, "logStore": base + 16}
+             "otlpGrpc": base + 13, "otlpHttp": base + 14, "collectorMetrics": base + 15, "logStore": base + 16,
+             "jaegerMetrics": base + 17}
     env = engine.pulumi_env(stack, ROOT)
     (tmp / "state").mkdir()
     env["PULUMI_BACKEND_URL"] = f"file://{tmp / 'state'}"
@@ -142,7 +143,8 @@ def make_project(tmp: Path, stack: str = "t-local") -> Project:
                "jaegerOtlpPort": ports["jaegerOtlp"], "jaegerQueryPort": ports["jaegerQuery"],
                "alertSinkPort": ports["alertSink"], "otlpGrpcPort": ports["otlpGrpc"],
                "otlpHttpPort": ports["otlpHttp"], "collectorMetricsPort": ports["collectorMetrics"],
-               "logStorePort": ports["logStore"], "dataDir": str(data_dir)},
+               "logStorePort": ports["logStore"], "jaegerMetricsPort": ports["jaegerMetrics"],
+               "dataDir": str(data_dir)},
         slo={"availability": 0.995, "latencyP99Ms": 250, "driftPsi": 0.2},
     )
     out = subprocess.run([str(engine.pulumi_binary(ROOT)), "stack", "init", stack, "--non-interactive"],

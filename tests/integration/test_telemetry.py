@@ -87,17 +87,32 @@ def test_a_requests_trace_is_in_jaeger_and_its_log_line_in_victorialogs(up, proj
     assert line["_msg"] == "POST /invocations 200"
 
 
-def test_prometheus_scrapes_the_collector_and_the_log_store(up, project):
-    url = f"http://127.0.0.1:{project.ports['prometheus']}/api/v1/query"
+def test_prometheus_scrapes_every_pipeline_process_mlflow_and_jaeger_included(up, project):
+    from shipway_core.observability.pipeline import PIPELINE_JOBS
+
+    url = f"http://127.0.0.1:{project.ports['prometheus']}/api/v1/targets"
+    want = {job: "up" for job in PIPELINE_JOBS}
     deadline = time.monotonic() + 60
-    up_jobs: dict[str, str] = {}
+    health: dict[str, str] = {}
     while time.monotonic() < deadline:
-        result = httpx.get(url, params={"query": 'up{job=~"otelcol|victorialogs"}'}, timeout=10).json()
-        up_jobs = {r["metric"]["job"]: r["value"][1] for r in result["data"]["result"]}
-        if up_jobs == {"otelcol": "1", "victorialogs": "1"}:
+        active = httpx.get(url, params={"state": "active"}, timeout=10).json()["data"]["activeTargets"]
+        health = {t["labels"]["job"]: t["health"] for t in active if t["labels"]["job"] in PIPELINE_JOBS}
+        if health == want:
             break
         time.sleep(1)
-    assert up_jobs == {"otelcol": "1", "victorialogs": "1"}
+    assert health == want, active
+    scraped = {t["labels"]["job"]: t["scrapeUrl"] for t in active if t["labels"]["job"] in ("mlflow", "jaeger")}
+    assert scraped == {"mlflow": f"http://127.0.0.1:{project.ports['tracking']}/metrics",
+                       "jaeger": f"http://127.0.0.1:{project.ports['jaegerMetrics']}/metrics"}
+    # Their own series, not only `up`: the registry's request counter and Jaeger's span counters.
+    query = f"http://127.0.0.1:{project.ports['prometheus']}/api/v1/query"
+    names = ('mlflow_http_request_total{job="mlflow"}', 'otelcol_receiver_accepted_spans_total{job="jaeger"}')
+    for name in names:
+        result: list = []
+        while not result and time.monotonic() < deadline + 60:
+            result = httpx.get(query, params={"query": name}, timeout=10).json()["data"]["result"]
+            time.sleep(1)
+        assert result, f"no {name} in Prometheus"
 
 
 def test_probe_requests_leave_no_trace_and_no_log_record(up, project):
@@ -164,3 +179,58 @@ def _queue_metrics(project) -> dict[str, float]:
         if name in ("otelcol_exporter_queue_size", "otelcol_exporter_queue_capacity"):
             found[name.rsplit("_", 1)[1]] = float(line.rsplit(" ", 1)[1])
     return found
+
+
+def _child_pid(project, component: str, kind: str) -> int:
+    status = json.loads(status_file(project.data_dir / project.stack / component, kind).read_text())
+    return int(status["pid"])
+
+
+def test_lines_queued_on_disk_survive_a_collector_restart_while_the_log_store_is_down(up, project):
+    """file_storage: the log exporter's queue and the filelog offsets are on disk, so lines the
+    collector held when it stopped reach the store after it restarts (at-least-once)."""
+    store_pid = _child_pid(project, "victorialogs", "LogStore")
+    collector_pid = _child_pid(project, "otelcol", "Collector")
+    assert Path(f"/proc/{collector_pid}/cmdline").read_bytes().split(b"\0")[0].endswith(b"otelcol-shipway")
+    storage = project.data_dir / project.stack / "otelcol" / "storage"
+    marker = secrets.token_hex(4)
+    ids = [f"{marker}{i:024x}" for i in range(100)]
+    os.kill(store_pid, signal.SIGSTOP)
+    try:
+        statuses = [_invoke(up, project, tid).status_code for tid in ids]
+        time.sleep(3)  # read, batched and queued: the batch is waiting on the hung store
+        held = _queue_metrics(project)
+        on_disk = sorted(p.name for p in storage.iterdir())
+        stopped = time.monotonic()
+        os.kill(collector_pid, signal.SIGTERM)  # an orderly stop; its supervisor starts a new one
+        restarted = None
+        while time.monotonic() - stopped < 90:
+            try:
+                pid = _child_pid(project, "otelcol", "Collector")
+                if pid != collector_pid and httpx.get(
+                        f"http://127.0.0.1:{project.ports['collectorMetrics']}/metrics", timeout=2).status_code == 200:
+                    restarted = time.monotonic()
+                    break
+            except (OSError, ValueError, httpx.HTTPError):
+                pass
+            time.sleep(0.2)
+        assert restarted is not None, "the collector did not come back within 90 s"
+        requeued = _queue_metrics(project)
+    finally:
+        os.kill(store_pid, signal.SIGCONT)
+    resumed = time.monotonic()
+    assert statuses == [200] * len(ids)
+    query = f'model:"{MODEL}" trace_id:~"^{marker}" | stats count_uniq(trace_id) as ids, count() as n'
+    rows: list[dict] = []
+    while time.monotonic() - resumed < 120:
+        rows = _logs(project, query)
+        if rows and int(rows[0]["ids"]) >= len(ids):
+            break
+        time.sleep(0.5)
+    delay = time.monotonic() - resumed
+    arrived, records = (int(rows[0]["ids"]), int(rows[0]["n"])) if rows else (0, 0)
+    print(f"\nqueue before the restart {held}, after {requeued}; storage files {on_disk}; collector back "
+          f"{restarted - stopped:.1f}s after SIGTERM; {arrived}/{len(ids)} request lines ({records} records) "
+          f"arrived {delay:.1f}s after the store returned")
+    assert arrived == len(ids)
+    assert any(name.startswith("exporter_otlp_http_logs") for name in on_disk), on_disk

@@ -78,7 +78,8 @@ def test_good_config_parses_into_typed_objects():
     ({"local": {"trackingPort": 80}}, "shipway:local.trackingPort: 80 is not valid; use a port number 1024-65535"),
     ({"local": {"tracking_port": 5000}},
      "shipway:local.tracking_port: 5000 is not valid; unknown key; allowed keys: alertSinkPort, alertmanagerPort, "
-     "backendStoreUri, collectorMetricsPort, dataDir, endpointBasePort, jaegerOtlpPort, jaegerQueryPort, "
+     "backendStoreUri, collectorMetricsPort, dataDir, endpointBasePort, jaegerMetricsPort, jaegerOtlpPort, "
+     "jaegerQueryPort, "
      "logRetention, logStorePort, otlpGrpcPort, otlpHttpPort, prometheusPort, trackingPort"),
     ({"local": {"logRetention": "7 days"}},
      "shipway:local.logRetention: '7 days' is not valid; use a duration of hours, days, weeks or years such as "
@@ -194,6 +195,27 @@ def test_a_model_port_may_not_take_a_platform_process_port():
     assert _port_problems({"a-model": {"version": 1, "port": 16687}}) == [
         "shipway:models.a-model.port: 16687 is not valid; already used by local.jaegerQueryPort+1; pick a free "
         "port (each model keeps its port for its whole life)"]
+
+
+def test_jaeger_metrics_port_defaults_off_the_collectors_and_may_not_take_another_local_port():
+    assert _port_config({}).local.jaeger_metrics_port == 14269  # not Jaeger v2's default 8888: the hub's
+    for key, port, owner in (("collectorMetricsPort", 8888, "local.collectorMetricsPort"),
+                             ("prometheusPort", 9090, "local.prometheusPort")):
+        with pytest.raises(StackConfigError) as err:
+            _port_config({}, **{"jaegerMetricsPort": port})
+        assert err.value.problems == [
+            f"shipway:local.jaegerMetricsPort: {port} is not valid; already used by {owner}; pick a free port for "
+            "Jaeger's own metrics (the default 14269 is free unless another key takes it)"], key
+    with pytest.raises(StackConfigError) as err:  # the delivery exporter's port (alert sink + 1)
+        _port_config({}, jaegerMetricsPort=9096)
+    assert "already used by local.alertSinkPort+1" in err.value.problems[0]
+    assert _port_problems({"a-model": {"version": 1, "port": 14269}}) == [
+        "shipway:models.a-model.port: 14269 is not valid; already used by local.jaegerMetricsPort; pick a free "
+        "port (each model keeps its port for its whole life)"]
+    with pytest.raises(StackConfigError) as err:
+        _port_config({}, jaegerMetricsPort=80)
+    assert err.value.problems == ["shipway:local.jaegerMetricsPort: 80 is not valid; use a port number 1024-65535"]
+    assert _port_config({}, jaegerMetricsPort=14300).local.jaeger_metrics_port == 14300
 
 
 def test_model_port_must_be_a_real_port_and_is_local_only():

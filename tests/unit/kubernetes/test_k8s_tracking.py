@@ -108,6 +108,25 @@ def test_mlflow_probes_and_command_read_password_from_file(rec: Recording) -> No
     assert env_of(container) == {"HOME": "/tmp"}  # noqa: S108 - an emptyDir
 
 
+def test_mlflow_exposes_metrics_scraped_as_the_pipeline_job_like_the_local_server(rec: Recording) -> None:
+    import re
+    from pathlib import Path
+
+    from shipway_core.observability.pipeline import PIPELINE_JOBS
+
+    (container,) = pod_spec(rec.one(DEPLOYMENT))["containers"]
+    assert " --expose-prometheus /tmp/prometheus " in container["command"][2]
+    svc = plain(rec.one("kubernetes:core/v1:Service", "mlflow-service").inputs)
+    assert svc["metadata"]["labels"]["shipway.dev/scrape-job"] == "mlflow"
+    assert "mlflow" in PIPELINE_JOBS
+    # The image's exporter is the one the local server runs (pyproject pin).
+    root = Path(__file__).resolve().parents[3]
+    pin = re.compile(r"prometheus[-_]flask[-_]exporter==([0-9.]+)")
+    image = pin.findall((root / "containers" / "mlflow-requirements.txt").read_text())
+    local = pin.findall((root / "pyproject.toml").read_text())
+    assert image == local and len(local) == 1, (image, local)
+
+
 def test_db_password_secret_is_encrypted_and_mounted_in_both_pods(rec: Recording) -> None:
     secret = rec.one("kubernetes:core/v1:Secret", "mlflow-db-password")
     assert is_secret(secret.inputs["stringData"])

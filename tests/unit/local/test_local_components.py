@@ -113,6 +113,52 @@ def test_jaeger_listens_only_on_loopback(rec):
     assert "127.0.0.1:4320" in config and "127.0.0.1:16686" in config
 
 
+def test_prometheus_scrapes_mlflow_and_jaegers_own_metrics_as_the_pipeline_jobs(rec):
+    import yaml
+
+    from shipway_core.observability.pipeline import PIPELINE_JOBS
+
+    tracking = rec.named("tracking-server").inputs
+    assert tracking["metricsDir"] == "/tmp/shipway-unit/local/mlflow/prometheus-metrics"
+    jaeger = rec.named("tracing-jaeger").inputs
+    assert jaeger["metricsPort"] == 14269
+    telemetry = yaml.safe_load(jaeger["configYaml"])["service"]["telemetry"]["metrics"]
+    assert telemetry["level"] == "normal"
+    assert telemetry["readers"] == [{"pull": {"exporter": {"prometheus": {
+        "host": "127.0.0.1", "port": 14269, "without_type_suffix": False}}}}]
+    prom = rec.named("observability-prometheus").inputs
+    jobs = {job["job_name"]: job for job in yaml.safe_load(prom["configYaml"])["scrape_configs"]}
+    assert jobs["mlflow"]["static_configs"] == [{"targets": ["127.0.0.1:5000"]}]
+    assert jobs["jaeger"]["static_configs"] == [{"targets": ["127.0.0.1:14269"]}]
+    assert set(PIPELINE_JOBS) <= set(jobs)  # every pipeline process the local stack runs is scraped
+    rules = yaml.safe_load(prom["rulesYaml"])
+    pipeline = next(g for g in rules["groups"] if g["name"].endswith("-pipeline"))
+    names = {r["alert"] for r in pipeline["rules"]}
+    assert {"ShipwayRegistryErrors", "ShipwayTraceIngestionErrors"} <= names
+    down = next(r for r in pipeline["rules"] if r["alert"] == "ShipwayPipelineComponentDown")
+    assert down["expr"] == ('up{job=~"alertmanager|jaeger|mlflow|otelcol|prometheus|victorialogs"} == 0')
+
+
+def test_jaeger_metrics_port_may_not_take_its_other_listeners():
+    from components.local.components import Tracing
+
+    tags = {"owner": "o", "cost-center": "c", "environment": "local", "data-classification": "internal"}
+    for port, owner in ((16687, "placement.port+1 (gRPC query)"), (4320, "otlp_port")):
+        with pytest.raises(ValueError) as err:
+            record(lambda port=port: Tracing("t", "local", tags, LocalPlacement("/tmp/j", 16686), otlp_port=4320,
+                                             binary="/bin/sh", metrics_port=port))
+        assert str(err.value) == f"metrics_port: {port} is not valid; already used by {owner}"
+
+
+def test_jaeger_without_a_metrics_port_serves_no_metrics_listener():
+    import yaml
+
+    from components.local.components import jaeger_config
+
+    config = yaml.safe_load(jaeger_config("127.0.0.1", 4320, 16686))
+    assert config["service"]["telemetry"]["metrics"] == {"level": "none"}  # never the default 8888
+
+
 def test_prometheus_config_labels_targets_by_model():
     text = prometheus_config({"a-model": "http://127.0.0.1:8100"}, alertmanager="127.0.0.1:9093")
     assert "model: a-model" in text and "- 127.0.0.1:8100" in text

@@ -18,9 +18,11 @@ from shipway_core.observability.rules import RuleOptions, generate_rules, render
 pytestmark = pytest.mark.integration
 
 ENV = "dev"
-JOBS = ("otelcol", "prometheus", "victorialogs")
+JOBS = ("jaeger", "mlflow", "otelcol", "prometheus", "victorialogs")
 OTEL = {"job": "otelcol", "instance": "127.0.0.1:8888"}
 VL = {"job": "victorialogs", "instance": "127.0.0.1:9428"}
+MLFLOW = {"job": "mlflow", "instance": "127.0.0.1:5000"}
+JAEGER = {"job": "jaeger", "instance": "127.0.0.1:14269"}
 
 
 def _promtool() -> str:
@@ -82,6 +84,7 @@ def test_collector_failed_exports_and_drops_raise_telemetry_dropped(tmp_path: Pa
             {"series": _sel("otelcol_processor_refused_log_records_total", {**OTEL, "processor": "memory_limiter"}),
              "values": "0+30x20"},
             {"series": _sel("otelcol_exporter_sent_spans_total", failing), "values": "0+600x20"},
+            {"series": _sel("up", OTEL), "values": "1x20"},
         ],
         "alert_rule_test": [{"eval_time": "12m", "alertname": "ShipwayTelemetryDropped", "exp_alerts": [_expect(
             "ShipwayTelemetryDropped", OTEL,
@@ -91,8 +94,98 @@ def test_collector_failed_exports_and_drops_raise_telemetry_dropped(tmp_path: Pa
     }, {
         "interval": "1m",
         "input_series": [{"series": _sel("otelcol_exporter_send_failed_spans_total", failing), "values": "0x20"},
-                         {"series": _sel("otelcol_exporter_sent_spans_total", failing), "values": "0+600x20"}],
+                         {"series": _sel("otelcol_exporter_sent_spans_total", failing), "values": "0+600x20"},
+                         {"series": _sel("up", OTEL), "values": "1x20"}],
         "alert_rule_test": [{"eval_time": "12m", "alertname": "ShipwayTelemetryDropped", "exp_alerts": []}],
+    }])
+
+
+def test_a_down_registry_or_trace_store_pages_and_healthy_ones_do_not(tmp_path: Path) -> None:
+    def down(labels: dict[str, str], job: str) -> dict[str, Any]:
+        return _expect("ShipwayPipelineComponentDown", labels, {
+            "summary": f"Pipeline component {job} ({labels['instance']}) is down",
+            "description": f"Prometheus has failed to scrape {job} at {labels['instance']} for 2m: traces, logs, "
+                           "alerts or the registry it carries are not being recorded."})
+
+    _run(tmp_path, [{
+        "interval": "1m",
+        "input_series": [{"series": _sel("up", MLFLOW), "values": "1 1 0x10"},
+                         {"series": _sel("up", JAEGER), "values": "1 1 1 0x10"}],
+        "alert_rule_test": [
+            {"eval_time": "3m", "alertname": "ShipwayPipelineComponentDown", "exp_alerts": []},
+            {"eval_time": "6m", "alertname": "ShipwayPipelineComponentDown",
+             "exp_alerts": [down(JAEGER, "jaeger"), down(MLFLOW, "mlflow")]},
+        ],
+    }, {
+        "interval": "1m",
+        "input_series": [{"series": _sel("up", MLFLOW), "values": "1x10"},
+                         {"series": _sel("up", JAEGER), "values": "1x10"}],
+        "alert_rule_test": [{"eval_time": "10m", "alertname": "ShipwayPipelineComponentDown", "exp_alerts": []}],
+    }])
+
+
+def test_registry_5xx_share_raises_registry_errors_but_a_single_failure_or_4xx_does_not(tmp_path: Path) -> None:
+    ok = {**MLFLOW, "method": "GET", "status": "200"}
+    _run(tmp_path, [{
+        "interval": "1m",
+        "input_series": [
+            {"series": _sel("mlflow_http_request_total", ok), "values": "0+90x30"},
+            {"series": _sel("mlflow_http_request_total", {**MLFLOW, "method": "POST", "status": "500"}),
+             "values": "0+30x30"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "8m", "alertname": "ShipwayRegistryErrors", "exp_alerts": []},  # held 10m
+            {"eval_time": "20m", "alertname": "ShipwayRegistryErrors", "exp_alerts": [_expect(
+                "ShipwayRegistryErrors", MLFLOW,
+                {"summary": "The MLflow tracking server and registry is failing requests",
+                 "description": "25% of the MLflow server's requests answered 5xx over 5m: runs, registrations, "
+                                "promotion pre-flights and model loads may fail."})]},
+        ],
+    }, {
+        # Healthy: 404s (a missing model is a client's question) and one lone 500.
+        "interval": "1m",
+        "input_series": [
+            {"series": _sel("mlflow_http_request_total", ok), "values": "0+90x30"},
+            {"series": _sel("mlflow_http_request_total", {**MLFLOW, "method": "GET", "status": "404"}),
+             "values": "0+60x30"},
+            {"series": _sel("mlflow_http_request_total", {**MLFLOW, "method": "POST", "status": "500"}),
+             "values": "0x10 1x20"},
+        ],
+        "alert_rule_test": [{"eval_time": t, "alertname": "ShipwayRegistryErrors", "exp_alerts": []}
+                            for t in ("12m", "20m", "30m")],
+    }])
+
+
+def test_jaeger_refusing_or_failing_to_store_spans_raises_trace_ingestion_errors(tmp_path: Path) -> None:
+    receiver = {**JAEGER, "receiver": "otlp", "transport": "http"}
+    storage = {**JAEGER, "exporter": "jaeger_storage_exporter"}
+    _run(tmp_path, [{
+        "interval": "1m",
+        "input_series": [
+            {"series": _sel("otelcol_receiver_refused_spans_total", receiver), "values": "0+60x20"},
+            {"series": _sel("otelcol_exporter_send_failed_spans_total", storage), "values": "0+30x20"},
+            {"series": _sel("otelcol_receiver_accepted_spans_total", receiver), "values": "0+6000x20"},
+            # the hub collector's own failures are ShipwayTelemetryDropped's, not the trace store's
+            {"series": _sel("otelcol_exporter_send_failed_spans_total", {**OTEL, "exporter": "otlp_http/traces"}),
+             "values": "0+600x20"},
+            {"series": _sel("up", JAEGER), "values": "1x20"},
+            {"series": _sel("up", OTEL), "values": "1x20"},
+        ],
+        "alert_rule_test": [{"eval_time": "12m", "alertname": "ShipwayTraceIngestionErrors", "exp_alerts": [_expect(
+            "ShipwayTraceIngestionErrors", JAEGER,
+            {"summary": "The trace store is refusing or failing to store spans",
+             "description": "Jaeger refused, failed to receive or failed to store 1.50 spans/s over 5m; traces of "
+                            "those requests are missing from the trace search."})]}],
+    }, {
+        "interval": "1m",
+        "input_series": [
+            {"series": _sel("otelcol_receiver_refused_spans_total", receiver), "values": "0x20"},
+            {"series": _sel("otelcol_receiver_failed_spans_total", receiver), "values": "0x20"},
+            {"series": _sel("otelcol_exporter_send_failed_spans_total", storage), "values": "0x20"},
+            {"series": _sel("otelcol_exporter_sent_spans_total", storage), "values": "0+6000x20"},
+            {"series": _sel("up", JAEGER), "values": "1x20"},
+        ],
+        "alert_rule_test": [{"eval_time": "12m", "alertname": "ShipwayTraceIngestionErrors", "exp_alerts": []}],
     }])
 
 
