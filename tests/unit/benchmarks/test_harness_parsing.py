@@ -123,23 +123,59 @@ def test_evidently_flags_distances_at_or_above_and_p_values_below_threshold():
 
 
 def test_generated_drift_data_is_seeded_and_drifts_only_the_declared_columns(tmp_path):
-    path = drift.generate(tmp_path / "d.npz", rows=4000)
-    again = drift.generate(tmp_path / "e.npz", rows=4000)
+    path = drift.generate(tmp_path / "d.npz", rows=20_000)
+    again = drift.generate(tmp_path / "e.npz", rows=20_000)
     data, data2 = np.load(path), np.load(again)
     # NaN-equal: the null-rate column's missing values are part of the seeded data
     assert np.array_equal(data["cur_num"], data2["cur_num"], equal_nan=True)
     assert not np.array_equal(data["cur_num"], data2["cur_num"])  # (plain equality would fail on them)
     names = [str(n) for n in data["numeric_names"]]
-    assert len(names) == 20 and len(data["categorical_names"]) == 5
+    assert len(names) == 30 and len(data["categorical_names"]) == 10  # the 40 columns
     ref, cur = data["ref_num"], data["cur_num"]
-    shifted = {n for i, n in enumerate(names)
-               if abs(np.nanmean(cur[:, i]) - np.nanmean(ref[:, i])) > 0.3 * np.nanstd(ref[:, i])
-               or abs(np.nanstd(cur[:, i]) / np.nanstd(ref[:, i]) - 1) > 0.2}
+    sd = {n: float(np.nanstd(ref[:, i])) for i, n in enumerate(names)}
+    mean_moves = {n: (np.nanmean(cur[:, i]) - np.nanmean(ref[:, i])) / sd[n] for i, n in enumerate(names)}
+    spreads = {n: np.nanstd(cur[:, i]) / sd[n] for i, n in enumerate(names)}
+    shifted = {n for n in names if abs(mean_moves[n]) > 0.2 or abs(spreads[n] - 1) > 0.2}
     assert shifted == set(drift.DRIFTED_NUMERIC)
+    assert mean_moves["num_21"] == pytest.approx(0.25, abs=0.04)  # the smallest real mean shift
+    for name, moved in (("num_05", 0.03), ("num_14", 0.02), ("num_25", 0.04)):  # negligible ones
+        assert mean_moves[name] == pytest.approx(moved, abs=0.025)
     null_rates = {n: (float(np.isnan(ref[:, i]).mean()), float(np.isnan(cur[:, i]).mean()))
                   for i, n in enumerate(names)}
     assert {n for n, (r, c) in null_rates.items() if r or c} == set(drift.DRIFTED_NULLS) == {"num_18"}
     assert null_rates["num_18"][0] == 0.0 and null_rates["num_18"][1] == pytest.approx(0.05, abs=0.01)
-    assert drift.real_shifts() == ["cat_1", "cat_3", "num_03", "num_07", "num_12", "num_16", "num_18"]
-    assert drift.expected_drifted() == ["cat_1", "cat_3", "num_03", "num_07", "num_12", "num_16"]
+    assert drift.real_shifts() == ["cat_1", "cat_3", "cat_6", "num_03", "num_07", "num_12", "num_16", "num_18",
+                                   "num_21"]
+    assert drift.negligible_shifts() == ["cat_2", "cat_4", "cat_8", "num_05", "num_10", "num_14", "num_25"]
     assert "cat_3_new" in set(data["cur_cat"][:, 3]) and "cat_3_new" not in set(data["ref_cat"][:, 3])
+    cats = [str(n) for n in data["categorical_names"]]
+
+    def largest_share_move(name: str) -> float:
+        k = cats.index(name)
+        levels, ref_counts = np.unique(data["ref_cat"][:, k], return_counts=True)
+        cur_counts = np.array([(data["cur_cat"][:, k] == v).sum() for v in levels])
+        return float(np.max(np.abs(cur_counts / cur_counts.sum() - ref_counts / ref_counts.sum())))
+
+    assert largest_share_move("cat_6") == pytest.approx(0.10, abs=0.01)  # real: +10 points
+    assert largest_share_move("cat_8") == pytest.approx(0.01, abs=0.006)  # negligible: 1 point
+    assert largest_share_move("cat_5") < 0.01  # unchanged
+
+
+def test_accuracy_counts_unchanged_columns_flagged_apart_from_the_negligible_ones():
+    got = drift.accuracy(["num_03", "num_05", "cat_5", "num_00"])
+    assert got == {"real_caught": 1, "real_total": 9, "negligible_flagged": 1, "negligible_total": 7,
+                   "unchanged_flagged": 2}
+
+
+def test_ladder_table_puts_both_tools_side_by_side_with_the_speed_up_against_evidently():
+    def row(tool: str, seconds: float, caught: int, traced: float) -> drift.LadderRow:
+        return drift.LadderRow(rows=1_000_000, tool=tool, seconds=seconds, traced_peak_mb=traced,
+                               rss_growth_mb=100.0, maxrss_mb=900.0,
+                               real_caught=caught, real_total=9, negligible_flagged=0, negligible_total=7,
+                               unchanged_flagged=0, flagged=[], runs=2)
+
+    table = drift.ladder_table([row("shipway", 5.0, 9, 100.0), row("evidently", 300.0, 8, 1000.0)])
+    assert table[0].startswith("| rows (ref + cur) x 40 cols")
+    assert table[2].startswith("| 1,000,000 + 1,000,000 | evidently | 2 | 300 | 1.0x | 1,000.0 | 1.00x")
+    assert table[3].startswith("| 1,000,000 + 1,000,000 | shipway | 2 | 5 | 60.0x | 100.0 | 0.10x")
+    assert table[3].endswith("| 9 / 9 | 0 / 7 | 0 / 24 |")
