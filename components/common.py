@@ -16,6 +16,7 @@ import pulumi
 # Re-exported: the components validate pins with the one rule the stack parser uses.
 from shipway_core.config import SloSettings
 from shipway_core.names import validate_model_pin as validate_model_pin
+from shipway_core.observability.drift import DEFAULT_THRESHOLDS as DEFAULT_DRIFT_THRESHOLDS
 
 REQUIRED_TAGS = ("owner", "cost-center", "environment", "data-classification")
 
@@ -46,6 +47,19 @@ def validate_instance_count(environment: str, instance_count: int) -> None:
         )
 
 
+def validate_drift_thresholds(thresholds: Mapping[str, float]) -> None:
+    """Every drift threshold positive; distances and rates at most 1 (the stack parser checks the
+    same on slo.drift*, this catches args built in code)."""
+    for statistic, value in thresholds.items():
+        upper = None if statistic == "wasserstein" else 1.0
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 or (
+                upper is not None and value > upper):
+            raise ValueError(
+                f"drift_{statistic}: {value!r} is not valid; use a positive threshold"
+                + (f" no larger than {upper:g}" if upper is not None else "")
+                + f" (default {DEFAULT_DRIFT_THRESHOLDS[statistic]:g}, set slo.drift* in the stack)")
+
+
 @dataclass
 class TrackingServerArgs:
     """An MLflow tracking server + model registry for one environment."""
@@ -73,8 +87,18 @@ class InferenceEndpointArgs:
     latency_p99_ms: float = 250.0
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
+    # The drift rollback alarm's effect-size thresholds (slo.driftWasserstein / driftJensenShannon /
+    # driftNullRate; shipway_core.observability.drift decides with them).
+    drift_wasserstein: float = DEFAULT_DRIFT_THRESHOLDS["wasserstein"]
+    drift_jensen_shannon: float = DEFAULT_DRIFT_THRESHOLDS["jensen_shannon"]
+    drift_null_rate: float = DEFAULT_DRIFT_THRESHOLDS["null_rate"]
     # Serve POST /explain (per-feature attributions) beside /invocations; off costs nothing.
     explain: bool = False
+
+    def drift_thresholds(self) -> dict[str, float]:
+        """Threshold per drift statistic, as shipway_core.observability.drift.effect_thresholds gives them."""
+        return {"wasserstein": self.drift_wasserstein, "jensen_shannon": self.drift_jensen_shannon,
+                "null_rate": self.drift_null_rate}
 
 
 @dataclass
@@ -99,9 +123,9 @@ class ObservabilityArgs:
     max_error_rate: float = 0.01
     drift_psi: float = 0.2
     # The drift alert's effect-size thresholds (slo.driftWasserstein / driftJensenShannon / driftNullRate)
-    drift_wasserstein: float = 0.1
-    drift_jensen_shannon: float = 0.06
-    drift_null_rate: float = 0.03
+    drift_wasserstein: float = DEFAULT_DRIFT_THRESHOLDS["wasserstein"]
+    drift_jensen_shannon: float = DEFAULT_DRIFT_THRESHOLDS["jensen_shannon"]
+    drift_null_rate: float = DEFAULT_DRIFT_THRESHOLDS["null_rate"]
     min_requests: int = 100  # low-traffic guard of the burn-rate alerts (slo.minRequests)
     # Days the environment's logs are kept; None: the target's default. Targets that keep no
     # logs themselves (kubernetes, local) reject a value instead of ignoring it.

@@ -34,10 +34,16 @@ from components.aws._base import (
     validate_network,
     validate_sagemaker_name,
 )
-from components.common import InferenceEndpointArgs, validate_instance_count, validate_model_pin
+from components.common import (
+    InferenceEndpointArgs,
+    validate_drift_thresholds,
+    validate_instance_count,
+    validate_model_pin,
+)
 from shipway_core import contract
 from shipway_core.config import AwsSettings
 from shipway_core.names import model_artifact_key
+from shipway_core.observability import drift as drift_decision
 
 VARIANT = "primary"
 # Blue/green: shift a quarter of capacity every 5 minutes, keep the old fleet 10 minutes after
@@ -49,10 +55,22 @@ MAX_SCALE_FACTOR = 4
 DRIFT_NAMESPACE_PREFIX = "Shipway/"
 # Contract with the serving app on SageMaker (shipway_core.contract): on every drift refresh it
 # logs one JSON line {"event": "drift_window", "max_feature_psi": <float>, ...}; a metric filter
-# turns it into the metric the drift rollback alarm watches (no cloudwatch:PutMetricData, which
-# cannot be scoped).
+# turns it into a PSI metric (context for the dashboard, no alarm reads it). No
+# cloudwatch:PutMetricData, which cannot be scoped.
 DRIFT_LOG_PATTERN = f'{{ $.event = "{contract.DRIFT_LOG_EVENT}" }}'
 DRIFT_LOG_VALUE = f"$.{contract.DRIFT_LOG_VALUE_FIELD}"
+# The drift rollback alarms read the app's ``drift_effects`` line (shipway_core.observability.drift):
+# the largest effect per statistic and the window's sample count, one metric each. An alarm per
+# statistic fires when its effect is above the stack's threshold and the window holds at least
+# drift.MIN_SAMPLES rows: the decision the Prometheus rule ShipwayFeatureDrift makes.
+DRIFT_EFFECTS_PATTERN = f'{{ $.event = "{drift_decision.LOG_EVENT}" }}'
+DRIFT_EFFECT_METRICS = {"wasserstein": "DriftWasserstein", "jensen_shannon": "DriftJensenShannon",
+                        "null_rate": "DriftNullRate"}
+DRIFT_SAMPLES_METRIC = "DriftSamples"
+DRIFT_METRIC_FIELDS = {
+    **{DRIFT_EFFECT_METRICS[s]: drift_decision.LOG_EFFECT_FIELDS[s] for s in drift_decision.STATISTICS},
+    DRIFT_SAMPLES_METRIC: drift_decision.LOG_SAMPLES_FIELD,
+}
 
 
 def endpoint_name(environment: str, model_name: str) -> str:
@@ -69,6 +87,7 @@ def validate_endpoint(args: InferenceEndpointArgs, settings: AwsSettings) -> Non
     """Everything that would otherwise fail half-way through a deployment."""
     validate_model_pin(args.model_name, args.model_version)
     validate_instance_count(args.environment, args.instance_count)
+    validate_drift_thresholds(args.drift_thresholds())
     validate_network(settings, "inference endpoints")
     if not settings.serving_image or ecr_repository_arn(settings.serving_image) is None:
         raise ValueError(
@@ -166,6 +185,19 @@ class InferenceEndpoint(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        for metric_name, log_field in DRIFT_METRIC_FIELDS.items():
+            aws.cloudwatch.LogMetricFilter(
+                f"{name}-drift-{log_field.removeprefix('max_').replace('_', '-')}-metric",
+                log_group_name=log_group.name,
+                pattern=DRIFT_EFFECTS_PATTERN,
+                metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
+                    name=metric_name,
+                    namespace=f"{DRIFT_NAMESPACE_PREFIX}{stable}",
+                    value=f"$.{log_field}",
+                    unit="None",
+                ),
+                opts=child,
+            )
 
         role = scoped_role(
             f"{name}-role",
@@ -440,20 +472,45 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 **common,
                 opts=child,
             ),
-            aws.cloudwatch.MetricAlarm(
-                f"{name}-drift",
-                name=f"{stable}-drift",
-                namespace=f"{DRIFT_NAMESPACE_PREFIX}{stable}",
-                metric_name="PredictionDriftPsi",
-                statistic="Maximum",
-                period=300,
-                evaluation_periods=1,
-                threshold=args.drift_psi,
-                alarm_description=f"feature drift (PSI vs training baseline) above {args.drift_psi}",
-                **common,
-                opts=child,
-            ),
+            *[self._drift_alarm(name, stable, statistic, threshold, common)
+              for statistic, threshold in args.drift_thresholds().items()],
         ]
+
+    def _drift_alarm(self, name: str, stable: str, statistic: str, threshold: float,
+                     common: dict[str, Any]) -> aws.cloudwatch.MetricAlarm:
+        """One rollback alarm per drift statistic: the worst feature's effect in a 5-minute period
+        above ``threshold``, counted only while the live window holds drift.MIN_SAMPLES rows."""
+
+        def maximum(id_: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
+            return aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                id=id_,
+                return_data=False,
+                metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
+                    namespace=f"{DRIFT_NAMESPACE_PREFIX}{stable}", metric_name=metric_name, period=300,
+                    stat="Maximum"),
+            )
+
+        kebab = statistic.replace("_", "-")
+        return aws.cloudwatch.MetricAlarm(
+            f"{name}-drift-{kebab}",
+            name=f"{stable}-drift-{kebab}",
+            evaluation_periods=1,
+            threshold=threshold,
+            alarm_description=(f"feature drift: {drift_decision.MEANING[statistic]} above {threshold:g} "
+                               f"with at least {drift_decision.MIN_SAMPLES} live samples (slo.drift*)"),
+            metric_queries=[
+                maximum("effect", DRIFT_EFFECT_METRICS[statistic]),
+                maximum("samples", DRIFT_SAMPLES_METRIC),
+                aws.cloudwatch.MetricAlarmMetricQueryArgs(
+                    id="guarded",
+                    expression=f"IF(samples >= {drift_decision.MIN_SAMPLES}, effect, 0)",
+                    label=f"worst feature {statistic} (0 below {drift_decision.MIN_SAMPLES} samples)",
+                    return_data=True,
+                ),
+            ],
+            **common,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
 
     def _autoscaling(
         self, name: str, args: InferenceEndpointArgs, settings: AwsSettings, tags: dict[str, str]

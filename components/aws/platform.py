@@ -113,6 +113,8 @@ def build_platform(
                 latency_p99_ms=cfg.slo.latency_p99_ms,
                 max_error_rate=cfg.slo.max_error_rate,
                 drift_psi=cfg.slo.drift_psi, explain=pin.explain,
+                drift_wasserstein=cfg.slo.drift_wasserstein, drift_jensen_shannon=cfg.slo.drift_jensen_shannon,
+                drift_null_rate=cfg.slo.drift_null_rate,
             ),
             settings,
             kms_key_arn=key.key_arn,

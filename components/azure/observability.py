@@ -12,6 +12,7 @@ import pulumi_azure_native as azure_native
 from components.azure._shared import AzureTarget, access, client_config, grant
 from components.common import ObservabilityArgs, validate_tags
 from shipway_core.config import SloSettings
+from shipway_core.observability import drift as drift_decision
 from shipway_core.observability.azure import SEVERITY, azure_rules, burn_log_alerts
 from shipway_core.observability.rules import generate_rules
 
@@ -31,14 +32,18 @@ class MonitoredResources:
     application_insights_connection_string: pulumi.Input[str] | None = None
 
 
-def drift_query(endpoint_name: str) -> str:
-    """KQL: the worst feature PSI in the serving app's ``drift`` log events (``psi`` field)."""
+def drift_query(endpoint_name: str, statistic: str) -> str:
+    """KQL: the worst feature's ``statistic`` effect size in the serving app's ``drift_effects``
+    log lines (shipway_core.observability.drift), counting only lines whose live window held at
+    least drift.MIN_SAMPLES rows; the ``effect`` column is what the alert compares."""
+    field = drift_decision.LOG_EFFECT_FIELDS[statistic]
     return (
         "AmlOnlineEndpointConsoleLog\n"
         f"| where EndpointName == '{endpoint_name}'\n"
         "| extend line = parse_json(Message)\n"
-        "| where tostring(line.event) == 'drift'\n"
-        "| summarize drift_psi = max(todouble(line.psi))"
+        f"| where tostring(line.event) == '{drift_decision.LOG_EVENT}'\n"
+        f"| where todouble(line.{drift_decision.LOG_SAMPLES_FIELD}) >= {drift_decision.MIN_SAMPLES}\n"
+        f"| summarize effect = max(todouble(line.{field}))"
     )
 
 
@@ -72,7 +77,8 @@ class Observability(pulumi.ComponentResource):
     (``shipway_core.observability.slo``) alert by burn rate, one alert per SLO and severity: as
     managed-Prometheus rules when the stack turns managed Prometheus on, otherwise as log search
     alerts in KQL over each endpoint's traffic log (same windows, factors, thresholds and
-    low-traffic guard). A log alert per endpoint watches drift. All notify one action group.
+    low-traffic guard). Log alerts per endpoint watch drift (one per effect-size statistic). All
+    notify one action group.
     Managed Grafana is created only when the stack turns it on.
     """
 
@@ -138,11 +144,16 @@ class Observability(pulumi.ComponentResource):
             endpoint_name = monitored.endpoint_names.get(model, model)
             if not settings.managed_prometheus:
                 self.alerts += self._burn_alerts(model, endpoint_name, monitored.log_analytics_workspace_id)
-            self.alerts.append(self._query_alert(
-                f"{model}-drift", monitored.log_analytics_workspace_id,
-                pulumi.Output.from_input(endpoint_name).apply(drift_query),
-                "drift_psi", args.drift_psi, severity=3,
-                description=f"{model}: feature drift PSI above {args.drift_psi:g}"))
+            # One log alert per drift statistic: the decision of ShipwayFeatureDrift (effect size
+            # above the stack's threshold, enough live samples) on the app's drift_effects lines.
+            for statistic, threshold in drift_decision.effect_thresholds(args.slo()).items():
+                self.alerts.append(self._query_alert(
+                    f"{model}-drift-{statistic.replace('_', '-')}", model, monitored.log_analytics_workspace_id,
+                    pulumi.Output.from_input(endpoint_name).apply(
+                        functools.partial(drift_query, statistic=statistic)),
+                    "effect", threshold, severity=3,
+                    description=(f"{model}: feature drift, {drift_decision.MEANING[statistic]} above "
+                                 f"{threshold:g} with at least {drift_decision.MIN_SAMPLES} live samples")))
 
         self.prometheus = None
         self.rules = None
@@ -226,7 +237,7 @@ class Observability(pulumi.ComponentResource):
             ))
         return rules
 
-    def _query_alert(self, key: str, workspace_id: pulumi.Input[str], query: pulumi.Input[str],
+    def _query_alert(self, key: str, model: str, workspace_id: pulumi.Input[str], query: pulumi.Input[str],
                      measure: str, threshold: float, *, severity: int,
                      description: str) -> azure_native.monitor.ScheduledQueryRule:
         """A log alert on Log Analytics: the ``measure`` column above ``threshold`` over 15 minutes."""
@@ -251,7 +262,7 @@ class Observability(pulumi.ComponentResource):
                 "failing_periods": {"number_of_evaluation_periods": 1, "min_failing_periods_to_alert": 1},
             }]},
             actions={"action_groups": [self.actions.id]},
-            tags={**self._tags, "model-name": key.rsplit("-", 1)[0]},
+            tags={**self._tags, "model-name": model},
             opts=pulumi.ResourceOptions(parent=self),
         )
 

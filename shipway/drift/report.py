@@ -41,6 +41,7 @@ from shipway.drift.stats import (
     sketch_of,
     wasserstein_normed,
 )
+from shipway_core.observability.drift import DEFAULT_THRESHOLDS
 
 RULES = ("effect", "any", "all", "psi", "test")
 NULL_SLOT = "\x00null"  # cannot collide with a category name read from JSON/CSV text
@@ -65,9 +66,10 @@ class DriftThresholds:
     psi: float = 0.2
     p_value: float = 0.01
     rule: str = "effect"
-    wasserstein: float = 0.1
-    jensen_shannon: float = 0.06
-    null_rate: float = 0.03
+    # The stack's defaults (shipway_core.observability.drift): batch report and live alerts agree.
+    wasserstein: float = DEFAULT_THRESHOLDS["wasserstein"]
+    jensen_shannon: float = DEFAULT_THRESHOLDS["jensen_shannon"]
+    null_rate: float = DEFAULT_THRESHOLDS["null_rate"]
     small_sample: int = 1000
 
     def __post_init__(self) -> None:

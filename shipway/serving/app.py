@@ -33,7 +33,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from shipway.serving import explain as explain_hook
 from shipway.serving.config import Pin, PinError, ServingConfig, read_api_key, read_pin
-from shipway.serving.drift import DriftMonitor
+from shipway.serving.drift import DriftMonitor, emit_effects
 from shipway.serving.logsink import EventLog, LineSink, utc_now_iso
 from shipway.serving.metrics import ModelSeries, ServingMetrics
 from shipway.serving.model import LoadedModel, load_pinned_model
@@ -597,9 +597,12 @@ class ServingApp:
         """Recompute PSI and set the gauges, unless this version was swapped out meanwhile."""
         if active.drift is not None and active is self._active:
             psi = active.drift.compute()
-            active.series.set_drift(psi, active.drift.samples, active.drift.effects())
-            # Platform contract hook (shipway_core.contract.DRIFT_LOG_*): the AWS drift alarm's
-            # metric filter reads this log line; without it the alarm's metric never exists.
+            effects = active.drift.effects()
+            active.series.set_drift(psi, active.drift.samples, effects)
+            # The cloud drift alerts' input (the same effect sizes as the gauge, one line per refresh).
+            emit_effects(self.events.emit, effects, active.drift.samples, active.model.name, active.model.version)
+            # Platform contract hook (shipway_core.contract.DRIFT_LOG_*): the worst feature PSI as
+            # one log line (context; the drift alarms decide on the drift_effects line above).
             # Imported here, not at the top: the package's __init__ imports this module, and
             # `python -m shipway.serving.platform` must not find itself imported before it runs.
             from shipway.serving.platform import emit_drift_window

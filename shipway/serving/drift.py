@@ -25,6 +25,7 @@ import numpy as np
 
 from shipway.drift import stats as drift_stats
 from shipway.drift.profile import SKETCH_POINTS, reference_scale
+from shipway_core.observability import drift as drift_decision
 
 PSI_EPSILON = 1e-4
 
@@ -352,3 +353,12 @@ def window_sketch(reference_sketch: np.ndarray, counts: np.ndarray) -> np.ndarra
     cdf = np.cumsum(counts)[:-1] / counts.sum()  # F(sketch[k]^-), k = 0..100
     probs = np.linspace(0.0, 1.0, reference_sketch.size)
     return np.interp(probs, cdf, reference_sketch)
+
+
+def emit_effects(emit: Callable[..., None], effects: Mapping[str, Mapping[str, float]], samples: float,
+                 model_name: str, model_version: int | str) -> None:
+    """Write one ``drift_effects`` log line (shipway_core.observability.drift.LOG_FIELDS): the
+    input of the drift alerts on targets no Prometheus scrapes (CloudWatch metric filters on
+    SageMaker, Log Analytics queries on Azure). The app calls this on every drift refresh."""
+    emit("info", drift_decision.LOG_EVENT, **drift_decision.log_fields(effects, samples),
+         model_name=model_name, model_version=model_version)

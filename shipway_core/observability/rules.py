@@ -24,6 +24,7 @@ from typing import Any
 
 from shipway_core.config import SloSettings
 from shipway_core.names import is_model_name
+from shipway_core.observability import drift as drift_decision
 from shipway_core.observability.links import Template, check_window, evidence_links
 from shipway_core.observability.pipeline import pipeline_alerts
 from shipway_core.observability.slo import (
@@ -98,7 +99,7 @@ class RuleOptions:
 
     job: str = JOB
     runbook_base_url: str = "docs/runbooks"
-    drift_min_samples: int = 500
+    drift_min_samples: int = drift_decision.MIN_SAMPLES
     quality_min_samples: int = 100
     quality: tuple[QualityObjective, ...] = (QualityObjective("accuracy", minimum=0.8),)
     timings: AlertTimings = field(default_factory=AlertTimings)
@@ -298,9 +299,7 @@ def _drift_effect_expr(slo: SloSettings, sel: str) -> str:
     """Effect size above its threshold, per statistic (the batch report's decision measures: a
     p-value is no signal at serving volume); the ``statistic`` label says which one fired."""
     parts = []
-    for statistic, threshold in (("wasserstein", slo.drift_wasserstein),
-                                 ("jensen_shannon", slo.drift_jensen_shannon),
-                                 ("null_rate", slo.drift_null_rate)):
+    for statistic, threshold in drift_decision.effect_thresholds(slo).items():
         matcher = sel[:-1] + f',statistic="{statistic}"}}'
         parts.append(f"max by (model, version, feature, statistic) "
                      f"(shipway_feature_drift_effect{matcher}) > {_num(threshold)}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from typing import Any
 
@@ -9,8 +10,12 @@ import pytest
 
 from components.aws.endpoint import InferenceEndpoint
 from components.common import InferenceEndpointArgs
+from shipway_core.config import SloSettings
+from shipway_core.observability import drift as drift_decision
+from shipway_core.observability.rules import generate_rules
 from tests.support.recording import FAKE_ACCOUNT, Recording, record
 from tests.unit.aws.support import IMAGE, KEY_ARN, REGION, SETTINGS, TAGS, outputs, statements_by_sid
+from tests.unit.drift import live_effects
 
 BUCKET = "shipway-prod-artifacts-mock"
 TOPIC = f"arn:aws:sns:{REGION}:{FAKE_ACCOUNT}:shipway-prod-alerts"
@@ -52,13 +57,19 @@ def test_children_have_exact_types_and_names():
             ("aws:vpc/securityGroupEgressRule:SecurityGroupEgressRule", "churn-sg-https-out"),
             ("aws:cloudwatch/logGroup:LogGroup", "churn-logs"),
             ("aws:cloudwatch/logMetricFilter:LogMetricFilter", "churn-drift-metric"),
+            ("aws:cloudwatch/logMetricFilter:LogMetricFilter", "churn-drift-wasserstein-metric"),
+            ("aws:cloudwatch/logMetricFilter:LogMetricFilter", "churn-drift-jensen-shannon-metric"),
+            ("aws:cloudwatch/logMetricFilter:LogMetricFilter", "churn-drift-null-rate-metric"),
+            ("aws:cloudwatch/logMetricFilter:LogMetricFilter", "churn-drift-samples-metric"),
             ("aws:iam/role:Role", "churn-role"),
             ("aws:iam/rolePolicy:RolePolicy", "churn-role-policy"),
             ("aws:sagemaker/model:Model", "churn-model"),
             ("aws:sagemaker/endpointConfiguration:EndpointConfiguration", "churn-config"),
             ("aws:cloudwatch/metricAlarm:MetricAlarm", "churn-error-rate"),
             ("aws:cloudwatch/metricAlarm:MetricAlarm", "churn-p99-latency"),
-            ("aws:cloudwatch/metricAlarm:MetricAlarm", "churn-drift"),
+            ("aws:cloudwatch/metricAlarm:MetricAlarm", "churn-drift-wasserstein"),
+            ("aws:cloudwatch/metricAlarm:MetricAlarm", "churn-drift-jensen-shannon"),
+            ("aws:cloudwatch/metricAlarm:MetricAlarm", "churn-drift-null-rate"),
             ("aws:sagemaker/endpoint:Endpoint", "churn-endpoint"),
             ("aws:appautoscaling/target:Target", "churn-scaling-target"),
             ("aws:appautoscaling/policy:Policy", "churn-scaling-policy"),
@@ -107,7 +118,7 @@ def test_endpoint_config_encrypts_storage_and_captures_inputs_and_outputs():
     assert [o["captureMode"] for o in capture["captureOptions"]] == ["Input", "Output"]
 
 
-def test_endpoint_is_blue_green_with_auto_rollback_on_all_three_alarms():
+def test_endpoint_is_blue_green_with_auto_rollback_on_every_guardrail_alarm():
     endpoint = build().named("churn-endpoint").inputs
     assert endpoint["name"] == "shipway-prod-churn"
     assert endpoint["endpointConfigName"] == "shipway-prod-churn-v3"
@@ -122,7 +133,9 @@ def test_endpoint_is_blue_green_with_auto_rollback_on_all_three_alarms():
     assert [a["alarmName"] for a in alarms] == [
         "shipway-prod-churn-error-rate",
         "shipway-prod-churn-p99-latency",
-        "shipway-prod-churn-drift",
+        "shipway-prod-churn-drift-wasserstein",
+        "shipway-prod-churn-drift-jensen-shannon",
+        "shipway-prod-churn-drift-null-rate",
     ]
 
 
@@ -142,18 +155,105 @@ def test_alarms_derive_from_the_slos_and_notify_the_topic():
         "p99",
         180000.0,
     )
-    drift = rec.named("churn-drift").inputs
-    assert (drift["namespace"], drift["metricName"], drift["threshold"]) == (
-        "Shipway/shipway-prod-churn",
-        "PredictionDriftPsi",
-        0.3,
-    )
-    metric_filter = rec.named("churn-drift-metric").inputs
-    assert metric_filter["metricTransformation"]["namespace"] == "Shipway/shipway-prod-churn"
-    assert metric_filter["metricTransformation"]["value"] == "$.max_feature_psi"
-    for alarm in (errors, latency, drift):
+    for alarm in (errors, latency):
         assert alarm["alarmActions"] == [TOPIC]
         assert alarm["tags"] == {**TAGS, "model-name": "churn"}
+
+
+# ------------------------------------------------------------------ drift: effect sizes, as ShipwayFeatureDrift
+
+
+def _drift_alarms(rec: Recording) -> dict[str, dict[str, Any]]:
+    return {s: rec.named(f"churn-drift-{s.replace('_', '-')}").inputs for s in drift_decision.STATISTICS}
+
+
+def _metric_fields(rec: Recording) -> dict[str, tuple[str, str]]:
+    """metric name -> (the log event its filter matches, the JSON field it reads), from the recorded filters."""
+    out = {}
+    for f in rec.of_type("aws:cloudwatch/logMetricFilter:LogMetricFilter"):
+        (event,) = re.fullmatch(r'\{ \$\.event = "(\w+)" \}', f.inputs["pattern"]).groups()
+        transform = f.inputs["metricTransformation"]
+        assert transform["namespace"] == "Shipway/shipway-prod-churn"
+        out[transform["name"]] = (event, transform["value"].removeprefix("$."))
+    return out
+
+
+def _alarm_fires(alarm: dict[str, Any], fields: dict[str, tuple[str, str]], line: dict[str, Any]) -> bool:
+    """What CloudWatch decides on a period whose only drift line is ``line``: each metric query's
+    Maximum is the line's field (when its filter matches the line's event), then the expression, then
+    the threshold with the alarm's operator."""
+    values = {}
+    for query in alarm["metricQueries"]:
+        if "metric" in query:
+            event, field = fields[query["metric"]["metricName"]]
+            assert query["metric"]["stat"] == "Maximum" and query["metric"]["period"] == 300
+            values[query["id"]] = line[field] if line["event"] == event else None
+    (returned,) = [q for q in alarm["metricQueries"] if q.get("returnData")]
+    guard, minimum, effect = re.fullmatch(r"IF\((\w+) >= (\d+), (\w+), 0\)", returned["expression"]).groups()
+    if values[guard] is None or values[effect] is None:
+        return False  # no data: treat_missing_data notBreaching
+    value = values[effect] if values[guard] >= int(minimum) else 0
+    assert alarm["comparisonOperator"] == "GreaterThanThreshold" and alarm["treatMissingData"] == "notBreaching"
+    return bool(value > alarm["threshold"])
+
+
+def test_drift_alarms_read_the_effect_sizes_with_the_stacks_thresholds_and_the_sample_guard():
+    rec = build(args(drift_wasserstein=0.15, drift_jensen_shannon=0.08, drift_null_rate=0.04, drift_psi=0.3))
+    alarms = _drift_alarms(rec)
+    fields = _metric_fields(rec)
+    assert {m: fields[m] for m in ("DriftWasserstein", "DriftJensenShannon", "DriftNullRate", "DriftSamples")} == {
+        "DriftWasserstein": ("drift_effects", "max_wasserstein"),
+        "DriftJensenShannon": ("drift_effects", "max_jensen_shannon"),
+        "DriftNullRate": ("drift_effects", "max_null_rate"),
+        "DriftSamples": ("drift_effects", "samples"),
+    }
+    assert {s: a["threshold"] for s, a in alarms.items()} == {
+        "wasserstein": 0.15, "jensen_shannon": 0.08, "null_rate": 0.04}
+    for statistic, metric in (("wasserstein", "DriftWasserstein"), ("jensen_shannon", "DriftJensenShannon"),
+                              ("null_rate", "DriftNullRate")):
+        queries = {q["id"]: q for q in alarms[statistic]["metricQueries"]}
+        assert queries["effect"]["metric"]["metricName"] == metric
+        assert queries["samples"]["metric"]["metricName"] == "DriftSamples"
+        assert queries["guarded"]["expression"] == "IF(samples >= 500, effect, 0)"
+        assert alarms[statistic]["alarmActions"] == [TOPIC]
+        assert alarms[statistic]["tags"] == {**TAGS, "model-name": "churn"}
+    # No alarm decides on PSI any more (the PSI filter stays as context).
+    assert not [r for r in rec.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                if "Psi" in str(r.inputs.get("metricName")) + str(r.inputs.get("metricQueries"))]
+
+
+def test_default_thresholds_are_the_ones_the_prometheus_rule_uses():
+    alarms = _drift_alarms(build())
+    assert {s: a["threshold"] for s, a in alarms.items()} == drift_decision.effect_thresholds(SloSettings())
+    rule = next(r for g in generate_rules(SloSettings(), ["churn"], "prod")["groups"] for r in g["rules"]
+                if r.get("alert") == "ShipwayFeatureDrift")
+    for statistic, threshold in drift_decision.DEFAULT_THRESHOLDS.items():
+        assert f'statistic="{statistic}"}}) > {threshold:g}' in rule["expr"]
+    assert f">= {drift_decision.MIN_SAMPLES}" in rule["expr"]
+
+
+@pytest.mark.parametrize("scenario", [*live_effects.REAL, *live_effects.NEGLIGIBLE])
+def test_drift_alarms_fire_on_real_shifts_only_given_the_apps_live_effect_line(scenario):
+    """The line the serving app's DriftMonitor writes after 5,000 live rows, through the recorded
+    metric filters and alarms: the statistic that moved fires, negligible moves fire nothing."""
+    rec = build()
+    fields = _metric_fields(rec)
+    line = live_effects.drift_effects_line(scenario)
+    fired = {s for s, alarm in _drift_alarms(rec).items() if _alarm_fires(alarm, fields, line)}
+    assert fired == ({live_effects.REAL[scenario]} if scenario in live_effects.REAL else set())
+    assert fired == set(drift_decision.firing({s: line[f"max_{s}"] for s in drift_decision.STATISTICS},
+                                              line["samples"], drift_decision.DEFAULT_THRESHOLDS))
+
+
+def test_drift_alarms_stay_quiet_below_the_minimum_window_even_on_a_real_shift():
+    rec = build()
+    line = live_effects.drift_effects_line("mean +0.25 sd", rows=300)
+    assert line["max_wasserstein"] > 0.1  # the shift is visible...
+    # ...but too few rows
+    assert not any(_alarm_fires(a, _metric_fields(rec), line) for a in _drift_alarms(rec).values())
+    # and the PSI line (drift_window) feeds no effect metric
+    psi_line = {"event": "drift_window", "max_feature_psi": 5.0, "samples": 9000.0}
+    assert not any(_alarm_fires(a, _metric_fields(rec), psi_line) for a in _drift_alarms(rec).values())
 
 
 def test_autoscaling_never_goes_below_the_pinned_instance_count():
@@ -231,6 +331,17 @@ def test_execution_role_reaches_only_this_models_data():
             {"instance_count": 1},
             SETTINGS,
             "instance_count: 1 is not valid in prod; use at least 2 for availability",
+        ),
+        (
+            {"drift_jensen_shannon": 1.5},
+            SETTINGS,
+            "drift_jensen_shannon: 1.5 is not valid; use a positive threshold no larger than 1 "
+            "(default 0.06, set slo.drift* in the stack)",
+        ),
+        (
+            {"drift_wasserstein": 0},
+            SETTINGS,
+            "drift_wasserstein: 0 is not valid; use a positive threshold (default 0.1, set slo.drift* in the stack)",
         ),
         (
             {"api_key": "s3cr3t"},

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import replace
 import json
 import pkgutil
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ def prod_config(**aws: Any) -> StackConfig:
             "region": "eu-west-1",
             "allowedRegions": ["eu-west-1"],
             "models": {"churn": {"version": 3, "instances": 2}, "fraud": {"version": 7, "instances": 3}},
-            "slo": {"latencyP99Ms": 180, "maxErrorRate": 0.02},
+            "slo": {"latencyP99Ms": 180, "maxErrorRate": 0.02, "driftWasserstein": 0.15, "driftNullRate": 0.05},
             "aws": {
                 "githubRepository": "acme/shipway-models",
                 "logRetentionDays": 400,
@@ -180,7 +180,9 @@ def test_stack_outputs(platform):
     assert out.target["rollbackAlarms"]["fraud"] == [
         "shipway-prod-fraud-error-rate",
         "shipway-prod-fraud-p99-latency",
-        "shipway-prod-fraud-drift",
+        "shipway-prod-fraud-drift-wasserstein",
+        "shipway-prod-fraud-drift-jensen-shannon",
+        "shipway-prod-fraud-drift-null-rate",
     ]
     assert out.target["deployRoleArn"] == f"arn:aws:iam::{FAKE_ACCOUNT}:role/shipway-prod-deploy"
     assert set(out.target["secretArns"]) == {"endpoint-api-key"}
@@ -192,6 +194,17 @@ def test_stack_outputs(platform):
     assert out.registry_uri == out.tracking_uri
     assert out.observability.alerts_url == "arn:aws:mock:eu-west-1:000000000000:observability-alerts"
     assert set(json.loads(out.target["dashboardJson"])["tags"]) == {"shipway", "prod"}
+
+
+def test_the_stacks_drift_thresholds_reach_every_endpoints_drift_alarms(platform):
+    """slo.drift* from the stack file, the same numbers the Prometheus rule ShipwayFeatureDrift uses;
+    unset ones keep the shared default."""
+    cfg, rec = platform
+    assert (cfg.slo.drift_wasserstein, cfg.slo.drift_null_rate) == (0.15, 0.05)
+    for model in ("churn", "fraud"):
+        thresholds = {s: rec.named(f"{model}-drift-{s.replace('_', '-')}").inputs["threshold"]
+                      for s in ("wasserstein", "jensen_shannon", "null_rate")}
+        assert thresholds == {"wasserstein": 0.15, "jensen_shannon": 0.06, "null_rate": 0.05}
 
 
 def test_endpoints_read_the_api_key_secret_and_alarm_to_the_topic(platform):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 
@@ -10,11 +11,13 @@ from components.azure import AzureTarget, MonitoredResources, Observability
 from components.azure.observability import drift_query, prometheus_rules
 from components.common import ObservabilityArgs
 from shipway_core.config import AzureSettings, SloSettings
+from shipway_core.observability import drift as drift_decision
 from shipway_core.observability.azure import azure_rules, burn_log_alerts, iso_duration
 from shipway_core.observability.promql import EXTRA_METRICS, SERVING_METRICS, base_metric, metric_names
 from shipway_core.observability.rules import generate_rules
 from tests.support.recording import Recording, resolve
 from tests.unit.azure.provider import TAGS, output_is_secret, record_azure, role_id
+from tests.unit.drift import live_effects
 
 ARGS = ObservabilityArgs("prod", TAGS, endpoints={"iris": "https://iris/score"}, latency_p99_ms=300.0,
                          drift_psi=0.25, max_error_rate=0.02)
@@ -44,7 +47,9 @@ def test_children_without_managed_prometheus(rec: Recording) -> None:
         ("azure-native:monitor:DiagnosticSetting", "obs-diag-workspace"),
         ("azure-native:monitor:ScheduledQueryRule", "obs-iris-availability-page"),
         ("azure-native:monitor:ScheduledQueryRule", "obs-iris-availability-ticket"),
-        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift-jensen-shannon"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift-null-rate"),
+        ("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift-wasserstein"),
         ("azure-native:monitor:ScheduledQueryRule", "obs-iris-latency-page"),
         ("azure-native:monitor:ScheduledQueryRule", "obs-iris-latency-ticket"),
         ("shipway:azure:Observability", "obs"),
@@ -94,15 +99,64 @@ def test_burn_rate_log_alerts_without_managed_prometheus(rec: Recording, name: s
     assert rule["tags"] == {**TAGS, "model-name": "iris"}
 
 
-def test_drift_log_alert(rec: Recording) -> None:
-    rule = rec.one("azure-native:monitor:ScheduledQueryRule", "obs-iris-drift").inputs
-    assert rule["scopes"] == ["logs-id"]
-    assert rule["kind"] == "LogAlert"
+DRIFT_RULES = {s: f"obs-iris-drift-{s.replace('_', '-')}" for s in drift_decision.STATISTICS}
+
+
+def _drift_rules(rec: Recording) -> dict[str, dict]:
+    return {s: rec.one("azure-native:monitor:ScheduledQueryRule", name).inputs for s, name in DRIFT_RULES.items()}
+
+
+def _log_alert_fires(rule: dict, line: dict) -> bool:
+    """What the log alert decides over a window whose only console line is ``line`` (JSON in Message):
+    the query's filters on the event and the sample guard, then max() of the effect field, then the
+    condition (Maximum aggregation, GreaterThan the threshold)."""
     (condition,) = rule["criteria"]["allOf"]
-    assert condition["query"] == drift_query("iris-prod-abc")
-    assert condition["metricMeasureColumn"] == "drift_psi"
-    assert (condition["operator"], condition["threshold"]) == ("GreaterThan", 0.25)
-    assert rule["actions"] == {"actionGroups": ["obs-actions-id"]}
+    query = condition["query"]
+    (event,) = re.findall(r"\| where tostring\(line\.event\) == '(\w+)'", query)
+    (samples_field, minimum), = re.findall(r"\| where todouble\(line\.(\w+)\) >= (\d+)", query)
+    (column, field), = re.findall(r"\| summarize (\w+) = max\(todouble\(line\.(\w+)\)\)$", query)
+    assert (condition["metricMeasureColumn"], condition["timeAggregation"], condition["operator"]) == (
+        column, "Maximum", "GreaterThan")
+    if line.get("event") != event or float(line.get(samples_field, 0)) < int(minimum):
+        return False  # no rows: max() of nothing, the alert does not fire
+    return float(line[field]) > condition["threshold"]
+
+
+def test_drift_log_alerts_decide_on_effect_size_with_the_stacks_thresholds(rec: Recording) -> None:
+    rules = _drift_rules(rec)
+    assert {s: r["criteria"]["allOf"][0]["threshold"] for s, r in rules.items()} == drift_decision.effect_thresholds(
+        ARGS.slo())
+    for statistic, rule in rules.items():
+        assert (rule["scopes"], rule["kind"], rule["severity"]) == (["logs-id"], "LogAlert", 3)
+        (condition,) = rule["criteria"]["allOf"]
+        assert condition["query"] == drift_query("iris-prod-abc", statistic)
+        assert "EndpointName == 'iris-prod-abc'" in condition["query"]
+        assert f"line.max_{statistic}" in condition["query"] and "psi" not in condition["query"]
+        assert "todouble(line.samples) >= 500" in condition["query"]
+        assert rule["actions"] == {"actionGroups": ["obs-actions-id"]}
+        assert rule["tags"] == {**TAGS, "model-name": "iris"}
+
+
+def test_drift_log_alerts_follow_per_stack_thresholds() -> None:
+    args = dataclasses.replace(ARGS, drift_wasserstein=0.2, drift_jensen_shannon=0.1, drift_null_rate=0.05)
+    target = AzureTarget("rg", "westeurope", AzureSettings(alert_emails=("oncall@example.com",)))
+    rec = record_azure(lambda: Observability("obs", args, target, MONITORED))
+    assert {s: r["criteria"]["allOf"][0]["threshold"] for s, r in _drift_rules(rec).items()} == {
+        "wasserstein": 0.2, "jensen_shannon": 0.1, "null_rate": 0.05}
+
+
+@pytest.mark.parametrize("scenario", [*live_effects.REAL, *live_effects.NEGLIGIBLE])
+def test_drift_log_alerts_fire_on_real_shifts_only_given_the_apps_live_effect_line(rec: Recording,
+                                                                                   scenario: str) -> None:
+    line = live_effects.drift_effects_line(scenario)
+    fired = {s for s, rule in _drift_rules(rec).items() if _log_alert_fires(rule, line)}
+    assert fired == ({live_effects.REAL[scenario]} if scenario in live_effects.REAL else set())
+
+
+def test_drift_log_alerts_stay_quiet_below_the_minimum_window(rec: Recording) -> None:
+    line = live_effects.drift_effects_line("share +10 points", rows=300)
+    assert line["max_jensen_shannon"] > drift_decision.DEFAULT_THRESHOLDS["jensen_shannon"]
+    assert not any(_log_alert_fires(rule, line) for rule in _drift_rules(rec).values())
 
 
 def test_outputs_without_prometheus(rec: Recording) -> None:
@@ -111,7 +165,8 @@ def test_outputs_without_prometheus(rec: Recording) -> None:
     assert resolve(obs.grafana_url) is None
     assert resolve(obs.alert_names) == [
         "obs-iris-availability-page", "obs-iris-availability-ticket", "obs-iris-latency-page",
-        "obs-iris-latency-ticket", "obs-iris-drift"]
+        "obs-iris-latency-ticket", "obs-iris-drift-wasserstein", "obs-iris-drift-jensen-shannon",
+        "obs-iris-drift-null-rate"]
     assert resolve(obs.otel_config)["APPLICATIONINSIGHTS_CONNECTION_STRING"] == "InstrumentationKey=abc"
     assert output_is_secret(obs.otel_config)
 
@@ -123,7 +178,7 @@ def test_managed_prometheus_and_grafana_when_configured() -> None:
     rules = rec.one("azure-native:alertsmanagement:PrometheusRuleGroup", "obs-rules").inputs
     # One burn-rate definition per SLO and severity: the Prometheus rules, no log-alert duplicates.
     assert sorted(r.name for r in rec.resources if r.type == "azure-native:monitor:ScheduledQueryRule") == [
-        "obs-iris-drift"]
+        "obs-iris-drift-jensen-shannon", "obs-iris-drift-null-rate", "obs-iris-drift-wasserstein"]
     assert rules["scopes"] == ["obs-prometheus-id"]
     slo = SloSettings(availability=ARGS.availability, latency_p99_ms=300.0, drift_psi=0.25)
     shared = generate_rules(slo, ["iris"], "prod")
