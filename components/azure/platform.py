@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 import pulumi
@@ -23,6 +24,7 @@ from components.contract import (
     tracking_uri_of,
 )
 from shipway_core.config import StackConfig
+from shipway_core.observability.collector import azure_monitor_collector_config
 
 # The only platform secrets an inference endpoint may read; others (e.g. a self-hosted
 # tracking DB password) stay unreadable to serving identities.
@@ -195,6 +197,10 @@ def build_platform(
             "traffic": {m: e.traffic for m, e in endpoints.items()},
             "alertNames": observability.alert_names,
             "otelConfig": observability.otel_config,
+            # An OpenTelemetry Collector config with the Azure Monitor exporter, generated like every
+            # target's (shipway_core.observability.collector); it reads the connection string from
+            # its environment (otelConfig's APPLICATIONINSIGHTS_CONNECTION_STRING), never from the file.
+            "collectorConfig": json.dumps(azure_monitor_collector_config(env), indent=2, sort_keys=True),
             "deployClientId": deploy.client_id if deploy else None,
             "subscriptionId": cfg.azure.subscription_id,
             "modelRegistry": registry_name,

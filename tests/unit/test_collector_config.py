@@ -109,3 +109,119 @@ def test_kubernetes_and_local_share_the_receiver_batching_and_queued_export() ->
     assert {k: k8s["exporters"]["otlphttp"][k] for k in shared} == \
         {k: local["exporters"]["otlp_http/traces"][k] for k in shared}
     assert kubernetes_collector_config("ns", None)["service"]["pipelines"]["logs"]["exporters"] == ["debug"]
+
+
+def _targets() -> dict[str, dict]:
+    """Every target's collector configuration, as each target's code generates it."""
+    import json
+
+    from components.aws.observability import otel_collector_config
+    from shipway_core.observability.collector import azure_monitor_collector_config, kubernetes_collector_config
+
+    return {
+        "local": collector_config(_spec(log_sources=(LogSource("shipway-serving", "/d/endpoints/*/serving.log"),
+                                                     LogSource("mlflow", "/d/mlflow/mlflow-server.log")))),
+        "kubernetes": kubernetes_collector_config("shipway-prod", "https://otlp.example.com:4318"),
+        "aws": json.loads(otel_collector_config("eu-west-1", "https://aps/ws/api/v1/remote_write", "prod")),
+        "azure": azure_monitor_collector_config("prod"),
+    }
+
+
+# receivers / processors / exporters per pipeline on each target: what differs is only where a
+# signal goes and what a target adds to a record (k8sattributes, the environment resource).
+PIPELINES = {
+    "local": {
+        "traces": (["otlp"], ["memory_limiter", "batch"], ["otlp_http/traces"]),
+        "logs": (["file_log/shipway-serving", "file_log/mlflow"], ["memory_limiter", "batch"], ["otlp_http/logs"]),
+    },
+    "kubernetes": {
+        "traces": (["otlp"], ["memory_limiter", "k8sattributes", "filter/probes", "batch"], ["otlphttp"]),
+        "metrics": (["otlp"], ["memory_limiter", "k8sattributes", "batch"], ["otlphttp", "prometheus"]),
+        "logs": (["otlp"], ["memory_limiter", "k8sattributes", "filter/probes", "batch"], ["otlphttp"]),
+    },
+    "aws": {
+        "traces": (["otlp"], ["memory_limiter", "resource", "filter/probes", "batch"], ["awsxray"]),
+        "metrics": (["otlp"], ["memory_limiter", "resource", "batch"], ["prometheusremotewrite"]),
+    },
+    "azure": {
+        "traces": (["otlp"], ["memory_limiter", "resource", "filter/probes", "batch"], ["azuremonitor"]),
+        "metrics": (["otlp"], ["memory_limiter", "resource", "batch"], ["azuremonitor"]),
+    },
+}
+
+
+def test_every_target_generates_its_pipelines_from_the_one_source() -> None:
+    configs = _targets()
+    for target, config in configs.items():
+        got = {name: (p["receivers"], p["processors"], p["exporters"])
+               for name, p in config["service"]["pipelines"].items()}
+        print(f"{target:10} " + "; ".join(f"{n}: {r} -> {p} -> {e}" for n, (r, p, e) in got.items()))
+        assert got == PIPELINES[target], target
+        # everything a pipeline names is defined, and nothing is defined that no pipeline uses
+        used = {kind: {c for p in config["service"]["pipelines"].values() for c in p[kind]}
+                for kind in ("receivers", "processors", "exporters")}
+        assert {kind: set(config.get(kind, {})) for kind in used} == used, target
+        assert set(config.get("extensions", {})) == set(config["service"].get("extensions", [])), target
+
+
+def test_batching_memory_limit_and_otlp_receiver_are_the_same_on_every_target() -> None:
+    from shipway_core.observability.collector import BATCH
+
+    for target, config in _targets().items():
+        assert config["processors"]["batch"] == dict(BATCH), target
+        limiter = config["processors"]["memory_limiter"]
+        assert limiter["check_interval"] == "1s", target
+        # refuse at the limit with a 20 % spike allowance: a fixed size locally (a process on a
+        # shared machine), a share of the container's memory limit elsewhere
+        if "limit_mib" in limiter:
+            assert target == "local" and limiter == {"check_interval": "1s", "limit_mib": 256, "spike_limit_mib": 51}
+        else:
+            assert (limiter["limit_percentage"], limiter["spike_limit_percentage"]) == (80, 20), target
+        grpc, http = config["receivers"]["otlp"]["protocols"]["grpc"], config["receivers"]["otlp"]["protocols"]["http"]
+        assert (grpc["endpoint"].rsplit(":", 1)[1], http["endpoint"].rsplit(":", 1)[1]) == ("4317", "4318"), target
+
+
+def test_probe_noise_is_kept_out_of_the_stores_on_every_target_from_the_same_routes() -> None:
+    from shipway_core.observability.collector import COMPONENTS, PROBE_ROUTES
+
+    assert PROBE_ROUTES == ("/health", "/ping", "/ready", "/metrics")
+    for target, config in _targets().items():
+        for name, pipeline in config["service"]["pipelines"].items():
+            if name == "metrics":
+                continue  # metrics are aggregates: there is no probe request to drop
+            if "filter/probes" in pipeline["processors"]:
+                conditions = config["processors"]["filter/probes"]["traces" if name == "traces" else "logs"]
+                patterns = [re.search(r'"(\^\(.*\)\$)"', c).group(1) for c in next(iter(conditions.values()))]
+                for pattern in patterns:
+                    for route in PROBE_ROUTES:
+                        assert re.fullmatch(pattern, route), (target, name, pattern, route)
+                    assert not re.fullmatch(pattern, "/invocations") and not re.fullmatch(pattern, "/healthz")
+            elif name == "logs":  # tailed files: every receiver drops the probe lines itself
+                assert target == "local"
+                for receiver in pipeline["receivers"]:
+                    (drop,) = [op for op in config["receivers"][receiver]["operators"] if op["type"] == "filter"]
+                    assert all(f'"{route}"' in drop["expr"] for route in PROBE_ROUTES), receiver
+            else:
+                # local traces: the distribution has no filter processor; the serving app makes
+                # no span for a probe route (tests/integration/test_telemetry.py proves it)
+                assert (target, name) == ("local", "traces") and "filter" not in COMPONENTS["processors"]
+
+
+def test_cloud_collectors_stamp_the_environment_and_keep_credentials_out_of_the_file() -> None:
+    configs = _targets()
+    for target in ("aws", "azure"):
+        assert configs[target]["processors"]["resource"] == {"attributes": [
+            {"key": "deployment.environment", "value": "prod", "action": "upsert"}]}, target
+    assert configs["azure"]["exporters"]["azuremonitor"] == {
+        "connection_string": "${env:APPLICATIONINSIGHTS_CONNECTION_STRING}"}
+    assert configs["aws"]["exporters"]["prometheusremotewrite"]["auth"] == {"authenticator": "sigv4auth"}
+
+
+def test_a_pipeline_naming_an_unknown_exporter_or_signal_is_refused() -> None:
+    from shipway_core.observability.collector import TargetExport, pipeline_config
+
+    with pytest.raises(ValueError, match=re.escape(
+            "routes.traces: ['jaeger'] is not valid; name exporters of this target (debug)")):
+        pipeline_config(TargetExport("local", "127.0.0.1", {"debug": {}}, {"traces": ["jaeger"]}))
+    with pytest.raises(ValueError, match=re.escape("routes: 'profiles' is not a signal; use traces, metrics, logs")):
+        pipeline_config(TargetExport("local", "127.0.0.1", {"debug": {}}, {"profiles": ["debug"]}))

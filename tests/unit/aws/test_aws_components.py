@@ -279,6 +279,12 @@ def test_otel_collector_config_sends_traces_to_xray_and_metrics_to_the_workspace
         "auth": {"authenticator": "sigv4auth"},
     }
     assert config["extensions"]["sigv4auth"] == {"region": REGION, "service": "aps"}
+    # generated from the one source of every target's collector, not written here
+    from shipway_core.observability.collector import adot_collector_config
+
+    assert config == adot_collector_config(REGION, "https://mock-aps/workspaces/ws-mock/api/v1/remote_write", "prod")
+    assert config["service"]["pipelines"]["traces"]["processors"] == [
+        "memory_limiter", "resource", "filter/probes", "batch"]
 
 
 # ------------------------------------------------------------------ deploy identity

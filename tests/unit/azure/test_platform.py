@@ -106,6 +106,20 @@ def test_stack_outputs(prod: Recording) -> None:
     assert out.target["keyVaultUri"] == "https://mock-kv-secrets-8623f01d.vault.azure.net/"
 
 
+def test_collector_config_is_the_generated_azure_monitor_pipeline_without_the_connection_string(
+        prod: Recording) -> None:
+    import json
+
+    from shipway_core.observability.collector import azure_monitor_collector_config
+
+    out = PlatformOutputs.from_exports(resolve(prod.result.exports()), stack="prod")
+    config = json.loads(out.target["collectorConfig"])
+    assert config == azure_monitor_collector_config("prod")
+    assert config["exporters"] == {
+        "azuremonitor": {"connection_string": "${env:APPLICATIONINSIGHTS_CONNECTION_STRING}"}}
+    assert "InstrumentationKey" not in out.target["collectorConfig"]
+
+
 def test_existing_resource_group_is_used_not_created() -> None:
     raw = {**RAW, "azure": {"resourceGroupName": "rg-ml-prod"}}
     rec = _record(raw)
