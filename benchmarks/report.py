@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from benchmarks.drift import N_CATEGORICAL, N_NUMERIC
 from benchmarks.stats import Goal, fmt, fmt_ratio, median, ratio, table, verdict
 
 REFERENCE = "mlflow"
@@ -297,9 +298,10 @@ def _drift(doc: Mapping[str, Any]) -> list[str]:
     return [
         f"## Drift: Evidently {drift.get('evidently_version', '?')} DataDriftPreset vs `shipway.drift.compute_drift`",
         "",
-        f"{fmt(drift.get('rows'))} reference + {fmt(drift.get('rows'))} current rows x (20 numeric + 5 "
-        "categorical) columns, seeded; each tool in a fresh process per run. Peak memory of the compute = "
-        "tracemalloc peak during the call (numpy/pandas buffers included; one extra run); RSS growth = peak RSS "
+        f"{fmt(drift.get('rows'))} reference + {fmt(drift.get('rows'))} current rows x ({N_NUMERIC} numeric + "
+        f"{N_CATEGORICAL} categorical) columns, seeded; each tool in a fresh process per run. "
+        "Peak memory of the compute = tracemalloc peak during the call (numpy/pandas buffers included; "
+        "one extra run); RSS growth = peak RSS "
         "sampled every 2 ms during the call minus RSS before it (includes allocator and thread-arena effects); "
         "process peak RSS includes the interpreter, imports and the input frames both tools share. Both tools "
         "do a 2000-row warm-up call first so lazy imports are not billed to either.",
