@@ -203,8 +203,10 @@ def test_lines_queued_on_disk_survive_a_collector_restart_while_the_log_store_is
         on_disk = sorted(p.name for p in storage.iterdir())
         stopped = time.monotonic()
         os.kill(collector_pid, signal.SIGTERM)  # an orderly stop; its supervisor starts a new one
-        restarted = None
+        restarted = exited = None
         while time.monotonic() - stopped < 90:
+            if exited is None and not Path(f"/proc/{collector_pid}").exists():
+                exited = time.monotonic()
             try:
                 pid = _child_pid(project, "otelcol", "Collector")
                 if pid != collector_pid and httpx.get(
@@ -229,8 +231,9 @@ def test_lines_queued_on_disk_survive_a_collector_restart_while_the_log_store_is
         time.sleep(0.5)
     delay = time.monotonic() - resumed
     arrived, records = (int(rows[0]["ids"]), int(rows[0]["n"])) if rows else (0, 0)
-    print(f"\nqueue before the restart {held}, after {requeued}; storage files {on_disk}; collector back "
-          f"{restarted - stopped:.1f}s after SIGTERM; {arrived}/{len(ids)} request lines ({records} records) "
-          f"arrived {delay:.1f}s after the store returned")
+    shutdown = f"{exited - stopped:.1f}s" if exited else "?"
+    print(f"\nqueue before the restart {held}, after {requeued}; storage files {on_disk}; collector exited "
+          f"{shutdown} and was back {restarted - stopped:.1f}s after SIGTERM; {arrived}/{len(ids)} request lines "
+          f"({records} records) arrived {delay:.1f}s after the store returned")
     assert arrived == len(ids)
     assert any(name.startswith("exporter_otlp_http_logs") for name in on_disk), on_disk
