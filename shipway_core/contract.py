@@ -39,6 +39,9 @@ MODEL_URI = "SHIPWAY_MODEL_URI"
 ENVIRONMENT = "SHIPWAY_ENVIRONMENT"
 TRACKING_URI = "MLFLOW_TRACKING_URI"
 PORT = "SHIPWAY_PORT"
+# The address to listen on; CONTAINER_HOST when unset. Set it to 127.0.0.1 where the app runs
+# beside a proxy in the same network namespace (a sidecar, or the test pod runtime).
+HOST = "SHIPWAY_HOST"
 PIN_FILE = "SHIPWAY_PIN_FILE"
 API_KEY_FILE = "SHIPWAY_API_KEY_FILE"
 API_KEY_SECRET_ARN = "SHIPWAY_API_KEY_SECRET_ARN"  # noqa: S105 - a variable name, not a secret
@@ -138,7 +141,7 @@ CONTRACTS: dict[str, PlatformContract] = {
         readiness=Probe(READY),
         scoring=Probe(INVOCATIONS),
         required_env=(*_PIN_ENV, TRACKING_URI),
-        optional_env=(MODEL_URI, API_KEY_FILE, PORT, PIN_FILE, OTLP_ENDPOINT, EXPLAIN),
+        optional_env=(MODEL_URI, API_KEY_FILE, PORT, HOST, PIN_FILE, OTLP_ENDPOINT, EXPLAIN),
     ),
 }
 

@@ -19,6 +19,7 @@ SageMaker's ``/ping`` answers only once the pinned version is ready to predict.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 import tempfile
@@ -253,11 +254,17 @@ def startup(env: Mapping[str, str], workdir: Path) -> Startup:
     port = env.get(c.PORT) or str(c.SERVING_PORT)
     if not port.isdigit():
         raise PlatformError(f"{c.PORT}: {port!r} is not valid; set it to a TCP port number such as 8080")
+    host = env.get(c.HOST) or c.CONTAINER_HOST
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise PlatformError(f"{c.HOST}: {host!r} is not valid; set it to an IP address such as 127.0.0.1, "
+                            f"or leave it unset to listen on {c.CONTAINER_HOST}") from None
     explain = env.get(c.EXPLAIN, "false")
     if explain not in ("true", "false"):
         raise PlatformError(f"{c.EXPLAIN}: {explain!r} is not valid; set it to true or false")
     config = ServingConfig(
-        pin_file=str(pin_path), host=c.CONTAINER_HOST, port=int(port), api_key_file=api_key_file(env, workdir),
+        pin_file=str(pin_path), host=host, port=int(port), api_key_file=api_key_file(env, workdir),
         otlp_endpoint=env.get(c.OTLP_ENDPOINT) or None, environment=environment, explain=explain == "true",
     )
     return Startup(platform.platform, config, Pin(name, version, source), model_dir)

@@ -15,10 +15,12 @@ context. It never assumes it can reach a pod or a Service address directly:
   the same proxy (Service ``alertmanager-operated``, port ``web``, in ``kubernetes.monitoringNamespace``:
   what the Prometheus Operator creates).
 
-Tested against the real control plane of tests/support/kubecluster.py (status, version and
-rollout checks, the CLI's ``env status``); the proxy probe needs running pods, which a
-kubelet-less test cluster does not have, so its request shape is tested against a recorded
-API-server response (tests/unit/test_kubernetes_adapter.py).
+Tested end to end against the real control plane of tests/support/kubecluster.py: ``env status``,
+``model promote --apply`` and ``model rollback`` through the CLI, with the verification traffic
+going through the real API server's Service proxy to the serving pods, which
+tests/support/podruntime.py runs as local processes behind the API server's egress
+(tests/integration/test_kubernetes_promotion.py); the request shapes also against a stand-in
+API server (tests/unit/test_kubernetes_adapter.py).
 """
 
 from __future__ import annotations

@@ -15,21 +15,18 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
 
 from shipway import engine
-from tests.support.kubecluster import CONTEXT, KubeCluster, collection_path, free_port, wait_for_tools
+from tests.support.kubecluster import CONTEXT, KubeCluster, collection_path, wait_for_tools
+from tests.support.mlflowserver import mlflow_server, register_stub_versions
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
 
@@ -56,41 +53,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real MLflow server on 127.0.0.1 with two versions of the model registered."""
-    from mlflow import MlflowClient
-
     root = tmp_path_factory.mktemp("registry")
-    port = free_port()
-    uri = f"http://127.0.0.1:{port}"
-    with (root / "mlflow.log").open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
-             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--default-artifact-root", (root / "artifacts").as_uri(), "--workers", "1"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
-        try:
-            deadline = time.monotonic() + 120
-            while True:
-                try:
-                    if requests.get(f"{uri}/health", timeout=2).ok:
-                        break
-                except requests.RequestException:
-                    pass
-                assert time.monotonic() < deadline, (root / "mlflow.log").read_text()[-2000:]
-                time.sleep(0.5)
-            model_dir = root / "model"
-            model_dir.mkdir()
-            (model_dir / "MLmodel").write_text("flavors: {}\n")
-            client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-            run = client.create_run(client.create_experiment("k8s-target"))
-            client.log_artifacts(run.info.run_id, str(model_dir), "model")
-            client.set_terminated(run.info.run_id)
-            client.create_registered_model(MODEL)
-            for _ in range(2):
-                client.create_model_version(MODEL, f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
-            yield uri
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=30)
+    with mlflow_server(root) as uri:
+        register_stub_versions(uri, MODEL, 2, root)
+        yield uri
 
 
 class K8sProject:

@@ -9,7 +9,10 @@ Security settings are the ones a real cluster has: TLS everywhere on the API ser
 certificates made here (a CA, a serving certificate for 127.0.0.1, one client certificate per
 component), RBAC authorization, ``--allow-privileged=false``, the PodSecurity admission plugin
 (namespaces opt into ``restricted`` with their labels, as Shipway's do). Every process binds
-127.0.0.1 and is stopped by the PID this module started.
+127.0.0.1 and is stopped by the PID this module started. The API server's ``cluster`` egress (its
+connections to pod and Service addresses, e.g. for ``services/<svc>/proxy``) goes over a Unix
+socket as HTTP CONNECT, never to the pod network: tests/support/podruntime.py answers it by
+running the serving pods as local processes.
 
 Run by hand (docs/engine.md)::
 
@@ -200,6 +203,21 @@ class KubeCluster:
     def server(self) -> str:
         return f"https://127.0.0.1:{self.api_port}"
 
+    @property
+    def egress_socket(self) -> Path:
+        """Where the API server sends its connections to pod and Service addresses (HTTP CONNECT);
+        tests/support/podruntime.py listens there. Nobody listening: those proxies answer 503."""
+        return self.dir / "egress.sock"
+
+    def _egress_config(self) -> Path:
+        path = self.dir / "egress-selector.yaml"
+        path.write_text(yaml.safe_dump({
+            "apiVersion": "apiserver.k8s.io/v1beta1", "kind": "EgressSelectorConfiguration",
+            "egressSelections": [{"name": "cluster", "connection": {
+                "proxyProtocol": "HTTPConnect", "transport": {"uds": {"udsName": str(self.egress_socket)}}}}],
+        }, sort_keys=False))
+        return path
+
     # -- lifecycle --
     def start(self, timeout: float = 180) -> KubeCluster:
         binary = BIN / "shipway-kube"
@@ -233,7 +251,9 @@ class KubeCluster:
                     "--authorization-mode=Node,RBAC", "--allow-privileged=false",
                     "--enable-admission-plugins=NodeRestriction",
                     "--enable-priority-and-fairness=false", "--profiling=false",
-                    "--anonymous-auth=false")
+                    "--anonymous-auth=false",
+                    # Pod/Service proxying never dials the (fake) pod network: see egress_socket.
+                    f"--egress-selector-config-file={self._egress_config()}")
         self._write_kubeconfigs(pki)
         self._wait_api(timeout)
         kcm_port, sched_port, kwok_port = free_port(), free_port(), free_port()
@@ -421,7 +441,8 @@ _CLUSTER_SCOPED = {"Namespace", "Node", "PersistentVolume", "StorageClass", "Cus
                    "ClusterRole", "ClusterRoleBinding", "ClusterSecretStore"}
 _PLURALS = {"StorageClass": "storageclasses", "PersistentVolume": "persistentvolumes", "Node": "nodes",
             "Namespace": "namespaces", "Pod": "pods", "CustomResourceDefinition": "customresourcedefinitions",
-            "NetworkPolicy": "networkpolicies", "PodDisruptionBudget": "poddisruptionbudgets"}
+            "NetworkPolicy": "networkpolicies", "PodDisruptionBudget": "poddisruptionbudgets",
+            "Endpoints": "endpoints"}
 
 
 def collection_path(obj: dict[str, Any]) -> str:

@@ -121,3 +121,16 @@ def test_a_bad_version_stops_start_up_with_one_line_naming_the_variable(capsys: 
     assert code == 2
     assert line["error"] == ("SHIPWAY_MODEL_VERSION: 'latest' is not valid; set it to the pinned registry "
                              "version, a positive integer (aliases are not served)")
+
+
+def test_the_listen_address_defaults_to_every_interface_and_can_be_narrowed(tmp_path: Path) -> None:
+    from shipway.serving.platform import startup
+
+    env = {c.PLATFORM: c.KUBERNETES, c.MODEL_NAME: "iris", c.MODEL_VERSION: "3", c.ENVIRONMENT: "prod",
+           c.TRACKING_URI: "http://mlflow:5000"}
+    assert startup(env, tmp_path).config.host == c.CONTAINER_HOST == "0.0.0.0"  # noqa: S104 - the documented default
+    assert startup({**env, c.HOST: "127.0.0.1"}, tmp_path).config.host == "127.0.0.1"
+    with pytest.raises(PlatformError) as bad:
+        startup({**env, c.HOST: "localhost:80"}, tmp_path)
+    assert str(bad.value) == ("SHIPWAY_HOST: 'localhost:80' is not valid; set it to an IP address such as "
+                              "127.0.0.1, or leave it unset to listen on 0.0.0.0")
