@@ -14,7 +14,6 @@ egress hands the connection to the pod's process over a Unix socket. Nothing dia
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -26,7 +25,7 @@ import pytest
 import yaml
 
 from tests.integration.test_kubernetes_target import DEPLOYMENT, MODEL, PROJECT_STACK, ROOT, K8sProject
-from tests.support.kubecluster import KubeCluster, wait_for_tools
+from tests.support.kubecluster import KubeCluster, running_cluster
 from tests.support.mlflowserver import mlflow_server
 from tests.support.podruntime import PodRuntime
 
@@ -37,8 +36,7 @@ SHIPWAY = ROOT / ".venv" / "bin" / "shipway"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    wait_for_tools(timeout=float(os.environ.get("SHIPWAY_KUBE_TOOLS_TIMEOUT", "3600")))
-    with KubeCluster(tmp_path_factory.mktemp("kube")) as running:
+    with running_cluster(tmp_path_factory.mktemp("kube")) as running:
         yield running
 
 

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from shipway import engine
-from tests.support.kubecluster import CONTEXT, KubeCluster, collection_path, wait_for_tools
+from tests.support.kubecluster import CONTEXT, KubeCluster, collection_path, running_cluster
 from tests.support.mlflowserver import mlflow_server, register_stub_versions
 
 pytestmark = [pytest.mark.integration, pytest.mark.kubernetes]
@@ -44,9 +44,7 @@ DEPLOYMENT = f"serve-{MODEL}"
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeCluster]:
-    # scripts/test.sh starts the build in the background; a cold one takes ~30 minutes.
-    wait_for_tools(timeout=float(os.environ.get("SHIPWAY_KUBE_TOOLS_TIMEOUT", "3600")))
-    with KubeCluster(tmp_path_factory.mktemp("kube")) as running:
+    with running_cluster(tmp_path_factory.mktemp("kube")) as running:
         yield running
 
 

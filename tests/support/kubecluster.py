@@ -21,6 +21,7 @@ Run by hand (docs/engine.md)::
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import json
@@ -283,13 +284,7 @@ class KubeCluster:
     def stop(self) -> None:
         """Stop every process this object started (by PID), newest first."""
         for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(timeout=10)
+            stop_process(proc)
             del self.procs[name]
 
     def __enter__(self) -> KubeCluster:
@@ -454,6 +449,26 @@ def collection_path(obj: dict[str, Any]) -> str:
         return f"{prefix}/{plural}"
     ns = obj["metadata"].get("namespace", "default")
     return f"{prefix}/namespaces/{ns}/{plural}"
+
+
+def stop_process(proc: subprocess.Popen[bytes], grace: float = 20) -> None:
+    """SIGTERM a process this test started, then SIGKILL it after ``grace`` seconds."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running_cluster(base: Path) -> Iterator[KubeCluster]:
+    """A started cluster for a test module; waits for scripts/kube-tools.sh first (a cold build
+    takes ~30 minutes; SHIPWAY_KUBE_TOOLS_TIMEOUT bounds the wait)."""
+    wait_for_tools(timeout=float(os.environ.get("SHIPWAY_KUBE_TOOLS_TIMEOUT", "3600")))
+    with KubeCluster(base) as running:
+        yield running
 
 
 def _main(argv: list[str]) -> int:

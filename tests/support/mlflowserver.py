@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from tests.support.kubecluster import free_port
+from tests.support.kubecluster import free_port, stop_process
 
 
 @contextlib.contextmanager
@@ -41,12 +40,7 @@ def mlflow_server(root: Path, timeout: float = 120) -> Iterator[str]:
                 time.sleep(0.5)
             yield uri
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=10)
+            stop_process(proc, grace=30)
 
 
 def register_stub_versions(uri: str, model: str, count: int, root: Path) -> None:

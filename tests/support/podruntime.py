@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import selectors
-import signal
 import socket
 import subprocess
 import sys
@@ -45,7 +44,7 @@ from urllib.parse import urlparse
 import requests
 
 from shipway_core import contract as c
-from tests.support.kubecluster import NODE_NAME, KubeCluster, free_port
+from tests.support.kubecluster import NODE_NAME, KubeCluster, free_port, stop_process
 
 READY_TIMEOUT = 120.0
 
@@ -163,14 +162,7 @@ class PodRuntime:
         return Container(key, port, proc, workdir, version=env.get(c.MODEL_VERSION, ""))
 
     def _stop_container(self, key: str) -> None:
-        container = self.containers.pop(key)
-        if container.proc.poll() is None:
-            container.proc.send_signal(signal.SIGTERM)
-            try:
-                container.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                container.proc.kill()
-                container.proc.wait(timeout=10)
+        stop_process(self.containers.pop(key).proc)
 
     def container_env(self, pod: dict[str, Any], container: dict[str, Any], workdir: Path) -> dict[str, str]:
         """The container's env with its volume paths remapped under ``workdir``; loopback only."""
