@@ -26,6 +26,7 @@ are injected through :class:`Services` so tests run the whole flow against fakes
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import subprocess
@@ -528,6 +529,12 @@ class Promoter:
             details={"message": message, "summary": json.loads(json.dumps(summary, default=str))},
         )
         summary["audit_seq"] = rec["seq"]
+        outputs = summary.get("outputs")
+        if result == "succeeded" and isinstance(outputs, Mapping):
+            # the outputs `up` just returned: verification needs no second engine run to read them
+            # (not under the platform contract: read them again when needed, which says why)
+            with contextlib.suppress(OutputsError):
+                self._outputs[env] = PlatformOutputs.from_exports(dict(outputs), stack=env)
         if result != "succeeded":
             path = stackfile.stack_path(self.root, env)
             raise PromotionError(

@@ -242,6 +242,22 @@ def test_failed_verification_rolls_back_to_the_previous_pin(live, repo, engine, 
     assert err.value.outcome["status"] == "rolled-back"
 
 
+def test_verification_uses_the_outputs_up_returned_without_reading_the_stack_again(live, repo, engine, endpoint,
+                                                                                    monkeypatch):
+    """`up` may move the endpoint; its own outputs say where, so no second engine run reads them."""
+    moved = {**engine.outputs["dev"], "endpoints": {MODEL: {**engine.outputs["dev"]["endpoints"][MODEL],
+                                                            "url": "http://127.0.0.1:8102"}}}
+    plain_up = engine.up
+    monkeypatch.setattr(engine, "up", lambda env, message: {**plain_up(env, message), "outputs": moved})
+    reads: list[str] = []
+    plain_outputs = engine.stack_outputs
+    monkeypatch.setattr(engine, "stack_outputs", lambda env: reads.append(env) or plain_outputs(env))
+    outcome = Promoter(live).promote(PromoteRequest(MODEL, "dev", version=4, apply=True))
+    assert outcome.status == "verified"
+    assert outcome.verification is not None and outcome.verification["url"] == "http://127.0.0.1:8102"
+    assert reads == ["dev"]  # once before the pin (registry, pre-flight), never after `up`
+
+
 def test_rollback_target_comes_from_the_audit_trail(live, repo, engine, endpoint):
     """dev pins v4 (set by hand, never verified); v1 is the last version verified in dev."""
     stackfile.stack_path(repo, "dev").write_text(

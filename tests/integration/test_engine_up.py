@@ -1,0 +1,69 @@
+"""shipway.engine's `up` and `stack_outputs` against the real pulumi CLI and a file backend.
+
+Promote and rollback call ``engine.up`` without an output callback: one `pulumi up --json` and
+one outputs read instead of the Automation API's select + up + three reads. These tests pin what
+that path must keep: a missing stack is created, the summary and outputs have the same shape,
+and a failed program raises with the engine's own error.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from shipway import engine
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _project(root: Path, program: str) -> Path:
+    (root / "infra").mkdir(parents=True, exist_ok=True)
+    (root / "Pulumi.yaml").write_text(textwrap.dedent(f"""\
+        name: engine-probe
+        main: infra/
+        runtime:
+          name: python
+          options:
+            toolchain: pip
+            virtualenv: {ROOT / '.venv'}
+        """))
+    (root / "infra" / "__main__.py").write_text(textwrap.dedent(program))
+    return root
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("PULUMI_BACKEND_URL", "PULUMI_HOME", "PULUMI_CONFIG_PASSPHRASE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_up_creates_a_missing_stack_then_updates_it_through_the_json_run(tmp_path: Path, isolated: None) -> None:
+    root = _project(tmp_path / "p", """\
+        import pulumi
+        pulumi.export("url", "http://127.0.0.1:1")
+        pulumi.export("nested", {"a": [1, 2]})
+        """)
+    with pytest.raises(RuntimeError, match="no stack named 't-engine'"):
+        engine.stack_outputs("t-engine", root)
+    first = engine.up("t-engine", "first", root=root)  # no stack yet: the Automation API creates it
+    assert first["result"] == "succeeded"
+    assert first["outputs"] == {"url": "http://127.0.0.1:1", "nested": {"a": [1, 2]}}
+    second = engine.up("t-engine", "again", root=root)  # the stack exists: the one-run path
+    assert second == {"result": "succeeded", "resourceChanges": {"same": 1},
+                      "outputs": {"url": "http://127.0.0.1:1", "nested": {"a": [1, 2]}}}
+    assert engine.stack_outputs("t-engine", root) == second["outputs"]
+
+
+def test_a_failing_program_raises_with_the_engines_error(tmp_path: Path, isolated: None) -> None:
+    root = _project(tmp_path / "p", """\
+        import pulumi
+        pulumi.export("url", "x")
+        """)
+    engine.up("t-engine", "first", root=root)
+    (root / "infra" / "__main__.py").write_text("raise ValueError('models.iris: version 0 is not valid')\n")
+    with pytest.raises(RuntimeError, match=r"(?s)pulumi up --stack t-engine failed: .*version 0 is not valid"):
+        engine.up("t-engine", "broken", root=root)
