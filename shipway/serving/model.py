@@ -11,6 +11,7 @@ variables or global MLflow state, so the pin file alone decides what is served.
 
 from __future__ import annotations
 
+import copy
 import shutil
 import tempfile
 import warnings
@@ -210,11 +211,11 @@ def sklearn_loaded_model(pin: Pin, est: Any, schema: InputSchema, warm: Batch) -
     order = tuple(str(n) for n in names) if names is not None else schema.names
     predict_fn: Callable[[Batch], Any]
     if schema.all_numeric and set(order) <= set(schema.names):
+        predict = est.predict
         if names is not None:
             # The estimator was fitted on a DataFrame; positional columns are built in its own
-            # feature order, so sklearn's "no feature names" warning is noise here.
-            warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        predict = est.predict
+            # feature order, so sklearn's "no feature names" check is noise here.
+            predict = _positional_predict(est, order, warm)
 
         def predict_fn(b: Batch) -> Any:
             return predict(to_matrix(b, order))
@@ -227,6 +228,35 @@ def sklearn_loaded_model(pin: Pin, est: Any, schema: InputSchema, warm: Batch) -
         predict_fn = _frame_predict(est, schema)
     return LoadedModel(name=pin.model_name, version=pin.model_version, schema=schema, flavor="sklearn",
                        is_classifier=bool(is_classifier(est)), warm_batch=warm, predict_fn=predict_fn)
+
+
+def _positional_predict(est: Any, order: tuple[str, ...], warm: Batch) -> Callable[[Any], Any]:
+    """``predict`` for a float matrix already in the estimator's ``feature_names_in_`` order.
+
+    sklearn re-checks the feature names on every call and warns that a matrix has none; the
+    warning machinery (filter matching on each call) costs ~14 us of a ~220 us 1-row GBT
+    predict. A shallow copy without ``feature_names_in_`` (the fitted trees/coefficients are
+    shared, not copied) skips that check; every other input check (column count, finiteness)
+    still runs. Used only when the copy answers the warm-up row exactly as the original;
+    otherwise (e.g. a Pipeline, whose names live on its steps) the original predicts with the
+    warning filtered.
+    """
+    if "feature_names_in_" in vars(est):
+        positional = copy.copy(est)
+        del positional.feature_names_in_
+        try:
+            matrix = to_matrix(warm, order)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                same = np.array_equal(np.asarray(positional.predict(matrix)), np.asarray(est.predict(matrix)))
+        except Exception:  # noqa: BLE001 - the original keeps predicting; its own errors show at warm-up
+            same = False
+        if same:
+            predict: Callable[[Any], Any] = positional.predict
+            return predict
+    warnings.filterwarnings("ignore", message="X does not have valid feature names")
+    predict = est.predict
+    return predict
 
 
 def _frame_predict(est: Any, schema: InputSchema) -> Callable[[Batch], Any]:

@@ -16,6 +16,8 @@ import csv
 import io
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -98,10 +100,15 @@ class InputSchema:
                 f"signature column type {unknown[0]!r} is not supported; allowed: {sorted(_ACCEPTED)}"
             )
 
-    @property
+    @cached_property
     def names(self) -> tuple[str, ...]:
         """Column names in signature order."""
         return tuple(c.name for c in self.columns)
+
+    @cached_property
+    def float_names(self) -> tuple[str, ...] | None:
+        """The column names when every column is double/float (the fast path's case), else None."""
+        return self.names if self.columns and all(c.type in FLOAT_TYPES for c in self.columns) else None
 
     @property
     def all_numeric(self) -> bool:
@@ -153,7 +160,7 @@ def parse_payload(body: bytes, schema: InputSchema, max_rows: int) -> Batch:
         raw, n_rows = _from_records(value, key, schema, max_rows)
     else:
         raw, n_rows = _from_inputs(value, key, schema, max_rows)
-    batch = _validated(raw, n_rows, schema)
+    batch = _numeric_fast_path(raw, n_rows, schema) or _validated(raw, n_rows, schema)
     params = doc.get(PARAMS_KEY)
     return batch if params is None else Batch(batch.n_rows, batch.columns, params)
 
@@ -375,6 +382,26 @@ def _refuse_positional(rows: list[Any], where: str, schema: InputSchema) -> None
     raise BadRequest(f"{where} is a list of rows without column names, but the model expects named "
                      f"columns {schema.describe()}; send {where} as an object mapping column name "
                      f"to values, a list of objects, or use dataframe_split", INVALID_PARAMETER_VALUE)
+
+
+_FLOAT_VALUE_TYPES = _ACCEPTED["double"]
+
+
+def _numeric_fast_path(raw: dict[str, list[Any]], n_rows: int, schema: InputSchema) -> Batch | None:
+    """The batch :func:`_validated` would build, in one type check, for the common numeric request.
+
+    When every signature column is double/float, the request has exactly the signature's
+    columns in its order and every value is a JSON number or null, all per-column checks
+    would pass unchanged: one C-speed set of the value types over all cells replaces them.
+    Anything else (other columns or order, booleans, numeric strings, bad values) returns
+    None and takes the full validation, with its exact error messages.
+    """
+    names = schema.float_names
+    if names is None or n_rows == 0 or tuple(raw) != names:
+        return None
+    if not set(map(type, chain.from_iterable(raw.values()))) <= _FLOAT_VALUE_TYPES:
+        return None
+    return Batch(n_rows=n_rows, columns=raw)
 
 
 def _validated(raw: Mapping[str, list[Any]], n_rows: int, schema: InputSchema) -> Batch:

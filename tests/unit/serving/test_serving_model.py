@@ -80,3 +80,42 @@ def test_frames_for_non_numeric_models_are_typed_per_signature() -> None:
     assert [str(t) for t in frame.dtypes] == ["float64", "int64", "str", "bool"]  # pandas 3 string dtype
     assert frame["s"].iloc[0] == "a"
     assert frame["s"].isna().tolist() == [False, True]
+
+
+@pytest.mark.parametrize("kind", ["estimator", "pipeline"])
+def test_frame_fitted_estimators_predict_positional_rows_without_the_feature_name_warning(kind: str) -> None:
+    # sklearn warns on every predict that a matrix has no feature names; Shipway builds the
+    # matrix in the estimator's own feature order, so an estimator that carries its names
+    # itself predicts through a copy without them (no warning work per request), and the
+    # user's estimator is left as it was. A Pipeline keeps its names on its steps: it still
+    # predicts the same, with the warning filtered.
+    import warnings
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.ensemble import GradientBoostingClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from shipway.serving.model import sklearn_loaded_model, synthetic_batch
+    from shipway.serving.schema import ColumnSpec, InputSchema
+
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(rng.normal(size=(200, 4)), columns=["p", "q", "r", "s"])
+    y = (x["p"] + x["r"] > 0).astype(int)
+    gbt = GradientBoostingClassifier(n_estimators=10, random_state=0)
+    est = (gbt if kind == "estimator" else make_pipeline(StandardScaler(), gbt)).fit(x, y)
+    schema = InputSchema(columns=tuple(ColumnSpec(c, "double") for c in ["s", "r", "q", "p"]))  # other order
+    model = sklearn_loaded_model(Pin("m", 1, "http://registry"), est, schema, synthetic_batch(schema))
+    rows = x.iloc[:20]
+    batch = batch_from_columns({c: rows[c].tolist() for c in schema.names}, schema)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predictions = model.predict(batch)
+    assert predictions == est.predict(rows).tolist()
+    assert list(est.feature_names_in_) == ["p", "q", "r", "s"]
+    names_warnings = [w for w in caught if "feature names" in str(w.message)]
+    if kind == "estimator":
+        assert names_warnings == []
+    else:
+        assert names_warnings  # the old path: the original predicts (the app filters this warning)

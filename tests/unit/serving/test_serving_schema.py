@@ -231,3 +231,44 @@ def test_a_json_body_sent_as_csv_is_missing_columns_like_mlflow() -> None:
 def test_a_csv_leading_field_on_every_row_is_the_index_as_in_pandas() -> None:
     batch = parse_csv(b"a,b,c,d\n7,1.5,1,x,true\n", SCHEMA, 10)
     assert (batch.columns["a"], batch.columns["d"]) == ([1.5], [True])
+
+
+FLOATS = InputSchema(columns=(ColumnSpec("x", "double"), ColumnSpec("y", "float"),
+                              ColumnSpec("z", "double", required=False)))
+
+
+@pytest.mark.parametrize(("doc", "expected"), [
+    ({"dataframe_split": {"columns": ["x", "y", "z"], "data": [[1.5, 2, None], [0.0, -1, 3.25]]}},
+     {"x": [1.5, 0.0], "y": [2, -1], "z": [None, 3.25]}),
+    ({"dataframe_split": {"columns": ["x", "y", "z"], "data": [[True, "2.5", 1]]}},
+     {"x": [1.0], "y": [2.5], "z": [1]}),
+    ({"dataframe_split": {"columns": ["z", "y", "x"], "data": [[1, 2, 3]]}}, {"x": [3], "y": [2], "z": [1]}),
+    ({"dataframe_split": {"columns": ["x", "y"], "data": [[1, 2]]}}, {"x": [1], "y": [2], "z": [None]}),
+    ({"dataframe_split": {"columns": ["x", "y", "z", "extra"], "data": [[1, 2, 3, "s"]]}},
+     {"x": [1], "y": [2], "z": [3]}),
+    ({"dataframe_records": [{"x": 1.0, "y": 2.0, "z": 3.0}]}, {"x": [1.0], "y": [2.0], "z": [3.0]}),
+], ids=["numbers-and-nulls", "bool-and-numeric-string", "reordered", "optional-missing", "extra-column",
+        "records"])
+def test_an_all_float_signature_parses_exactly_as_full_validation(doc: object,
+                                                                 expected: dict[str, list[object]]) -> None:
+    # The all-float fast path must give what the per-column validation gives (values converted,
+    # signature order, optional columns filled), whichever path a request takes.
+    batch = parse_payload(orjson.dumps(doc), FLOATS, 10)
+    assert dict(batch.columns) == expected
+    assert list(batch.columns) == ["x", "y", "z"]
+    assert [type(v) for v in batch.columns["x"]] == [type(v) for v in expected["x"]]
+    assert dict(batch_from_columns(expected, FLOATS).columns) == expected
+
+
+@pytest.mark.parametrize(("row", "message"), [
+    ([1.0, "abc", 2.0], "column 'y' row 0: expected float (a JSON number, a numeric string or null), "
+                        "got string \"abc\""),
+    ([1.0, [2.0], 2.0], "column 'y' row 0: expected float (a JSON number, a numeric string or null), got array [2.0]"),
+    ([{"v": 1}, 2.0, 2.0], "column 'x' row 0: expected double (a JSON number, a numeric string or null), "
+                           "got object {\"v\":1}"),
+])
+def test_an_all_float_signature_still_names_the_bad_cell(row: list[object], message: str) -> None:
+    with pytest.raises(BadRequest) as err:
+        parse_payload(orjson.dumps({"dataframe_split": {"columns": ["x", "y", "z"], "data": [row]}}), FLOATS, 10)
+    assert err.value.message == message
+    assert err.value.code == BAD_REQUEST
