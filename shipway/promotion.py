@@ -29,9 +29,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -47,6 +50,8 @@ from shipway.locks import LockBusy as LockBusy
 from shipway.locks import env_lock
 from shipway.registry import Registry, RegistryError, VersionInfo
 from shipway.targets.base import AdapterContext, Check, TargetAdapter, VerificationResult, adapter_for
+from shipway.targets.local import LocalAdapter
+from shipway.verify import ROLLBACK_SMOKE_REQUESTS, probe_requests
 from shipway_core.config import StackConfig
 from shipway_core.outputs import OutputsError, PlatformOutputs
 
@@ -121,6 +126,10 @@ class Services:
     # AWS API endpoint override (moto on 127.0.0.1 in tests) and an assumed-role boto3 session.
     aws_endpoint_url: str | None = None
     aws_session: Any = None
+    # The CLI's rollback on the local target: a smoke probe before returning, the full SLO probe in
+    # a detached process that records its verdict in the audit trail (verify.follow_up). Off, the
+    # full probe runs before rollback returns (library callers, tests, the other targets).
+    background_verification: bool = False
 
     def repo_root(self) -> Path:
         return Path(self.engine.repo_root())
@@ -298,6 +307,14 @@ def pins_at(root: Path, env: str, rev: str) -> dict[str, int]:
         return stackfile.read_pins(copy)
 
 
+def start_detached(argv: list[str], *, log: Path, env: Mapping[str, str], cwd: Path) -> int:
+    """Start ``argv`` in its own session (it outlives the CLI), output to ``log``; its pid."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                env=dict(env), cwd=cwd, start_new_session=True)
+    return proc.pid
+
+
 def _relative(root: Path, path: Path) -> str:
     try:
         return str(path.relative_to(root))
@@ -316,8 +333,10 @@ class Promoter:
         self.root = services.repo_root()
         self.audit = services.audit()
         self._actor: str | None = None
-        # Stack outputs per env, read once between `up`s (each read runs the engine: ~1 s on local).
+        # Stack outputs per env, read once between `up`s (each read runs the engine: ~0.35 s on local).
         self._outputs: dict[str, PlatformOutputs] = {}
+        self._last_verify_seq: int | None = None
+        self._last_verify_pending = False
 
     @property
     def actor(self) -> str:
@@ -556,11 +575,14 @@ class Promoter:
         golden: pd.DataFrame | None,
         reason: str,
         known_good_rows: pd.DataFrame | None = None,
+        smoke_only: bool = False,
     ) -> VerificationResult:
         """Version, smoke (endpoint vs offline predictions of ``lazy``) and a sized SLO probe.
 
         ``known_good_rows`` instead of a model: the rows that verified this version before, so a
         rollback probes it without loading the model offline (seconds saved during an incident).
+        ``smoke_only`` (local target): a probe of ``ROLLBACK_SMOKE_REQUESTS`` requests whose passing
+        is recorded as ``pending``, not ``ok``: the SLO verdict is the full probe's record that follows.
         """
         self.s.progress(f"verifying '{model}' version {version} in '{env}'")
         features: pd.DataFrame | None = None
@@ -572,7 +594,12 @@ class Promoter:
                 offline = gates_mod.predictions(lazy.predict, features)
             elif known_good_rows is not None:
                 features = known_good_rows
-            result = adapter.verify(model, version, cfg.slo, features=features, offline=offline)
+            if smoke_only and isinstance(adapter, LocalAdapter):
+                result = adapter.verify(model, version, cfg.slo, features=features, offline=offline,
+                                        max_probe_requests=ROLLBACK_SMOKE_REQUESTS)
+            else:
+                smoke_only = False
+                result = adapter.verify(model, version, cfg.slo, features=features, offline=offline)
             if result.ok and adapter.cloud != "local":
                 alias = self._set_env_alias(adapter, env, model, version)
                 result = dataclasses.replace(result, checks=(*result.checks, alias))
@@ -583,15 +610,18 @@ class Promoter:
                 url="",
                 checks=(Check("version", False, f"cannot verify: {type(exc).__name__}: {exc}"),),
             )
-        self._record(
+        pending = smoke_only and result.ok
+        rec = self._record(
             "verify",
             env,
             model,
             to_version=version,
-            outcome="ok" if result.ok else "failed",
+            outcome="pending" if pending else ("ok" if result.ok else "failed"),
             reason=reason,
             verification=result.as_dict(),
+            details={"smoke_only": True, "full_probe": "follows in the background"} if pending else None,
         )
+        self._last_verify_seq, self._last_verify_pending = int(rec["seq"]), pending
         if result.ok and features is not None:
             self._remember_probe_rows(model, version, features)
         return result
@@ -607,6 +637,32 @@ class Promoter:
             return Check("alias", False, f"cannot set alias '{env}' of '{model}' to version {version} in "
                                          f"{registry.tracking_uri}: {type(exc).__name__}: {exc}")
         return Check("alias", True, f"alias '{env}' of '{model}' points at version {version}")
+
+    def _verify_in_background(self, cfg: StackConfig, model: str, version: int, rows: pd.DataFrame, reason: str,
+                              follows: int) -> dict[str, Any]:
+        """Start the full SLO probe of a smoke-verified rollback in a detached process
+        (``python -m shipway.verify SPEC``) that appends its verdict to the audit trail."""
+        adapter = self._deployed_adapter(cfg.environment, cfg)
+        assert isinstance(adapter, LocalAdapter)  # noqa: S101 - only the local target verifies in the background
+        endpoint = adapter.endpoint(model)
+        work = self.root / ".shipway" / "cache" / "verify-follow"
+        work.mkdir(parents=True, exist_ok=True)
+        stem = work / f"{model}-v{version}-seq{follows}"
+        rows.to_csv(stem.with_suffix(".csv"), index=False)
+        spec = {"model": model, "version": version, "env": cfg.environment, "url": endpoint.url,
+                "api_key_file": endpoint.api_key_ref, "slo": dataclasses.asdict(cfg.slo),
+                "rows": str(stem.with_suffix(".csv")), "probe_seconds": self.s.probe_seconds,
+                "audit_path": str(self.audit.path), "actor": self.actor, "commit": audit_mod.git_commit(self.root),
+                "reason": f"{reason} (full SLO probe after the rollback's smoke verification)".lstrip(),
+                "follows": follows, "stack_file": str(stackfile.stack_path(self.root, cfg.environment))}
+        stem.with_suffix(".json").write_text(json.dumps(spec, indent=2))
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (package_parent, os.environ.get("PYTHONPATH"))
+                                                           if p)}
+        pid = start_detached([sys.executable, "-m", "shipway.verify", str(stem.with_suffix(".json"))],
+                             log=stem.with_suffix(".log"), env=env, cwd=self.root)
+        return {"pid": pid, "requests": probe_requests(cfg.slo), "follows_audit_seq": follows,
+                "log": _relative(self.root, stem.with_suffix(".log"))}
 
     def _probe_rows_path(self, model: str, version: int) -> Path:
         return self.root / ".shipway" / "cache" / "probe-rows" / model / f"{version}.csv"
@@ -753,9 +809,14 @@ class Promoter:
             )
             if req.apply:
                 outcome.prepare = self._prepare(cfg, req.model, target, req.reason)
-                outcome.apply = self._up(
-                    env, req.model, target, f"rollback {req.model} to v{target}", req.reason
-                )
+                with ThreadPoolExecutor(1) as pool:
+                    # the known-good rows (a download when not cached) while `pulumi up` runs
+                    rows = pool.submit(self._known_good_rows, registry, info) if req.golden is None else None
+                    outcome.apply = self._up(
+                        env, req.model, target, f"rollback {req.model} to v{target}", req.reason
+                    )
+                    known_good_rows = rows.result() if rows is not None else None
+                background = self.s.background_verification and known_good_rows is not None
                 if req.golden is not None:  # an explicit golden set: the full offline comparison
                     golden, _src = load_golden(registry, info, req.golden)
                     result = self._verify(
@@ -763,8 +824,17 @@ class Promoter:
                     )
                 else:  # the fast path: the target is known-good here; probe it with its own rows
                     result = self._verify(cfg, env, req.model, target, None, None, req.reason,
-                                          known_good_rows=self._known_good_rows(registry, info))
+                                          known_good_rows=known_good_rows, smoke_only=background)
                 outcome.verification = result.as_dict()
+                if self._last_verify_pending and self._last_verify_seq is not None and known_good_rows is not None:
+                    outcome.verification["pending"] = self._verify_in_background(
+                        cfg, req.model, target, known_good_rows, req.reason, self._last_verify_seq)
+                    outcome.status = "smoke-verified"
+                    outcome.message = (
+                        f"smoke verification passed ({ROLLBACK_SMOKE_REQUESTS} requests); the full SLO probe "
+                        f"({probe_requests(cfg.slo)} requests) runs in the background and appends a verify record "
+                        f"following audit seq {self._last_verify_seq}: `shipway audit list --env {env}`")
+                    return outcome
                 if not result.ok:
                     outcome.status = "unverified"
                     raise PromotionError(

@@ -26,10 +26,12 @@ bare list; the API key is sent as ``Authorization: Bearer <key>``.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
@@ -360,3 +362,48 @@ def probe_status(
         "serving_version": served,
         "detail": "",
     }
+
+
+# ------------------------------------------------------------- background follow-up
+
+# A rollback's verification before it returns: the version check plus this many requests with
+# the known-good rows (a dead, erroring or wrong endpoint fails it). It cannot judge the SLOs:
+# zero errors in 10 requests bounds the error rate only below ~26 % (95 %), and a p99 needs
+# >= 300 samples. The full probe (:func:`probe_requests`) follows in a detached process
+# (:func:`follow_up`), whose verify record in the audit trail is the SLO verdict.
+ROLLBACK_SMOKE_REQUESTS = 10
+
+
+def follow_up(spec_path: Path) -> dict[str, Any]:
+    """The full verification of a rolled-back version, after the command returned.
+
+    ``spec_path`` is the JSON the rollback wrote (endpoint url and key file, SLOs, known-good
+    rows, audit trail, the ``pending`` record it follows). Runs version + the statistically
+    sized SLO probe and appends one ``verify`` record: ``ok`` or ``failed``, or ``superseded``
+    when the stack file no longer pins this version (a later promotion or rollback moved it, so
+    this version's verdict no longer describes the env and must not count as a failure).
+    """
+    from shipway.audit import AuditLog
+    from shipway.stackfile import read_pins
+
+    spec = json.loads(Path(spec_path).read_text())
+    model, version = str(spec["model"]), int(spec["version"])
+    key_file = spec.get("api_key_file")
+    api_key = Path(key_file).read_text().strip() if key_file and Path(key_file).is_file() else None
+    result = verify_deployment(model=model, version=version, url=spec["url"], api_key=api_key,
+                               features=pd.read_csv(spec["rows"]), offline=None, slo=SloSettings(**spec["slo"]),
+                               probe_seconds=float(spec["probe_seconds"]))
+    outcome = "ok" if result.ok else "failed"
+    if not result.ok and read_pins(Path(spec["stack_file"])).get(model) != version:
+        outcome = "superseded"
+    details = {"follows": spec["follows"], "background": True}
+    record = AuditLog(Path(spec["audit_path"])).append(
+        actor=spec["actor"], action="verify", env=spec["env"], model=model, to_version=version, outcome=outcome,
+        reason=spec["reason"], commit=spec.get("commit"), verification=result.as_dict(), details=details)
+    return {"seq": record["seq"], "outcome": outcome, "reason": result.reason}
+
+
+if __name__ == "__main__":  # python -m shipway.verify SPEC.json: what a rollback starts in the background
+    import sys
+
+    print(json.dumps(follow_up(Path(sys.argv[1]))), flush=True)

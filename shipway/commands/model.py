@@ -79,12 +79,14 @@ def _run(
     actor: str | None,
     tracking_uri: str | None,
     audit_log: Path | None,
+    background_verification: bool | None = None,
 ) -> None:
     """Promote and rollback differ only in the request: errors, progress, services and output
     are handled the same way for both."""
     with cli_errors(output), progress(output, first) as step:
         services = services_from(
-            ctx, actor=actor, tracking_uri=tracking_uri, audit_path=audit_log, progress=step
+            ctx, actor=actor, tracking_uri=tracking_uri, audit_path=audit_log, progress=step,
+            background_verification=background_verification,
         )
         outcome = act(Promoter(services))
     render_outcome(outcome.as_dict(), output)
@@ -151,6 +153,12 @@ def rollback(
         help="Roll back only if a guardrail alarm (error rate, p99, drift) of the endpoint is firing; "
              "otherwise change nothing and say why.",
     ),
+    full_verification: bool = typer.Option(
+        False, "--full-verification",
+        help="Wait for the full SLO probe (sized by statistics, ~300 requests) before returning. Default on "
+             "the local target: a 10-request smoke probe before returning, the full probe in the background, "
+             "its verdict appended to the audit trail (the first verify record says 'pending').",
+    ),
     reason: str = REASON_OPTION,
     golden: Path | None = GOLDEN_OPTION,
     allow_dirty: bool = ALLOW_DIRTY_OPTION,
@@ -187,4 +195,5 @@ def rollback(
         actor=actor,
         tracking_uri=tracking_uri,
         audit_log=audit_log,
+        background_verification=not full_verification,
     )

@@ -115,8 +115,14 @@ class LocalAdapter(MlflowRegistryAdapter):
         # The serving process loads the version straight from the stack's own registry.
         return PrepareResult(model, version, "none", f"registry {self.registry().tracking_uri}", "")
 
+    def endpoint(self, model: str) -> EndpointOutputs:
+        """The model's endpoint outputs (url, apiKeyRef); TargetError when the stack has none."""
+        return self._endpoint(model)
+
     def verify(self, model: str, version: int, slo: SloSettings, *, features: Any = None,
-               offline: Any = None) -> VerificationResult:
+               offline: Any = None, max_probe_requests: int | None = None) -> VerificationResult:
+        """``max_probe_requests`` makes the SLO probe a smoke probe (a rollback's, whose full probe
+        follows in the background: shipway.verify.follow_up); by default it is sized by statistics."""
         from shipway.verify import verify_deployment
 
         try:
@@ -124,9 +130,10 @@ class LocalAdapter(MlflowRegistryAdapter):
         except TargetError as exc:
             return VerificationResult(model, version, "", (Check("version", False, str(exc)),))
         verifier = self.context.verifier or verify_deployment
+        limit: dict[str, Any] = {} if max_probe_requests is None else {"max_probe_requests": max_probe_requests}
         result: VerificationResult = verifier(model=model, version=version, url=endpoint.url,
                                               api_key=local_api_key(endpoint), features=features, offline=offline,
-                                              slo=slo, probe_seconds=self.context.probe_seconds)
+                                              slo=slo, probe_seconds=self.context.probe_seconds, **limit)
         return result
 
     def alarms(self, model: str) -> list[Alarm]:

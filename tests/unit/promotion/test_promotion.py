@@ -410,6 +410,69 @@ def test_rollback_probes_the_known_good_version_with_its_rows_and_loads_no_model
     assert endpoint.requests.count(("POST", "/invocations")) == 300
 
 
+def _rollback_in_the_background(live, repo, endpoint, monkeypatch):
+    """v4 verified, v1 pinned by hand; the CLI's rollback (background verification) back to v4.
+    Returns the outcome and the argv of the process it started (captured, not run)."""
+    Promoter(live).promote(PromoteRequest(MODEL, "dev", version=4, apply=True))
+    stackfile.stack_path(repo, "dev").write_text(stack_text("dev", {MODEL: 1}))
+    started: list[list[str]] = []
+
+    def start(argv, **_kw):
+        started.append(list(argv))
+        return 4242
+
+    monkeypatch.setattr("shipway.promotion.start_detached", start)
+    endpoint.requests.clear()
+    live.background_verification = True
+    live.probe_seconds = 120.0  # only a cap: the probes stop at their sizes
+    outcome = Promoter(live).rollback(RollbackRequest(MODEL, "dev", reason="p99 alert"))
+    return outcome, started
+
+
+def test_cli_rollback_returns_after_a_smoke_probe_recorded_as_pending(live, repo, endpoint, monkeypatch):
+    outcome, started = _rollback_in_the_background(live, repo, endpoint, monkeypatch)
+    assert (outcome.status, outcome.to_version) == ("smoke-verified", 4)
+    assert endpoint.requests.count(("POST", "/invocations")) == 10  # not the 300 of the full probe
+    pending = trail(repo)[-1]
+    assert (pending["action"], pending["outcome"], pending["to_version"]) == ("verify", "pending", 4)
+    assert pending["verification"]["checks"]["slo"]["requests"] == 10
+    assert outcome.verification["pending"]["follows_audit_seq"] == pending["seq"]
+    assert outcome.verification["pending"]["requests"] == 300
+    assert f"following audit seq {pending['seq']}" in (outcome.message or "")
+    [argv] = started
+    assert argv[1:3] == ["-m", "shipway.verify"] and argv[3].endswith(f"iris-classifier-v4-seq{pending['seq']}.json")
+    # a pending record is not known-good evidence on its own (v4 is known-good from its promotion)
+    assert AuditLog(repo / ".shipway" / "audit" / "audit.jsonl").known_good_versions("dev", MODEL) == [4]
+
+
+def test_the_background_probe_appends_the_slo_verdict_after_the_pending_record(live, repo, endpoint, monkeypatch):
+    import shipway.verify as verify_mod
+
+    _outcome, [argv] = _rollback_in_the_background(live, repo, endpoint, monkeypatch)
+    monkeypatch.setattr(verify_mod, "verify_deployment", functools.partial(verify_deployment, client=endpoint.client()))
+    endpoint.requests.clear()
+    done = verify_mod.follow_up(Path(argv[3]))
+    last = trail(repo)[-1]
+    assert (done["outcome"], last["action"], last["outcome"], last["to_version"]) == ("ok", "verify", "ok", 4)
+    assert last["details"] == {"follows": trail(repo)[-2]["seq"], "background": True}
+    assert last["verification"]["checks"]["slo"]["requests"] == 300
+    assert endpoint.requests.count(("POST", "/invocations")) == 300
+
+
+def test_a_background_probe_of_a_version_no_longer_pinned_is_superseded_not_failed(live, repo, endpoint, monkeypatch):
+    import shipway.verify as verify_mod
+
+    _outcome, [argv] = _rollback_in_the_background(live, repo, endpoint, monkeypatch)
+    monkeypatch.setattr(verify_mod, "verify_deployment", functools.partial(verify_deployment, client=endpoint.client()))
+    stackfile.stack_path(repo, "dev").write_text(stack_text("dev", {MODEL: 1}))  # promoted again meanwhile
+    endpoint.version = 1
+    assert verify_mod.follow_up(Path(argv[3]))["outcome"] == "superseded"
+    assert trail(repo)[-1]["outcome"] == "superseded"
+    endpoint.version, endpoint.broken_versions = 4, {4}  # still pinned, now failing: a real failure
+    stackfile.stack_path(repo, "dev").write_text(stack_text("dev", {MODEL: 4}))
+    assert verify_mod.follow_up(Path(argv[3]))["outcome"] == "failed"
+
+
 @pytest.mark.parametrize(("max_error_rate", "expected"), [(0.01, 300), (0.05, 300), (0.001, 2995), (0.0001, 29956)])
 def test_probe_size_bounds_the_error_rate_with_95_percent_confidence(max_error_rate, expected):
     n = probe_requests(SloSettings(max_error_rate=max_error_rate))
