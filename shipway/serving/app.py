@@ -15,6 +15,7 @@ deleting its files. A failed load leaves the old version serving.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import random
 import signal
@@ -103,6 +104,71 @@ class _BodyTimeout(Exception):
     """The body did not finish arriving within ``body_timeout_seconds``."""
 
 
+class _BodyDeadlines:
+    """Body-read deadlines, checked by one watchdog task per event loop.
+
+    ``asyncio.timeout`` schedules and cancels a timer per request (~6.5 us on uvloop, 2 % of
+    a 1-row GBT request); here a request only enters and leaves a dict, and the watchdog
+    cancels any read past its deadline (checked every ``tick``: a late body gets its 408
+    between ``seconds`` and ``seconds + tick`` after the read began).
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.tick = min(0.25, seconds / 4)
+        self._reading: dict[asyncio.Task[Any], float] = {}
+        self._expired: set[asyncio.Task[Any]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+
+    async def read(self, body: Awaitable[bytes]) -> bytes:
+        """Await ``body``; raises :class:`_BodyTimeout` once it has taken longer than ``seconds``."""
+        task = asyncio.current_task()
+        if task is None:  # not inside a task (cannot be cancelled): no deadline to enforce
+            return await body
+        loop = task.get_loop()
+        watchdog = self._watchdog
+        if watchdog is None or watchdog.done() or watchdog.get_loop() is not loop:
+            self._watchdog = loop.create_task(self._watch(loop))
+        self._reading[task] = loop.time() + self.seconds
+        try:
+            return await body
+        except asyncio.CancelledError:
+            if task not in self._expired:
+                raise
+            self._expired.discard(task)
+            task.uncancel()
+            raise _BodyTimeout from None
+        finally:
+            self._reading.pop(task, None)
+            self._expired.discard(task)
+
+    async def _watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            for task, deadline in list(self._reading.items()):
+                if deadline <= now and task.get_loop() is loop:
+                    del self._reading[task]
+                    self._expired.add(task)
+                    task.cancel()
+
+    def stop(self) -> None:
+        """Cancel the watchdog (on shutdown, from the loop it runs on or after that loop ended)."""
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is None or watchdog.done():
+            return
+        loop = watchdog.get_loop()
+        try:
+            on_loop = asyncio.get_running_loop() is loop
+        except RuntimeError:
+            on_loop = False
+        with contextlib.suppress(RuntimeError):  # that loop closed meanwhile: nothing left to cancel
+            if on_loop:
+                watchdog.cancel()
+            elif not loop.is_closed():
+                loop.call_soon_threadsafe(watchdog.cancel)
+
+
 @dataclass(frozen=True)
 class _Request:
     """Per-request facts the invocation handler needs beyond the body."""
@@ -148,6 +214,7 @@ class ServingApp:
         self._reload_again = False
         self._closing = threading.Event()
         self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="shipway-predict")
+        self._body_deadlines = _BodyDeadlines(config.body_timeout_seconds)
         self._server_attrs = {"server.address": config.host, "server.port": config.port}
         # Explainability hook (logic in shipway/serving/explain.py); None = /explain answers 404.
         self.explainer = explain_hook.Explainer(config.explain_max_evaluations) if config.explain else None
@@ -186,6 +253,7 @@ class ServingApp:
     def close(self) -> None:
         """Flush logs and spans; called on shutdown after in-flight requests finished."""
         self._closing.set()
+        self._body_deadlines.stop()
         self.events.emit("info", "shutdown", model=self.pin.model_name)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self.tracer.shutdown()
@@ -505,12 +573,7 @@ class ServingApp:
         return traffic
 
     async def _read_body(self, receive: Receive) -> bytes:
-        # asyncio.timeout, not wait_for: no extra task per request on the hot path.
-        try:
-            async with asyncio.timeout(self.config.body_timeout_seconds):
-                return await self._read_chunks(receive)
-        except TimeoutError:
-            raise _BodyTimeout from None
+        return await self._body_deadlines.read(self._read_chunks(receive))
 
     async def _read_chunks(self, receive: Receive) -> bytes:
         chunks: list[bytes] = []

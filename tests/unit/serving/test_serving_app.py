@@ -823,6 +823,37 @@ def test_a_body_that_never_finishes_is_408_with_connection_close(make_app: Calla
                     status_class="4xx") is None
 
 
+def test_a_slow_body_within_the_timeout_is_served_and_a_late_one_is_408(
+        make_app: Callable[..., Harness]) -> None:
+    # The deadline runs from the start of the body read: pieces arriving over 0.3 s fit a 0.6 s
+    # timeout; the same pieces over 1.2 s do not. Several reads on one loop keep their own deadlines.
+    h = make_app(body_timeout_seconds=0.6)
+    body = json.dumps(rows([IRIS_ROW])).encode()
+    statuses: dict[str, int] = {}
+
+    async def one(name: str, pause: float) -> None:
+        pieces = [body[:10], body[10:20], body[20:]]
+
+        async def receive() -> dict[str, Any]:
+            await asyncio.sleep(pause)
+            piece = pieces.pop(0)
+            return {"type": "http.request", "body": piece, "more_body": bool(pieces)}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[name] = message["status"]
+
+        scope = {"type": "http", "path": "/invocations", "method": "POST",
+                 "headers": [(b"authorization", f"Bearer {KEY}".encode()), (b"content-type", b"application/json")]}
+        await h.app(scope, receive, send)
+
+    async def run() -> None:
+        await asyncio.wait_for(asyncio.gather(one("fast", 0.1), one("slow", 0.4)), 10)
+
+    asyncio.run(run())
+    assert statuses == {"fast": 200, "slow": 408}
+
+
 def test_body_timeout_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="body_timeout_seconds 0 must be a positive number of seconds"):
         ServingConfig(pin_file=str(tmp_path / "pin.json"), body_timeout_seconds=0)
