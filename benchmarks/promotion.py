@@ -10,11 +10,18 @@ command = the whole CLI invocation; pin to serving = from the stack file's chang
 endpoint's ``/version`` reports the new version; serving = from the command's start until then.
 A paced load generator (separate process) sends requests across every promote and rollback; any
 non-200 or connection error is a failure.
+
+A rollback returns after its smoke probe; its full SLO probe runs in the background and appends a
+verify record to the throwaway project's audit trail. The benchmark waits for those records at the
+end and reports their outcomes and how long after the pending record each arrived.
+
+    python -m benchmarks.promotion --rounds 3 --rate 120 --json-out /tmp/promotion.json
 """
 
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 import threading
 import time
@@ -41,6 +48,9 @@ class PromotionResults:
     noop_up_s: list[float] = field(default_factory=list)
     load: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    rollback_status: list[str] = field(default_factory=list)  # "smoke-verified" when the full probe follows
+    background_verify: list[dict[str, Any]] = field(default_factory=list)  # outcome, requests, seconds after pending
+    loadavg: list[float] = field(default_factory=list)  # 1-min load average before and after the rounds
 
 
 def _version(base: str) -> int | None:
@@ -50,9 +60,9 @@ def _version(base: str) -> int | None:
     return int(json.loads(body)["model_version"])
 
 
-def _timed_command(project: Any, base: str, version: int, argv: list[str]) -> tuple[float, float]:
-    """(pin-to-serving seconds, whole-command seconds) for one `shipway` command that re-pins."""
-    import os
+def _timed_command(project: Any, base: str, version: int, argv: list[str]) -> tuple[float, float, dict[str, Any]]:
+    """(pin-to-serving seconds, whole-command seconds, the command's JSON) for one `shipway` command
+    that re-pins."""
     import subprocess
 
     pinned: list[float] = []
@@ -85,11 +95,39 @@ def _timed_command(project: Any, base: str, version: int, argv: list[str]) -> tu
                            f"\n{out.stderr[-2000:]}")
     if not seen:
         raise RuntimeError(f"/version never reported {version} after `shipway {' '.join(argv)}`")
-    return seen[0] - pinned[0], command_s
+    return seen[0] - pinned[0], command_s, json.loads(out.stdout)
+
+
+def _background_verifications(project: Any, wait_s: float = 60.0) -> list[dict[str, Any]]:
+    """Each pending (smoke-only) verify record and the background record that follows it."""
+    from datetime import datetime
+
+    from shipway.audit import AuditLog
+
+    log = AuditLog(project.dir / ".shipway" / "audit" / "audit.jsonl")
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = log.records()
+        pending = [r for r in records if r["action"] == "verify" and r["outcome"] == "pending"]
+        follow = {(r.get("details") or {}).get("follows"): r for r in records
+                  if r["action"] == "verify" and (r.get("details") or {}).get("background")}
+        if all(p["seq"] in follow for p in pending) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    out = []
+    for p in pending:
+        f = follow.get(p["seq"])
+        if f is None:
+            out.append({"version": p["to_version"], "outcome": "none after 60 s", "requests": None, "after_s": None})
+            continue
+        probe = (f.get("verification") or {}).get("probe") or {}
+        after = (datetime.fromisoformat(f["ts"]) - datetime.fromisoformat(p["ts"])).total_seconds()
+        out.append({"version": p["to_version"], "outcome": f["outcome"], "requests": probe.get("requests"),
+                    "p99_ms": probe.get("p99_ms"), "after_s": after})
+    return out
 
 
 def _shipway(project: Any, argv: list[str]) -> None:
-    import os
     import subprocess
 
     env = {**os.environ, **project.env, "SHIPWAY_ROOT": str(project.dir)}
@@ -136,24 +174,30 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
 
             body.write_bytes(payload(1))
             result_file = Path(tmp) / "load.json"
-            env = {**__import__("os").environ, "BENCH_API_KEY": project.api_key}
+            env = {**os.environ, "BENCH_API_KEY": project.api_key}
             loadgen = procs.start([str(procs.PYTHON), "-m", "benchmarks.loadgen", base + "/invocations",
                                    str(body), str(result_file), "--rate", str(rate), "--concurrency", "8",
                                    "--max-seconds", "900"], logs / "loadgen.log", env=env, cwd=procs.ROOT)
             time.sleep(2)
+            out.loadavg.append(os.getloadavg()[0])
             for i in range(rounds):
-                serving_s, up_s = _timed_command(project, base, v2, [
+                serving_s, up_s, _said = _timed_command(project, base, v2, [
                     "model", "promote", MODEL, "--to", "local", "--version", str(v2), "--apply"])
                 out.promote_serving_s.append(serving_s)
                 out.promote_up_s.append(up_s)
                 progress(f"promotion round {i + 1}: promote command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
-                serving_s, up_s = _timed_command(project, base, v1, ["model", "rollback", MODEL, "--env", "local"])
+                serving_s, up_s, said = _timed_command(project, base, v1,
+                                                       ["model", "rollback", MODEL, "--env", "local"])
                 out.rollback_serving_s.append(serving_s)
                 out.rollback_up_s.append(up_s)
+                out.rollback_status.append(str(said.get("status")))
                 progress(f"promotion round {i + 1}: rollback command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
             time.sleep(2)
+            out.loadavg.append(os.getloadavg()[0])
             procs.stop(loadgen)
             loadgen = None
+            out.background_verify = _background_verifications(project)
+            progress(f"promotion: background verifications {out.background_verify}")
             out.load = json.loads(result_file.read_text()) if result_file.exists() else {}
             progress(f"promotion load: {out.load.get('requests')} requests, {out.load.get('failed')} failed, "
                      f"{out.load.get('rps', 0):.0f} rps")
@@ -166,3 +210,24 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
             (logs / "stack-data-logs.txt").write_text("\n".join(
                 str(p) for p in (project.data_dir).rglob("*.log")) if project.data_dir.exists() else "")
     return out
+
+
+def main() -> None:
+    import argparse
+    import dataclasses
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.promotion", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rounds", type=int, default=3, help="promote + rollback pairs (default 3)")
+    p.add_argument("--rate", type=float, default=120.0, help="paced load in requests/s (default 120)")
+    p.add_argument("--json-out", type=Path, help="write the raw samples here")
+    args = p.parse_args()
+    res = run(args.rounds, args.rate, progress=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
+    raw = dataclasses.asdict(res)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(raw, indent=2, default=str))
+    print(json.dumps({k: v for k, v in raw.items() if k != "load"}, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -28,12 +28,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -200,6 +202,9 @@ class Outcome:
     apply: dict[str, Any] | None = None
     verification: dict[str, Any] | None = None
     rollback: dict[str, Any] | None = None
+    # Seconds per step of this run (exclusive: a step's inner steps are not counted twice):
+    # stack outputs, registry, gates, pin, pulumi up, verification, audit.
+    timings: dict[str, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Only what happened: steps that did not run are absent, not null."""
@@ -307,6 +312,17 @@ def pins_at(root: Path, env: str, rev: str) -> dict[str, int]:
         return stackfile.read_pins(copy)
 
 
+def _step(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A Promoter method timed as one step of the outcome's ``timings``."""
+    def wrap(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def timed(self: Promoter, *args: Any, **kwargs: Any) -> Any:
+            with self._phase(name):
+                return method(self, *args, **kwargs)
+        return timed
+    return wrap
+
+
 def start_detached(argv: list[str], *, log: Path, env: Mapping[str, str], cwd: Path) -> int:
     """Start ``argv`` in its own session (it outlives the CLI), output to ``log``; its pid."""
     with log.open("wb") as out:
@@ -337,6 +353,22 @@ class Promoter:
         self._outputs: dict[str, PlatformOutputs] = {}
         self._last_verify_seq: int | None = None
         self._last_verify_pending = False
+        self.timings: dict[str, float] = {}
+        self._phases: list[list[Any]] = []
+
+    @contextlib.contextmanager
+    def _phase(self, name: str) -> Iterator[None]:
+        """Time a step into ``self.timings`` (what the outcome reports); nested steps are subtracted."""
+        start = time.perf_counter()
+        self._phases.append([name, 0.0])
+        try:
+            yield
+        finally:
+            _, inner = self._phases.pop()
+            took = time.perf_counter() - start
+            self.timings[name] = round(self.timings.get(name, 0.0) + took - inner, 3)
+            if self._phases:
+                self._phases[-1][1] += took
 
     @property
     def actor(self) -> str:
@@ -345,6 +377,10 @@ class Promoter:
         return self._actor
 
     def _record(self, action: str, env: str, model: str, **fields: Any) -> dict[str, Any]:
+        with self._phase("audit"):
+            return self._append(action, env, model, **fields)
+
+    def _append(self, action: str, env: str, model: str, **fields: Any) -> dict[str, Any]:
         return self.audit.append(
             actor=self.actor,
             action=action,
@@ -364,7 +400,8 @@ class Promoter:
     def _deployed_adapter(self, env: str, cfg: StackConfig) -> TargetAdapter:
         """The stack's target adapter (PromotionError when it has no outputs)."""
         if env not in self._outputs:
-            self._outputs[env] = platform_outputs(self.s, env)
+            with self._phase("stack outputs"):
+                self._outputs[env] = platform_outputs(self.s, env)
         return adapter_for(self._outputs[env], cfg, self.s.adapter_context(self.audit))
 
     def _registry(self, cfg: StackConfig, env: str) -> Registry:
@@ -400,12 +437,13 @@ class Promoter:
         """The result promote and rollback both report; its status is "unchanged" (and final) when
         ``target`` is pinned already, so there is nothing to do."""
         outcome = Outcome(model=model, env=env, from_version=current, to_version=target,
-                          stack_file=_relative(self.root, path))
+                          stack_file=_relative(self.root, path), timings=self.timings)
         if current == target:
             outcome.status = "unchanged"
             outcome.message = f"'{model}' is already pinned to version {target} in '{env}'"
         return outcome
 
+    @_step("pin")
     def _pin(
         self,
         action: str,
@@ -455,16 +493,18 @@ class Promoter:
             cfg = stackfile.load_config(path)
             registry = self._registry(cfg, env)
             self.s.progress(f"checking version {version} of '{req.model}' in the registry")
-            cand_info = _require(registry, req.model, version, "--version")
+            with self._phase("registry"):
+                cand_info = _require(registry, req.model, version, "--version")
             current = cfg.models[req.model].version if req.model in cfg.models else None
             outcome = self._outcome(req.model, env, path, current, version)
             if outcome.status == "unchanged":
                 return outcome
             cand = LazyModel(registry, cand_info)
             cur = LazyModel(registry, registry.version(req.model, current)) if current is not None else None
-            golden, golden_source, owner = evaluation_set(registry, cand_info, cur.info if cur else None,
-                                                          req.golden)
-            report = self._run_gates(registry, cfg, env, cand, cur, golden, golden_source, owner)
+            with self._phase("gates"):
+                golden, golden_source, owner = evaluation_set(registry, cand_info, cur.info if cur else None,
+                                                              req.golden)
+                report = self._run_gates(registry, cfg, env, cand, cur, golden, golden_source, owner)
             outcome.gates = report.evidence()
             if not report.passed:
                 rec = self._record(
@@ -533,7 +573,8 @@ class Promoter:
         self.s.progress(f"pulumi up on stack '{env}'")
         self._outputs.pop(env, None)  # `up` may change them (a new endpoint, a new URL)
         try:
-            summary = dict(self.s.engine.up(env, message) or {})
+            with self._phase("pulumi up"):
+                summary = dict(self.s.engine.up(env, message) or {})
         except Exception as exc:
             summary = {"result": "failed", "error": f"{type(exc).__name__}: {exc}"}
         result = str(summary.get("result", "failed"))
@@ -565,6 +606,7 @@ class Promoter:
             )
         return summary
 
+    @_step("verification")
     def _verify(
         self,
         cfg: StackConfig,
@@ -797,7 +839,8 @@ class Promoter:
             if outcome.status == "unchanged":
                 return outcome
             registry = self._registry(cfg, env)
-            info = _require(registry, req.model, target, "--to")
+            with self._phase("registry"):
+                info = _require(registry, req.model, target, "--to")
             self._pin(
                 "rollback",
                 registry,

@@ -64,6 +64,8 @@ def render_outcome(outcome: dict[str, Any], output: Output) -> None:
         )
     if outcome.get("message"):
         add_row(table, "note", outcome["message"])
+    if outcome.get("timings"):
+        add_row(table, "seconds", ", ".join(f"{step} {s:.2f}" for step, s in outcome["timings"].items()))
     table_console().print(table)
 
 

@@ -6,6 +6,7 @@ import functools
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -240,6 +241,24 @@ def test_failed_verification_rolls_back_to_the_previous_pin(live, repo, engine, 
     ]
     assert trail(repo)[3]["reason"].startswith("automatic rollback: verification of version 4 failed: ")
     assert err.value.outcome["status"] == "rolled-back"
+
+
+def test_the_outcome_says_where_the_seconds_went_step_by_step(live, repo, engine, endpoint):
+    deploy = engine.on_up
+
+    def slow_up(env: str) -> None:
+        time.sleep(0.3)  # the engine's part, which no other step may claim
+        assert deploy is not None
+        deploy(env)
+
+    engine.on_up = slow_up
+    start = time.perf_counter()
+    outcome = Promoter(live).promote(PromoteRequest(MODEL, "dev", version=4, apply=True)).as_dict()
+    wall = time.perf_counter() - start
+    timings = outcome["timings"]
+    assert set(timings) == {"stack outputs", "registry", "gates", "pin", "audit", "pulumi up", "verification"}
+    assert timings["pulumi up"] >= 0.3
+    assert sum(timings.values()) <= wall + 0.01  # exclusive steps: nothing counted twice
 
 
 def test_verification_uses_the_outputs_up_returned_without_reading_the_stack_again(live, repo, engine, endpoint,
