@@ -266,7 +266,8 @@ def _round(variant: str, env: _Env, plan: ServingPlan, bodies: dict[int, bytes],
         procs.stop(proc)
 
 
-def _profile(env: _Env, bodies: dict[int, bytes], out: ServingResults, progress: Callable[[str], None]) -> None:
+def _profile(env: _Env, bodies: dict[int, bytes], gbt_bodies: dict[int, bytes], out: ServingResults,
+             progress: Callable[[str], None]) -> None:
     """cProfile of the request path and of a cold start, and import times (see benchmarks.profiles)."""
     from benchmarks import profiles
 
@@ -276,8 +277,38 @@ def _profile(env: _Env, bodies: dict[int, bytes], out: ServingResults, progress:
                                                               2000, env.work), out.notes, "requests")
     if requests:
         out.profiles["requests"] = {str(k): v for k, v in requests.items()}
+    gbt_pin = env.work / f"pin-{GBT_MODEL}.json"
+    if env.gbt_version and gbt_pin.exists():
+        # The realistic model's request path (issue 23's ceiling goal), same harness.
+        gbt = profiles.safe(lambda: profiles.request_profile(gbt_pin, env.work / "api-key", env.otlp_port,
+                                                             gbt_bodies, 2000, env.work), out.notes, "requests_gbt")
+        if gbt:
+            out.profiles["requests_gbt"] = {str(k): v for k, v in gbt.items()}
+        ceiling = profiles.safe(lambda: _ceiling_in_process(env.work / "gbt.pkl", gbt_bodies, 2000), out.notes,
+                                "ceiling_gbt")
+        if ceiling:
+            out.profiles["ceiling_gbt_us"] = {str(k): v for k, v in ceiling.items()}
     out.profiles["startup"] = profiles.safe(lambda: profiles.startup_profile(pin), out.notes, "startup")
     out.profiles["imports"] = profiles.safe(profiles.import_profile, out.notes, "imports")
+
+
+def _ceiling_in_process(model_pkl: Path, bodies: dict[int, bytes], n: int) -> dict[int, float]:
+    """Per rows: the ceiling app's µs per request driven in-process like the Shipway profile."""
+    import asyncio
+    import pickle  # noqa: S403 - the estimator this benchmark pickled itself
+
+    from benchmarks.ceiling_app import make_app
+    from benchmarks.profiles import _drive
+
+    app = make_app(pickle.loads(model_pkl.read_bytes()))  # noqa: S301 - see the import
+    headers = [(b"content-type", b"application/json")]
+    out: dict[int, float] = {}
+    for rows, body in bodies.items():
+        asyncio.run(_drive(app, body, headers, 50))  # warm
+        t0 = time.perf_counter()
+        asyncio.run(_drive(app, body, headers, n))
+        out[rows] = (time.perf_counter() - t0) / n * 1e6
+    return out
 
 
 def run(plan: ServingPlan, progress: Callable[[str], None] = print) -> ServingResults:
@@ -316,7 +347,7 @@ def run(plan: ServingPlan, progress: Callable[[str], None] = print) -> ServingRe
             status, body = procs.http("GET", f"http://127.0.0.1:{sink_port}/")
             out.spans_exported = int(body) if status == 200 else None
             if plan.profile:
-                _profile(env, bodies, out, progress)
+                _profile(env, bodies, gbt_bodies, out, progress)
         finally:
             procs.stop(sink)
             procs.stop(registry)
