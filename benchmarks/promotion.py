@@ -48,6 +48,8 @@ class PromotionResults:
     noop_up_s: list[float] = field(default_factory=list)
     load: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    promote_timings: list[dict[str, float]] = field(default_factory=list)  # the command's own outcome.timings
+    rollback_timings: list[dict[str, float]] = field(default_factory=list)
     rollback_status: list[str] = field(default_factory=list)  # "smoke-verified" when the full probe follows
     background_verify: list[dict[str, Any]] = field(default_factory=list)  # outcome, requests, seconds after pending
     loadavg: list[float] = field(default_factory=list)  # 1-min load average before and after the rounds
@@ -181,8 +183,9 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
             time.sleep(2)
             out.loadavg.append(os.getloadavg()[0])
             for i in range(rounds):
-                serving_s, up_s, _said = _timed_command(project, base, v2, [
+                serving_s, up_s, said = _timed_command(project, base, v2, [
                     "model", "promote", MODEL, "--to", "local", "--version", str(v2), "--apply"])
+                out.promote_timings.append(dict(said.get("timings") or {}))
                 out.promote_serving_s.append(serving_s)
                 out.promote_up_s.append(up_s)
                 progress(f"promotion round {i + 1}: promote command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
@@ -191,6 +194,7 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
                 out.rollback_serving_s.append(serving_s)
                 out.rollback_up_s.append(up_s)
                 out.rollback_status.append(str(said.get("status")))
+                out.rollback_timings.append(dict(said.get("timings") or {}))
                 progress(f"promotion round {i + 1}: rollback command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
             time.sleep(2)
             out.loadavg.append(os.getloadavg()[0])

@@ -289,8 +289,11 @@ def evaluation_set(registry: Registry, candidate: VersionInfo, champion: Version
         frame, source = load_golden(registry, info, given)  # type: ignore[arg-type]
         return (frame, source) if frame is not None else None
 
+    # In that order, and no further than the first set found: each is a registry download.
     environment = found(None, path) if path is not None else None
-    return gates_mod.select_evaluation_set(environment, found(champion, None), found(candidate, None))
+    champ = found(champion, None) if environment is None else None
+    cand = found(candidate, None) if environment is None and champ is None else None
+    return gates_mod.select_evaluation_set(environment, champ, cand)
 
 
 def pins_at(root: Path, env: str, rev: str) -> dict[str, int]:

@@ -243,6 +243,21 @@ def test_failed_verification_rolls_back_to_the_previous_pin(live, repo, engine, 
     assert err.value.outcome["status"] == "rolled-back"
 
 
+def test_gates_download_only_the_evaluation_set_they_use(live, registry, monkeypatch):
+    """The champion's set wins over the candidate's, so the candidate's is never fetched."""
+    fetched: list[tuple[int, str]] = []
+    plain = registry.download_version_file
+
+    def spy(info, filename):
+        fetched.append((info.version, filename))
+        return plain(info, filename)
+
+    monkeypatch.setattr(registry, "download_version_file", spy)
+    outcome = Promoter(live).promote(PromoteRequest(MODEL, "dev", version=4))
+    assert outcome.gates is not None and outcome.status == "pinned"
+    assert [f for f in fetched if f[1] == "golden.csv"] == [(1, "golden.csv")]  # v1 is the champion in dev
+
+
 def test_the_outcome_says_where_the_seconds_went_step_by_step(live, repo, engine, endpoint):
     deploy = engine.on_up
 

@@ -219,3 +219,27 @@ def test_probe_status_reports_down_for_a_closed_port():
     port = server.server_port
     server.server_close()
     assert verify.probe_status(f"http://127.0.0.1:{port}", MODEL)["health"] == "down"
+
+
+def test_a_two_worker_probe_sends_exactly_its_size_and_counts_every_workers_errors():
+    rows = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0]})
+    seen: list[tuple[int, float]] = []
+    lock = threading.Lock()
+    both = threading.Barrier(2, timeout=5)  # the first two requests only finish once both workers sent one
+
+    def send(frame: pd.DataFrame) -> list:
+        with lock:
+            seen.append((threading.get_ident(), float(frame["x"].iloc[0])))
+            first_two = len(seen) <= 2
+        if first_two:
+            both.wait()
+        if frame["x"].iloc[0] == 3.0:
+            raise RuntimeError("500")
+        return [0]
+
+    check = verify.slo_check(send, rows, SloSettings(max_error_rate=0.5), probe_seconds=30, max_requests=40,
+                             workers=2)
+    assert check.data["requests"] == len(seen) == 40
+    assert check.data["errors"] == 10  # every fourth row fails, whichever worker sent it
+    assert len({ident for ident, _ in seen}) == 2
+    assert sorted(x for _, x in seen) == sorted([0.0, 1.0, 2.0, 3.0] * 10)
