@@ -128,10 +128,11 @@ def up(env: str, message: str, on_output: Callable[[str], None] | None = None,
        root: Path | None = None) -> dict[str, Any]:
     """`pulumi up` on an environment's stack; returns a small summary.
 
-    Without ``on_output`` (promote, rollback) this is one `pulumi up --skip-preview --json` run
-    plus one outputs read: the Automation API adds a `stack select` before and three CLI runs
-    after (outputs twice, history) - ~1 s of a rollback. A stack that does not exist yet goes
-    through the Automation API, which creates it.
+    Without ``on_output`` (promote, rollback) this is one `pulumi up --skip-preview --json` run,
+    whose events carry the summary and the stack's outputs (a second run reads them only when one
+    is a secret, masked in events): the Automation API adds a `stack select` before and three CLI
+    runs after (outputs twice, history) - ~1.3 s of a rollback. A stack that does not exist yet
+    goes through the Automation API, which creates it.
     """
     root = root or repo_root()
     if on_output is None:
@@ -152,6 +153,7 @@ def _up_json(root: Path, env: str, message: str) -> dict[str, Any] | None:
     does not exist. A failed update raises with the engine's error diagnostics."""
     out = _pulumi(root, env, "up", "--yes", "--skip-preview", "--json", "--message", message)
     summary: dict[str, Any] = {}
+    outputs: Any = None
     errors: list[str] = []
     for line in out.stdout.splitlines():
         try:
@@ -160,6 +162,9 @@ def _up_json(root: Path, env: str, message: str) -> dict[str, Any] | None:
             continue
         if "summaryEvent" in event:
             summary = event["summaryEvent"]
+        meta = (event.get("resOutputsEvent") or {}).get("metadata") or {}
+        if meta.get("type") == "pulumi:pulumi:Stack":
+            outputs = (meta.get("new") or {}).get("outputs")
         diag = event.get("diagnosticEvent") or {}
         if diag.get("severity") == "error":
             errors.append(str(diag.get("message", "")).strip())
@@ -168,8 +173,10 @@ def _up_json(root: Path, env: str, message: str) -> dict[str, Any] | None:
             return None
         detail = "; ".join(e for e in errors if e) or out.stderr.strip()[-2000:] or f"exit {out.returncode}"
         raise RuntimeError(f"pulumi up --stack {env} failed: {detail}")
+    if not isinstance(outputs, dict) or "[secret]" in json.dumps(outputs):
+        outputs = stack_outputs(env, root)  # secrets are masked in events: read them in plain
     return {"result": summary["result"], "resourceChanges": dict(summary.get("resourceChanges") or {}),
-            "outputs": stack_outputs(env, root)}
+            "outputs": outputs}
 
 
 def destroy(env: str, on_output: Callable[[str], None] | None = None, root: Path | None = None) -> dict[str, Any]:

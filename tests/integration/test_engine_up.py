@@ -41,7 +41,8 @@ def isolated(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_up_creates_a_missing_stack_then_updates_it_through_the_json_run(tmp_path: Path, isolated: None) -> None:
+def test_up_creates_a_missing_stack_then_updates_it_through_the_json_run(tmp_path: Path, isolated: None,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     root = _project(tmp_path / "p", """\
         import pulumi
         pulumi.export("url", "http://127.0.0.1:1")
@@ -52,10 +53,30 @@ def test_up_creates_a_missing_stack_then_updates_it_through_the_json_run(tmp_pat
     first = engine.up("t-engine", "first", root=root)  # no stack yet: the Automation API creates it
     assert first["result"] == "succeeded"
     assert first["outputs"] == {"url": "http://127.0.0.1:1", "nested": {"a": [1, 2]}}
+    runs: list[tuple[str, ...]] = []
+    plain = engine._pulumi
+    monkeypatch.setattr(engine, "_pulumi", lambda *a, **k: runs.append(a[2:]) or plain(*a, **k))
     second = engine.up("t-engine", "again", root=root)  # the stack exists: the one-run path
     assert second == {"result": "succeeded", "resourceChanges": {"same": 1},
                       "outputs": {"url": "http://127.0.0.1:1", "nested": {"a": [1, 2]}}}
+    assert [r[0] for r in runs] == ["up"]  # the outputs came with its events
     assert engine.stack_outputs("t-engine", root) == second["outputs"]
+
+
+def test_a_secret_output_is_read_in_plain_after_the_json_run(tmp_path: Path, isolated: None,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    root = _project(tmp_path / "p", """\
+        import pulumi
+        pulumi.export("url", "http://127.0.0.1:1")
+        pulumi.export("token", pulumi.Output.secret("s3cret"))
+        """)
+    engine.up("t-engine", "first", root=root)
+    runs: list[tuple[str, ...]] = []
+    plain = engine._pulumi
+    monkeypatch.setattr(engine, "_pulumi", lambda *a, **k: runs.append(a[2:]) or plain(*a, **k))
+    again = engine.up("t-engine", "again", root=root)
+    assert again["outputs"] == {"url": "http://127.0.0.1:1", "token": "s3cret"}
+    assert [r[:2] for r in runs] == [("up", "--yes"), ("stack", "output")]  # events masked it
 
 
 def test_a_failing_program_raises_with_the_engines_error(tmp_path: Path, isolated: None) -> None:
