@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from shipway_core.observability import drift as drift_decision
+
 SAGEMAKER = "sagemaker"
 AZUREML = "azureml"
 KUBERNETES = "kubernetes"
@@ -59,11 +61,15 @@ AZUREML_MODEL_DIR = "AZUREML_MODEL_DIR"
 # Where SageMaker unpacks ``ModelDataUrl`` (model.tar.gz) before starting the container.
 SAGEMAKER_MODEL_DIR = "/opt/ml/model"
 
-# The JSON log line the AWS drift alarm's metric filter turns into a metric: once per drift
-# refresh the app writes {"event": "drift_window", "max_feature_psi": <float>, ...}.
+# Once per drift refresh the app writes two JSON log lines. ``drift_effects`` (the worst live
+# effect size per statistic and the window's samples, shipway_core.observability.drift) is what
+# the AWS drift alarms' metric filters and the Azure drift log alerts read; ``drift_window``
+# {"event": "drift_window", "max_feature_psi": <float>, ...} carries PSI as context (an AWS metric,
+# no alarm).
 DRIFT_LOG_EVENT = "drift_window"
 DRIFT_LOG_VALUE_FIELD = "max_feature_psi"
 DRIFT_LOG_FIELDS = ("event", DRIFT_LOG_VALUE_FIELD, "samples", "model_name", "model_version")
+_DRIFT_LOGS = ((DRIFT_LOG_EVENT, DRIFT_LOG_FIELDS), (drift_decision.LOG_EVENT, drift_decision.LOG_FIELDS))
 
 
 @dataclass(frozen=True)
@@ -118,7 +124,7 @@ CONTRACTS: dict[str, PlatformContract] = {
         required_env=_PIN_ENV,
         optional_env=(MODEL_URI, TRACKING_URI, API_KEY_SECRET_ARN, OTLP_ENDPOINT, EXPLAIN),
         model_dir=SAGEMAKER_MODEL_DIR,
-        log_fields=((DRIFT_LOG_EVENT, DRIFT_LOG_FIELDS),),
+        log_fields=_DRIFT_LOGS,
     ),
     # Azure ML managed online deployment: routes come from the environment's inference_config
     # (see azureml_inference_config), the registered model is mounted where AZUREML_MODEL_DIR says.
@@ -132,6 +138,7 @@ CONTRACTS: dict[str, PlatformContract] = {
         required_env=_PIN_ENV,
         optional_env=(MODEL_URI, TRACKING_URI, API_KEY_SECRET_URI, IDENTITY_CLIENT_ID, OTLP_ENDPOINT, EXPLAIN),
         model_dir_env=AZUREML_MODEL_DIR,
+        log_fields=_DRIFT_LOGS,
     ),
     # Kubernetes: startup/liveness on /health, readiness on /ready (the rolling-update gate),
     # the model from the registry, the API key as a mounted Secret file; SIGTERM drains.

@@ -17,6 +17,7 @@ from serving_support import IRIS, IRIS_COLUMNS, Registry
 from shipway.serving.app import ServingApp
 from shipway.serving.config import Pin, ServingConfig
 from shipway.serving.platform import load_model_dir, preloaded
+from shipway_core import contract as c
 from shipway_core.observability import drift as drift_decision
 
 
@@ -51,7 +52,11 @@ def _lines_after(model_dir: Path, tmp_path: Path, batches: list[list[list[float]
                     body = {"dataframe_split": {"columns": IRIS_COLUMNS, "data": rows}}
                     assert (await client.post("/invocations", json=body)).status_code == 200
 
-        asyncio.run(score())
+        loop = asyncio.new_event_loop()  # not asyncio.run: it unsets the thread's loop Pulumi's mocks use
+        try:
+            loop.run_until_complete(score())
+        finally:
+            loop.close()
         app.log_sink.flush()
     finally:
         app.close()
@@ -69,6 +74,8 @@ def test_each_drift_refresh_logs_the_worst_effect_per_statistic_and_the_window(m
     assert len(effects) == 6  # one per refresh (every request here)
     last = effects[-1]
     assert set(drift_decision.LOG_FIELDS) <= set(last)
+    for platform in (c.SAGEMAKER, c.AZUREML):  # what the platform contracts promise the cloud alerts
+        assert set(dict(c.CONTRACTS[platform].log_fields)[drift_decision.LOG_EVENT]) <= set(last)
     assert (last["model_name"], last["model_version"], last["samples"]) == (IRIS, 1, 600.0)
     # iris has no categorical feature and no nulls: those statistics have nothing to say
     assert (last["max_jensen_shannon"], last["max_null_rate"]) == (0.0, 0.0)
