@@ -40,7 +40,8 @@ from components.kubernetes.podspec import (
 from shipway_core.config import KubernetesSettings
 from shipway_core.observability.collector import kubernetes_collector_config
 from shipway_core.observability.dashboards import all_dashboards
-from shipway_core.observability.rules import JOB, alert_names, generate_rules
+from shipway_core.observability.pipeline import COLLECTOR_JOB, MLFLOW_JOB
+from shipway_core.observability.rules import JOB, RuleOptions, alert_names, generate_rules
 
 MONITORING_API = "monitoring.coreos.com/v1"
 OTLP_GRPC_PORT = 4317
@@ -92,9 +93,17 @@ def service_monitor_spec(component: str, port: str, namespace: pulumi.Input[str]
     }
 
 
+# The platform's own processes in the namespace, as their ServiceMonitors name them (``jobLabel``):
+# the collector and the tracking server. Prometheus, Alertmanager and the trace/log backends are the
+# cluster's (the Prometheus Operator's own monitoring covers them).
+PIPELINE_JOBS = (COLLECTOR_JOB, MLFLOW_JOB)
+
+
 def prometheus_rule_spec(args: ObservabilityArgs) -> dict[str, Any]:
-    """Recording + alerting rules from ``shipway_core.observability.rules``: the same on every target."""
-    return generate_rules(args.slo(), sorted(args.endpoints), args.environment)
+    """Recording + alerting rules from ``shipway_core.observability.rules``: the same on every target,
+    plus the pipeline-health group (down, dropped telemetry, registry errors) for the collector and MLflow."""
+    return generate_rules(args.slo(), sorted(args.endpoints), args.environment,
+                          RuleOptions(pipeline_jobs=PIPELINE_JOBS))
 
 
 def dashboard_files(args: ObservabilityArgs) -> dict[str, str]:
@@ -265,9 +274,11 @@ class Observability(pulumi.ComponentResource):
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.collector_config]),
         )
+        service_meta = meta(cname)
+        service_meta["labels"][SCRAPE_JOB_LABEL] = COLLECTOR_JOB  # scraped as job "otelcol" (see PIPELINE_JOBS)
         self.collector_service = k8s.core.v1.Service(
             f"{cname}-service",
-            metadata=meta(cname),
+            metadata=service_meta,
             spec={
                 "type": "ClusterIP",
                 "selector": labels,

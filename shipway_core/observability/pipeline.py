@@ -17,6 +17,8 @@ PIPELINE_JOBS = ("otelcol", "victorialogs", "prometheus", "alertmanager", "jaege
 """Prometheus job names of the pipeline's processes (a stack scrapes those it runs)."""
 MLFLOW_JOB = "mlflow"
 """The tracking server's job on every target that scrapes it (local config, Kubernetes Service label)."""
+COLLECTOR_JOB = "otelcol"
+"""The OpenTelemetry Collector's own metrics, likewise."""
 
 PIPELINE_ALERT_NAMES = (
     "ShipwayPipelineComponentDown",

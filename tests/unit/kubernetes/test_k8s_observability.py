@@ -11,7 +11,7 @@ from components.common import ObservabilityArgs
 from components.kubernetes.observability import Observability, collector_config, export_port
 from shipway_core.config import KubernetesSettings, SloSettings
 from shipway_core.observability.dashboards import all_dashboards
-from shipway_core.observability.rules import ALERT_NAMES, generate_rules
+from shipway_core.observability.rules import ALERT_NAMES, RuleOptions, generate_rules
 from tests.support.recording import Recording, record, resolve
 
 TAGS = {
@@ -63,7 +63,8 @@ def test_children_exact_types_and_names(rec: Recording) -> None:
 def test_outputs(rec: Recording) -> None:
     obs = rec.result
     assert resolve(obs.otlp_endpoint) == f"http://{COLLECTOR}.shipway-prod.svc.cluster.local:4318"
-    assert resolve(obs.alert_rule_names) == list(ALERT_NAMES)
+    assert resolve(obs.alert_rule_names) == [*ALERT_NAMES, "ShipwayPipelineComponentDown", "ShipwayTelemetryDropped",
+                                             "ShipwayRegistryErrors"]
     assert resolve(obs.dashboard_names) == ["shipway-prod-churn.json", "shipway-prod-platform.json"]
 
 
@@ -88,7 +89,7 @@ def test_prometheus_rule_is_the_shared_rule_file_for_this_slo(rec: Recording) ->
     rule = plain(rec.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule").inputs)
     assert rule["metadata"]["name"] == "observability-slo"
     slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25, drift_wasserstein=0.15)
-    assert rule["spec"] == generate_rules(slo, ["churn"], "prod")
+    assert rule["spec"] == generate_rules(slo, ["churn"], "prod", RuleOptions(pipeline_jobs=("otelcol", "mlflow")))
     alerts = {(r["alert"], r["labels"].get("severity")): r for g in rule["spec"]["groups"] for r in g["rules"]
               if "alert" in r}
     records = {r["record"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "record" in r}
@@ -97,6 +98,22 @@ def test_prometheus_rule_is_the_shared_rule_file_for_this_slo(rec: Recording) ->
     assert "> 0.0144" in alerts[("ShipwayAvailabilityBudgetBurn", "page")]["expr"]  # 14.4 x (1 - 0.999)
     assert 'statistic="wasserstein"}) > 0.15' in alerts[("ShipwayFeatureDrift", "ticket")]["expr"]
     assert 'job="shipway-endpoints"' in alerts[("ShipwayFeatureDrift", "ticket")]["expr"]
+
+
+def test_pipeline_health_rules_cover_the_collector_and_mlflow_jobs_their_services_name(rec: Recording) -> None:
+    """The namespace's own pipeline processes page when down, and the jobs the rules select are the
+    ones the ServiceMonitors produce (``jobLabel`` from each Service's scrape-job label)."""
+    rule = plain(rec.one("kubernetes:monitoring.coreos.com/v1:PrometheusRule").inputs)
+    pipeline = {r["alert"]: r for g in rule["spec"]["groups"] if g["name"].endswith("-pipeline")
+                for r in g["rules"]}
+    assert set(pipeline) == {"ShipwayPipelineComponentDown", "ShipwayTelemetryDropped", "ShipwayRegistryErrors"}
+    assert pipeline["ShipwayPipelineComponentDown"]["expr"] == 'up{job=~"mlflow|otelcol"} == 0'
+    assert pipeline["ShipwayPipelineComponentDown"]["labels"]["severity"] == "page"
+    service = plain(rec.one("kubernetes:core/v1:Service", "observability-otel-collector-service").inputs)
+    assert service["metadata"]["labels"]["shipway.dev/scrape-job"] == "otelcol"
+    monitor = plain(rec.one("kubernetes:monitoring.coreos.com/v1:ServiceMonitor",
+                            "observability-otel-collector-monitor").inputs)
+    assert monitor["spec"]["jobLabel"] == "shipway.dev/scrape-job"
 
 
 def test_dashboards_configmap_has_sidecar_label(rec: Recording) -> None:

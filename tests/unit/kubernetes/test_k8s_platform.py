@@ -97,7 +97,9 @@ def test_outputs(prod: Recording) -> None:
                           "logStoreUrl": None, "logQueryUrl": None},
         "target": {
             "namespace": "shipway-prod",
-            "alertRules": list(ALERT_NAMES),
+            # the shared model rules, then the namespace's pipeline-health rules (collector, MLflow)
+            "alertRules": [*ALERT_NAMES, "ShipwayPipelineComponentDown", "ShipwayTelemetryDropped",
+                           "ShipwayRegistryErrors"],
             "secretNames": {
                 "endpointApiKey": "secrets-endpoint-api-key",
                 "trackingDbPassword": "secrets-tracking-db-password",
