@@ -24,7 +24,7 @@ from tests.support.mlflowserver import mlflow_server, register_stub_versions
 
 pytestmark = pytest.mark.integration
 
-ARN = "arn:aws:sagemaker:eu-west-1:123456789012:mlflow-tracking-server/shipway-registry"
+ARN = "arn:aws:sagemaker:eu-west-1:000000000000:mlflow-tracking-server/shipway-registry"
 MODEL = "churn"
 
 
@@ -122,9 +122,9 @@ def test_missing_version_is_refused_at_preview_naming_what_exists(sagemaker_env:
 def test_a_malformed_arn_or_missing_credentials_are_clear_errors(sagemaker_env: Recorder,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(rest.RegistryError, match="not a SageMaker MLflow tracking server ARN"):
-        rest.get_version("arn:aws:sagemaker:eu-west-1:123456789012", MODEL, 1)
+        rest.get_version("arn:aws:sagemaker:eu-west-1:000000000000", MODEL, 1)
     with pytest.raises(rest.RegistryError, match="names a mlflow-app, not an mlflow-tracking-server"):
-        rest.get_version("arn:aws:sagemaker:eu-west-1:123456789012:mlflow-app/x", MODEL, 1)
+        rest.get_version("arn:aws:sagemaker:eu-west-1:000000000000:mlflow-app/x", MODEL, 1)
     monkeypatch.delenv("AWS_ACCESS_KEY_ID")
     monkeypatch.delenv("AWS_SECRET_ACCESS_KEY")
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
