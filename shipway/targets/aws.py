@@ -30,7 +30,7 @@ from shipway.targets.base import (
     TargetError,
     VerificationResult,
     alarm_signal,
-    decide,
+    decide_from_alarms,
     known_good_from_audit,
 )
 from shipway.targets.local import registry_uri
@@ -241,18 +241,9 @@ class AwsAdapter:
         return [Alarm(n, alarm_signal(n), found.get(n, "MISSING")) for n in names]
 
     def rollback_decision(self, model: str) -> RollbackDecision:
-        current = self.config.models[model].version if model in self.config.models else None
-        good = [v for v in self.known_good(model) if v != current]
-        try:
-            alarms = self.alarms(model)
-        except (ClientError, BotoCoreError) as exc:
-            return RollbackDecision(model, False, f"cannot read CloudWatch alarms: {exc}", (),
-                                    good[0] if good else None)
-        missing = [a.name for a in alarms if a.state == "MISSING"]
-        if missing:
-            return RollbackDecision(model, False, f"rollback alarms missing in CloudWatch: {', '.join(missing)} "
-                                    "(redeploy the stack)", tuple(alarms), good[0] if good else None)
-        return decide(model, alarms, good[0] if good else None)
+        return decide_from_alarms(model, self.config, self.known_good(model), lambda: self.alarms(model),
+                                  unreadable="cannot read CloudWatch alarms: ", store="CloudWatch",
+                                  errors=(ClientError, BotoCoreError))
 
     # ------------------------------------------------------------ data capture
     def captured_rows(self, model: str, day: str) -> pd.DataFrame | None:

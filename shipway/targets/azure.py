@@ -42,7 +42,7 @@ from shipway.targets.base import (
     TargetError,
     VerificationResult,
     alarm_signal,
-    decide,
+    decide_from_alarms,
     known_good_from_audit,
 )
 from shipway_core.config import SloSettings, StackConfig
@@ -351,11 +351,5 @@ class AzureAdapter:
         return [Alarm(n, alarm_signal(n), "ALARM" if any(f.startswith(n) for f in fired) else "OK") for n in names]
 
     def rollback_decision(self, model: str) -> RollbackDecision:
-        current = self.config.models[model].version if model in self.config.models else None
-        good = [v for v in self.known_good(model) if v != current]
-        try:
-            alarms = self.alarms(model)
-        except TargetError as exc:
-            return RollbackDecision(model, False, f"cannot read Azure Monitor alerts: {exc}", (),
-                                    good[0] if good else None)
-        return decide(model, alarms, good[0] if good else None)
+        return decide_from_alarms(model, self.config, self.known_good(model), lambda: self.alarms(model),
+                                  unreadable="cannot read Azure Monitor alerts: ", store="Azure Monitor")

@@ -236,6 +236,26 @@ class TargetAdapter(Protocol):
         ...
 
 
+def decide_from_alarms(model: str, config: StackConfig, known_good: Sequence[int],
+                       read_alarms: Callable[[], Sequence[Alarm]], *, unreadable: str = "", store: str = "",
+                       errors: tuple[type[BaseException], ...] = (TargetError,)) -> RollbackDecision:
+    """Every target's ``rollback_decision``: the newest known-good version other than the pinned one
+    is the target; alarms that cannot be read (``errors``, reported as ``unreadable`` + the error) or
+    that are missing from ``store`` never roll back; otherwise :func:`decide`."""
+    current = config.models[model].version if model in config.models else None
+    good = [v for v in known_good if v != current]
+    target = good[0] if good else None
+    try:
+        alarms = list(read_alarms())
+    except errors as exc:
+        return RollbackDecision(model, False, f"{unreadable}{exc}", (), target)
+    missing = [a.name for a in alarms if a.state == "MISSING"]
+    if missing:
+        return RollbackDecision(model, False, f"rollback alarms missing in {store or 'the alarm store'}: "
+                                f"{', '.join(missing)} (redeploy the stack)", tuple(alarms), target)
+    return decide(model, alarms, target)
+
+
 def known_good_from_audit(audit: AuditLog | None, env: str, model: str) -> list[int]:
     """Known-good versions are the audit trail's ``verify ok`` records, on every target."""
     return audit.known_good_versions(env, model) if audit is not None else []

@@ -22,7 +22,7 @@ from shipway.targets.base import (
     TargetError,
     VerificationResult,
     alarm_signal,
-    decide,
+    decide_from_alarms,
     known_good_from_audit,
 )
 from shipway_core.config import SloSettings, StackConfig
@@ -70,13 +70,7 @@ class MlflowRegistryAdapter:
         return known_good_from_audit(self.context.audit, self.outputs.environment, model)
 
     def rollback_decision(self, model: str) -> RollbackDecision:
-        current = self.config.models[model].version if model in self.config.models else None
-        good = [v for v in self.known_good(model) if v != current]
-        try:
-            alarms = self.alarms(model)
-        except TargetError as exc:
-            return RollbackDecision(model, False, str(exc), (), good[0] if good else None)
-        return decide(model, alarms, good[0] if good else None)
+        return decide_from_alarms(model, self.config, self.known_good(model), lambda: self.alarms(model))
 
 
 class LocalAdapter(MlflowRegistryAdapter):
