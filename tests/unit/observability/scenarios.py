@@ -85,3 +85,19 @@ SCENARIOS = (
     Scenario("low but sufficient traffic still pages", "availability", ((DAY, 2.0, 0.0), (60, 2.0, 1.0)),
              DAY + 60, frozenset({"page", "ticket"})),
 )
+
+
+def recording_first(doc: dict[str, object]) -> list[str]:
+    """promtool's ``group_eval_order`` for a generated rule file: the groups in file order, which puts
+    the recording group before the alert groups that read it.
+
+    Without it promtool evaluates the groups of one timestamp in map order, so an alert sometimes
+    reads the recording rule's value from the minute before: a scenario whose bad event lands on the
+    evaluation minute then passes or fails by chance (CI failed on exactly that). Real Prometheus
+    runs groups independently, so in production an alert may lag its recording rule by one
+    evaluation interval; these tests judge the thresholds, not that lag.
+    """
+    groups = doc["groups"]
+    assert isinstance(groups, list)
+    records = [str(g["name"]) for g in groups if any("record" in r for r in g["rules"])]
+    return records + [str(g["name"]) for g in groups if str(g["name"]) not in records]

@@ -16,6 +16,7 @@ import pytest
 
 from shipway_core.config import SloSettings
 from shipway_core.observability.rules import RuleOptions, generate_rules, render_yaml
+from tests.unit.observability.scenarios import recording_first
 
 pytestmark = pytest.mark.integration
 
@@ -250,6 +251,7 @@ def test_every_alert_has_a_promtool_case() -> None:
 def test_promtool_unit_tests_fire_on_failure_and_stay_quiet_when_healthy(alert: str, rule_file: Path) -> None:
     tests = {
         "rule_files": [rule_file.name],
+        "group_eval_order": recording_first(_rules()),
         "evaluation_interval": EVAL_INTERVAL.get(alert, "1m"),
         "tests": CASES[alert](),
     }

@@ -19,7 +19,7 @@ import pytest
 from shipway_core.config import SloSettings
 from shipway_core.observability.rules import generate_rules, render_yaml
 from shipway_core.observability.slo import le_label, slos
-from tests.unit.observability.scenarios import LOW_TRAFFIC, SCENARIOS, Scenario
+from tests.unit.observability.scenarios import LOW_TRAFFIC, SCENARIOS, Scenario, recording_first
 
 pytestmark = pytest.mark.integration
 
@@ -111,6 +111,7 @@ def rule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_scenario_fires_exactly_the_expected_severities(scenario: Scenario, rule_file: Path) -> None:
     tests = {
         "rule_files": [rule_file.name],
+        "group_eval_order": recording_first(generate_rules(SLO, ["iris"], ENV)),
         "evaluation_interval": "1m",
         "tests": [
             {
@@ -148,6 +149,7 @@ def test_the_route_scenario_fails_rules_that_count_every_route(rule_file: Path) 
     noise = next(s for s in SCENARIOS if s.noise_routes)
     tests = {
         "rule_files": ["every-route.yml"],
+        "group_eval_order": recording_first(doc),
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
@@ -177,6 +179,7 @@ def test_the_low_traffic_guard_is_what_keeps_a_handful_of_requests_quiet(slo: st
     unguarded = Scenario(handful.name, slo, handful.segments, handful.eval_minute, frozenset({"page", "ticket"}))
     tests = {
         "rule_files": ["unguarded.yml"],
+        "group_eval_order": recording_first(doc),
         "evaluation_interval": "1m",
         "tests": [{
             "interval": "1m",
