@@ -4,13 +4,22 @@ Everything goes through :class:`mlflow.MlflowClient`, which speaks MLflow's REST
 ``http://`` tracking URI (the platform's server) and the store directly for ``sqlite:///``
 (tests). MLflow's HTTP client retries for minutes when the server is down, so an ``http``
 URI is probed once with a short timeout first: an unreachable registry is one clear error.
+
+Over http(s) the calls a promotion makes (version lookups, run metrics, evidence tags) go
+through the small stdlib REST client instead, and so do version files (golden set, baseline)
+when the server stores artifacts on this machine's filesystem, as the local target's does:
+importing MLflow costs ~1.5 s of a command that must finish in seconds. Anything else
+(``mlflow-artifacts:``, object stores, ``sqlite:///``) takes MLflow's client.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import tempfile
+import urllib.parse
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +112,24 @@ class Registry:
     def _rest(self) -> bool:
         return self.tracking_uri.startswith(("http://", "https://"))
 
+    def local_artifact_dirs(self, info: VersionInfo) -> list[Path] | None:
+        """The version's model directory, then its run's artifact directory, when the registry is
+        reached over REST and keeps them on this machine's filesystem; None otherwise (use MLflow)."""
+        if not self._rest():
+            return None
+        uri = registry_rest.download_uri(self.tracking_uri, info.name, info.version)
+        model_dir = _local_path(uri) if uri else None
+        if model_dir is None:
+            return None
+        dirs = [model_dir]
+        if info.run_id:
+            run = registry_rest.get_run(self.tracking_uri, info.run_id)
+            run_dir = _local_path(str(run["info"].get("artifact_uri", ""))) if run else None
+            if run is not None and run_dir is None:
+                return None
+            if run_dir is not None:
+                dirs.append(run_dir)
+        return dirs
 
     def _exc(self, exc: Exception) -> RegistryError:
         return RegistryError(f"MLflow registry at {self.tracking_uri}: {exc}")
@@ -169,12 +196,20 @@ class Registry:
         """Final metric values of the run that produced a version."""
         if not run_id:
             return {}
+        if self._rest():
+            run = registry_rest.get_run(self.tracking_uri, run_id)
+            if run is None:
+                raise RegistryError(f"run {run_id} does not exist in the registry at {self.tracking_uri}")
+            return {str(m["key"]): float(m["value"]) for m in (run.get("data") or {}).get("metrics", [])}
         return dict(self.client.get_run(run_id).data.metrics)
 
     def set_tags(self, name: str, version: int, tags: dict[str, str]) -> None:
         """Attach evidence to a version, each value cut to the registry's limit."""
         for key, value in tags.items():
-            self.client.set_model_version_tag(name, str(version), key, truncate_tag(value))
+            if self._rest():
+                registry_rest.set_version_tag(self.tracking_uri, name, version, key, truncate_tag(value))
+            else:
+                self.client.set_model_version_tag(name, str(version), key, truncate_tag(value))
 
     def alias_target(self, name: str, alias: str) -> int | None:
         """The version an alias points at, None when the alias (or model) does not exist."""
@@ -187,6 +222,15 @@ class Registry:
 
     def download_version_file(self, info: VersionInfo, filename: str) -> Path | None:
         """A file stored with a version: in the model's artifacts, else in its run's artifacts."""
+        dirs = self.local_artifact_dirs(info)
+        if dirs is not None:
+            found = next((d / filename for d in dirs if (d / filename).is_file()), None)
+            if found is None:
+                return None
+            copy = Path(tempfile.mkdtemp(prefix="shipway-")) / filename  # a private copy, as MLflow's download
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(found, copy)
+            return copy
         from mlflow.artifacts import download_artifacts
 
         dest = tempfile.mkdtemp(prefix="shipway-")
@@ -217,3 +261,12 @@ class Registry:
         """A JSON version file, or None when it is absent."""
         path = self.download_version_file(info, filename)
         return json.loads(path.read_text()) if path else None
+
+
+def _local_path(uri: str) -> Path | None:
+    """The filesystem path of a ``file://`` URI or a plain absolute path; None for anything remote."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("", "file") or parts.netloc not in ("", "localhost"):
+        return None
+    path = Path(urllib.request.url2pathname(parts.path))
+    return path if path.is_absolute() else None

@@ -142,3 +142,31 @@ def delete_alias(tracking_uri: str, name: str, alias: str) -> None:
     err = res.get("__error__")
     if err and err.get("http_status") != 404 and err.get("error_code") != "RESOURCE_DOES_NOT_EXIST":
         raise RegistryError(f"could not delete alias '{alias}' of '{name}': {err}")
+
+
+def download_uri(tracking_uri: str, name: str, version: int) -> str | None:
+    """Where the version's model artifacts are stored (``model-versions/get-download-uri``), or None."""
+    res = _call(tracking_uri, "GET", "model-versions/get-download-uri", {"name": name, "version": str(version)})
+    if res.get("__error__"):
+        return None
+    uri = res.get("artifact_uri")
+    return str(uri) if uri else None
+
+
+def get_run(tracking_uri: str, run_id: str) -> dict[str, Any] | None:
+    """The run record (``info`` and ``data`` with its latest metrics), or None when it does not exist."""
+    res = _call(tracking_uri, "GET", "runs/get", {"run_id": run_id})
+    err = res.get("__error__")
+    if err:
+        if err.get("error_code") == "RESOURCE_DOES_NOT_EXIST" or err["http_status"] == 404:
+            return None
+        raise RegistryError(f"registry error reading run {run_id}: {err}")
+    run = res.get("run")
+    return run if isinstance(run, dict) else None
+
+
+def set_version_tag(tracking_uri: str, name: str, version: int, key: str, value: str) -> None:
+    res = _call(tracking_uri, "POST", "model-versions/set-tag",
+                body={"name": name, "version": str(version), "key": key, "value": value})
+    if res.get("__error__"):
+        raise RegistryError(f"could not tag '{name}' v{version} with {key}: {res['__error__']}")
