@@ -34,6 +34,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -70,6 +71,24 @@ else:
             return getattr(shipway.gates, name)
 
     gates_mod = _Gates()
+
+
+def _warm_gate_imports() -> Callable[[], None]:
+    """Import what the gates need (scipy through the drift statistics, skops and sklearn for the
+    model) on a background thread while the command waits on the stack's outputs and the registry,
+    and return a function that waits for it. The caller waits before the gates run, so no module is
+    imported by both threads at once; any import error is left for the gates to raise themselves."""
+    def run() -> None:
+        with contextlib.suppress(Exception):
+            import sklearn.base  # noqa: F401
+            import skops.io  # noqa: F401
+
+            import shipway.gates  # noqa: F401
+
+    thread = threading.Thread(target=run, name="shipway-warm-gate-imports", daemon=True)
+    thread.start()
+    return thread.join
+
 
 # Golden rows sent as the smoke set (enough to catch a wrong artifact, few enough to be quick).
 SMOKE_ROWS = 20
@@ -492,6 +511,7 @@ class Promoter:
         version = req.version if req.version is not None else default_version(self.root, req.model, env)
         stackfile.check_clean(path, req.allow_dirty)
         _ = self.actor  # resolve who is acting before doing any work
+        gate_imports = _warm_gate_imports()
         with env_lock(self.root, env):
             cfg = stackfile.load_config(path)
             registry = self._registry(cfg, env)
@@ -505,6 +525,7 @@ class Promoter:
             cand = LazyModel(registry, cand_info)
             cur = LazyModel(registry, registry.version(req.model, current)) if current is not None else None
             with self._phase("gates"):
+                gate_imports()
                 golden, golden_source, owner = evaluation_set(registry, cand_info, cur.info if cur else None,
                                                               req.golden)
                 report = self._run_gates(registry, cfg, env, cand, cur, golden, golden_source, owner)
