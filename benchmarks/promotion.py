@@ -53,6 +53,9 @@ class PromotionResults:
     rollback_status: list[str] = field(default_factory=list)  # "smoke-verified" when the full probe follows
     background_verify: list[dict[str, Any]] = field(default_factory=list)  # outcome, requests, seconds after pending
     loadavg: list[float] = field(default_factory=list)  # 1-min load average before and after the rounds
+    # requests the command's own SLO probe sent before it returned (outcome.verification.checks.slo.requests)
+    promote_probe_requests: list[int | None] = field(default_factory=list)
+    rollback_probe_requests: list[int | None] = field(default_factory=list)
 
 
 def _version(base: str) -> int | None:
@@ -98,6 +101,13 @@ def _timed_command(project: Any, base: str, version: int, argv: list[str]) -> tu
     if not seen:
         raise RuntimeError(f"/version never reported {version} after `shipway {' '.join(argv)}`")
     return seen[0] - pinned[0], command_s, json.loads(out.stdout)
+
+
+def probe_requests(said: dict[str, Any]) -> int | None:
+    """Requests the command's SLO probe sent before it returned, from its JSON outcome (None if absent)."""
+    checks = (said.get("verification") or {}).get("checks") or {}
+    requests = (checks.get("slo") or {}).get("requests")
+    return int(requests) if isinstance(requests, int | float) else None
 
 
 def _background_verifications(project: Any, wait_s: float = 60.0) -> list[dict[str, Any]]:
@@ -186,6 +196,7 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
                 serving_s, up_s, said = _timed_command(project, base, v2, [
                     "model", "promote", MODEL, "--to", "local", "--version", str(v2), "--apply"])
                 out.promote_timings.append(dict(said.get("timings") or {}))
+                out.promote_probe_requests.append(probe_requests(said))
                 out.promote_serving_s.append(serving_s)
                 out.promote_up_s.append(up_s)
                 progress(f"promotion round {i + 1}: promote command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
@@ -195,6 +206,7 @@ def run(rounds: int, rate: float, progress: Callable[[str], None] = print) -> Pr
                 out.rollback_up_s.append(up_s)
                 out.rollback_status.append(str(said.get("status")))
                 out.rollback_timings.append(dict(said.get("timings") or {}))
+                out.rollback_probe_requests.append(probe_requests(said))
                 progress(f"promotion round {i + 1}: rollback command {up_s:.1f}s (pin to serving {serving_s:.1f}s)")
             time.sleep(2)
             out.loadavg.append(os.getloadavg()[0])

@@ -6,6 +6,7 @@ can be re-rendered from ``benchmarks/results/raw.json`` without re-running anyth
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -110,10 +111,49 @@ def _goal_value(goal: Goal, value: float | None) -> str:
     return f"{fmt(value)} {goal.unit}"
 
 
+# Goals judged on the median of several command runs, and the raw promotion field holding the runs.
+RUN_GOALS = {"promote": "promote_up_s", "promote_serving": "promote_serving_s",
+             "rollback": "rollback_up_s", "rollback_serving": "rollback_serving_s"}
+
+
+def runs_of(promo: Mapping[str, Any], key: str) -> list[float]:
+    """The finite samples of one promotion field, in run order."""
+    return [float(v) for v in promo.get(key) or () if v is not None and math.isfinite(float(v))]
+
+
+def run_spread(goal: Goal, samples: Sequence[float]) -> str:
+    """``8.88 s (median of 5; 7.66–12.5)`` for a goal judged on the median of several runs."""
+    value = median(samples)
+    if value is None:
+        return "-"
+    if len(samples) == 1:
+        return f"{_goal_value(goal, value)} (1 run)"
+    return f"{_goal_value(goal, value)} (median of {len(samples)}; {fmt(min(samples))}–{fmt(max(samples))})"
+
+
+def run_verdict(goal: Goal, samples: Sequence[float]) -> str:
+    """The median's verdict, saying how many runs fell on the other side of the target."""
+    outcome = goal.met(median(samples))
+    target = f"{fmt(goal.target)} {goal.unit}"
+    missed = sum(1 for s in samples if not goal.met(s))
+    if outcome is True and missed:
+        return f"met (median; {missed} of {len(samples)} runs over {target})"
+    if outcome is False and missed < len(samples):
+        return f"**not met** (median; {len(samples) - missed} of {len(samples)} runs ≤ {target})"
+    return verdict(outcome)
+
+
 def goals_table(doc: Mapping[str, Any]) -> str:
     """Goal, target, measured, verdict."""
     measured = goal_measurements(doc)
-    rows = [(g.name, g.describe(), _goal_value(g, measured[k]), verdict(g.met(measured[k]))) for k, g in GOALS.items()]
+    promo = doc.get("promotion") or {}
+    rows = []
+    for k, g in GOALS.items():
+        runs = runs_of(promo, RUN_GOALS[k]) if k in RUN_GOALS else []
+        if runs:
+            rows.append((g.name, g.describe(), run_spread(g, runs), run_verdict(g, runs)))
+        else:
+            rows.append((g.name, g.describe(), _goal_value(g, measured[k]), verdict(g.met(measured[k]))))
     return table(["goal", "target", "measured", "verdict"], rows)
 
 
@@ -314,33 +354,136 @@ def _drift(doc: Mapping[str, Any]) -> list[str]:
     ]
 
 
+# Steps of a promote/rollback's own `timings`, in the order the command runs them; others follow.
+PROMOTION_STEPS = ("stack outputs", "registry", "gates", "pin", "pulumi up", "verification", "audit")
+_STEP_LABELS = {"pulumi up": "`pulumi up`"}
+
+
+def step_medians(timings: Sequence[Mapping[str, float]]) -> dict[str, float | None]:
+    """Median seconds per step over a command's runs (a step a run did not report is not counted as 0)."""
+    steps = [s for s in PROMOTION_STEPS if any(s in t for t in timings)]
+    steps += sorted({s for t in timings for s in t} - set(steps))
+    return {step: median(t.get(step) for t in timings) for step in steps}
+
+
+def rest_of_command(timings: Sequence[Mapping[str, float]], whole: Sequence[float]) -> float | None:
+    """Median over runs of whole command minus its timed steps: process start, imports, output."""
+    return median(w - sum(t.values()) for t, w in zip(timings, whole, strict=False) if t)
+
+
+def _runs_text(samples: Sequence[float]) -> str:
+    if not samples:
+        return "-"
+    return f"{fmt(median(samples))} [{', '.join(fmt(x) for x in samples)}]"
+
+
+def _command_rows(promo: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    rows = []
+    for command, label in (("promote", "promote (v1 -> v2)"), ("rollback", "rollback (v2 -> v1)")):
+        whole_goal, serving_goal = GOALS[command], GOALS[f"{command}_serving"]
+        whole, serving = runs_of(promo, f"{command}_up_s"), runs_of(promo, f"{command}_serving_s")
+        rows.append((f"{label}, goal {whole_goal.describe()} / {serving_goal.describe()}", len(whole),
+                     _runs_text(whole), _runs_text(serving),
+                     f"whole {run_verdict(whole_goal, whole)}; pin to serving {run_verdict(serving_goal, serving)}"))
+    return rows
+
+
+def _step_lines(promo: Mapping[str, Any]) -> list[str]:
+    promote_t = [t for t in promo.get("promote_timings") or () if t]
+    rollback_t = [t for t in promo.get("rollback_timings") or () if t]
+    if not promote_t and not rollback_t:
+        return ["Seconds per step: not run (no `promote_timings` / `rollback_timings` in results/raw.json).", ""]
+    promote_m, rollback_m = step_medians(promote_t), step_medians(rollback_t)
+    probes = {"promote": median(promo.get("promote_probe_requests") or ()),
+              "rollback": median(promo.get("rollback_probe_requests") or ())}
+
+    def cell(command: str, step: str, medians: Mapping[str, float | None]) -> str:
+        value = medians.get(step)
+        if value is None:
+            return "-"
+        if step == "verification" and probes[command] is not None:
+            return f"{fmt(value)} ({fmt(probes[command])} requests)"
+        return fmt(value)
+
+    steps = list(promote_m) + [s for s in rollback_m if s not in promote_m]
+    rows: list[tuple[Any, ...]] = [(_STEP_LABELS.get(s, s), cell("promote", s, promote_m),
+                                    cell("rollback", s, rollback_m)) for s in steps]
+    promote_whole, rollback_whole = runs_of(promo, "promote_up_s"), runs_of(promo, "rollback_up_s")
+    rows.append(("rest: process start, imports, output (whole command - steps)",
+                 rest_of_command(promote_t, promote_whole), rest_of_command(rollback_t, rollback_whole)))
+    rows.append(("whole command (wall clock)", median(promote_whole), median(rollback_whole)))
+    return [f"Seconds per step, median of {len(promote_t)} promote and {len(rollback_t)} rollback runs, from each "
+            "command's own `timings`:", "",
+            table(["step", "promote median (s)", "rollback median (s)"], rows), ""]
+
+
+def _span(values: Sequence[float], unit: str) -> str:
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    return f"{fmt(low)} {unit}" if low == high else f"{fmt(low)}–{fmt(high)} {unit}"
+
+
+def _rollback_lines(promo: Mapping[str, Any]) -> list[str]:
+    statuses = [str(s) for s in promo.get("rollback_status") or ()]
+    if not statuses:
+        out = ["Rollback status: not run (no `rollback_status` in results/raw.json).", ""]
+    elif len(set(statuses)) == 1:
+        out = [f"Each rollback returned `{statuses[0]}` ({len(statuses)} of {len(statuses)} runs).", ""]
+    else:
+        out = ["Rollback status per run: " + ", ".join(f"`{s}`" for s in statuses) + ".", ""]
+    checks = promo.get("background_verify")
+    if checks is None:
+        return out + ["Background full verifications: not run (no `background_verify` in results/raw.json).", ""]
+    if not checks:
+        return out + ["Background full verifications: none (no rollback left a pending verify record).", ""]
+    ok = sum(1 for c in checks if c.get("outcome") == "ok")
+    requests = [float(c["requests"]) for c in checks if c.get("requests") is not None]
+    after = [float(c["after_s"]) for c in checks if c.get("after_s") is not None]
+    p99 = [float(c["p99_ms"]) for c in checks if c.get("p99_ms") is not None]
+    rows = [(i, c.get("version"), c.get("outcome"), c.get("requests"), c.get("p99_ms"), c.get("after_s"))
+            for i, c in enumerate(checks, 1)]
+    return out + [
+        f"Background full verifications (the SLO probe a `smoke-verified` rollback leaves running; its verify "
+        f"record in the audit trail): {ok} of {len(checks)} recorded `ok`, {_span(requests, 'requests')} each, "
+        f"{_span(after, 's')} after the pending record, p99 {_span(p99, 'ms')}.",
+        "",
+        table(["rollback", "version", "outcome", "requests", "p99 ms", "seconds after the pending record"], rows),
+        "",
+    ]
+
+
+def _load_lines(promo: Mapping[str, Any]) -> list[str]:
+    load = promo.get("load") or {}
+    if not load:
+        return ["Load across promotions and rollbacks: not run (no `load` in results/raw.json).", ""]
+    loadavg = [float(x) for x in promo.get("loadavg") or ()]
+    rows: list[tuple[Any, ...]] = [
+        ("requests", load.get("requests")), ("failed (non-200 or connection error)", load.get("failed")),
+        ("achieved rate (rps)", load.get("rps")), ("p50 ms", load.get("p50_ms")), ("p99 ms", load.get("p99_ms")),
+        ("outcomes", ", ".join(f"{k}: {v}" for k, v in (load.get("outcomes") or {}).items()) or "-"),
+        ("load average (1 min) before the rounds / after them",
+         " / ".join(fmt(x) for x in loadavg) if len(loadavg) == 2 else "-"),
+    ]
+    return [table(["load across all promotions and rollbacks", "value"], rows), ""]
+
+
 def _promotion(doc: Mapping[str, Any]) -> list[str]:
     promo = doc.get("promotion")
     if not promo:
         return ["## Promotion", "", "Not run.", ""]
-    load = promo.get("load") or {}
-    rows = [
-        ("promote (v1 -> v2)", len(promo.get("promote_serving_s") or []), median(promo.get("promote_serving_s") or []),
-         median(promo.get("promote_up_s") or [])),
-        ("rollback (v2 -> v1)", len(promo.get("rollback_serving_s") or []),
-         median(promo.get("rollback_serving_s") or []), median(promo.get("rollback_up_s") or [])),
-    ]
     return [
         "## Promotion and rollback on a throwaway `local` stack, through the `shipway` CLI",
         "",
         "Measured: `shipway --root <throwaway project> model promote iris-classifier --to local --version 2 "
         "--apply` and `shipway ... model rollback iris-classifier --env local`, each a separate process, as a "
-        "user runs them. Pin to serving: from the stack file's change until `/version` reports the new version.",
+        "user runs them, under paced load. Pin to serving: from the stack file's change until `/version` reports "
+        "the new version.",
         "",
-        table(["command", "runs", "pin to serving (s)", "whole command (s)"], rows),
+        table(["command", "runs", "whole command (s), median [runs]", "pin to serving (s), median [runs]",
+               "verdict"], _command_rows(promo)),
         "",
-        table(["load across all promotions and rollbacks", "value"], [
-            ("requests", load.get("requests")), ("failed (non-200 or connection error)", load.get("failed")),
-            ("achieved rate (rps)", load.get("rps")), ("p50 ms", load.get("p50_ms")), ("p99 ms", load.get("p99_ms")),
-            ("outcomes", ", ".join(f"{k}: {v}" for k, v in (load.get("outcomes") or {}).items()) or "-"),
-        ]),
-        "",
-    ]
+    ] + _rollback_lines(promo) + _step_lines(promo) + _load_lines(promo)
 
 
 def _engine(doc: Mapping[str, Any]) -> list[str]:
@@ -434,6 +577,25 @@ def _cold_profile_lines(profiles: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+def _promotion_profile_lines(promo: Mapping[str, Any], missed: Sequence[str]) -> list[str]:
+    lines = []
+    for command in ("promote", "rollback"):
+        timings = [t for t in promo.get(f"{command}_timings") or () if t]
+        if command not in missed or not timings:
+            continue
+        steps = {**step_medians(timings),
+                 "rest (process start, imports, output)": rest_of_command(timings, runs_of(promo, f"{command}_up_s"))}
+        ranked = sorted(((s, v) for s, v in steps.items() if v is not None), key=lambda sv: -sv[1])
+        lines.append(f"`{command}` ({fmt(median(runs_of(promo, f'{command}_up_s')))} s median): "
+                     + ", ".join(f"{_STEP_LABELS.get(s, s)} {fmt(v)} s" for s, v in ranked) + ".")
+    text = ("**Promotion.** Median seconds per step of each command over its goal, largest first (the command's "
+            "own `timings`): " + " ".join(lines) if lines else
+            "**Promotion.** No per-step timings in this run (`promotion.promote_timings` / `rollback_timings`).")
+    text += (" Pin-to-serving is bounded by `pulumi up` (serving switches before `up` returns); failed requests "
+             "are listed in results/raw.json (`promotion.load.first_failures`).")
+    return [text, ""]
+
+
 def profiles_section(doc: Mapping[str, Any]) -> list[str]:
     """Profiles of the biggest remaining cost for each goal not met (serving and cold start)."""
     missed = not_met(doc)
@@ -450,9 +612,7 @@ def profiles_section(doc: Mapping[str, Any]) -> list[str]:
         out += ["**Drift.** No profile captured by the harness; run `python benchmarks/drift_worker.py shipway "
                 "benchmarks/results/data/drift-100000.npz time` under `python -m cProfile`.", ""]
     if {"promote", "rollback", "failed"} & set(missed):
-        out += ["**Promotion.** Pin-to-serving is bounded by `pulumi up` (see the promotion table: serving "
-                "switches before `up` returns); failed requests are listed in results/raw.json "
-                "(`promotion.load.first_failures`).", ""]
+        out += _promotion_profile_lines(doc.get("promotion") or {}, missed)
     if not out:
         return []
     return ["## Profiles: the biggest remaining cost of each goal not met", ""] + out

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.promotion import probe_requests
 from benchmarks.report import (
     GOALS,
     goal_measurements,
@@ -178,3 +179,141 @@ def test_cli_section_shows_each_command_against_mlflow_help():
     assert "| shipway --help | 3 | 0.25 | 0.05× |" in text
     assert "| mlflow --help | 3 | 5 | 1× |" in text
     assert "127 ms of top-level imports" in text
+
+
+def promotion_raw() -> dict[str, Any]:
+    """A promotion section shaped like ``benchmarks.promotion`` writes it (values from a real 5-round run)."""
+    promote_steps = {"stack outputs": 0.4, "registry": 0.02, "gates": 3.0, "pin": 0.06, "pulumi up": 2.0,
+                     "verification": 1.5, "audit": 0.02}
+    rollback_steps = {"stack outputs": 0.3, "registry": 0.01, "pin": 0.08, "pulumi up": 2.4,
+                      "verification": 0.06, "audit": 0.01}
+    return {
+        "promote_up_s": [12.5, 11.7, 8.16, 8.88, 7.66], "promote_serving_s": [2.19, 2.37, 1.69, 1.68, 1.59],
+        "rollback_up_s": [5.42, 4.06, 3.69, 3.06, 3.1], "rollback_serving_s": [3.27, 1.96, 1.94, 1.49, 1.54],
+        "promote_timings": [dict(promote_steps, gates=g) for g in (4.5, 4.3, 2.9, 3.27, 2.91)],
+        "rollback_timings": [dict(rollback_steps, **{"pulumi up": u}) for u in (3.8, 2.4, 2.36, 1.8, 1.9)],
+        "promote_probe_requests": [300] * 5, "rollback_probe_requests": [10] * 5,
+        "rollback_status": ["smoke-verified"] * 5,
+        "background_verify": [{"version": 1, "outcome": "ok", "requests": 300, "p99_ms": p, "after_s": a}
+                              for p, a in ((38.0, 3.0), (17.1, 1.0), (21.1, 1.0), (10.7, 1.0), (7.6, 1.0))],
+        "load": {"requests": 8644, "ok": 8644, "failed": 0, "outcomes": {"200": 8644}, "rps": 120.002,
+                 "p50_ms": 5.41, "p99_ms": 59.7},
+        "loadavg": [1.2627, 1.8594],
+    }
+
+
+def section(text: str, heading: str) -> str:
+    start = text.index(heading)
+    end = text.find("\n## ", start + 1)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def test_goals_table_states_the_median_of_the_runs_their_range_and_the_runs_over_target():
+    text = goals_table(doc(promotion=promotion_raw()))
+    assert ("| promote: whole `shipway model promote --apply` (gates + up + verification) | ≤ 8 s "
+            "| 8.88 s (median of 5; 7.66–12.5) | **not met** (median; 1 of 5 runs ≤ 8 s) |") in text
+    assert "| promote: pin to serving | ≤ 4 s | 1.69 s (median of 5; 1.59–2.37) | met |" in text
+    assert ("| rollback: whole `shipway model rollback` (up + smoke verification) | ≤ 5 s "
+            "| 3.69 s (median of 5; 3.06–5.42) | met (median; 1 of 5 runs over 5 s) |") in text
+    assert ("| rollback: pin to serving | ≤ 2 s | 1.94 s (median of 5; 1.49–3.27) "
+            "| met (median; 1 of 5 runs over 2 s) |") in text
+
+
+def test_goals_table_single_run_and_every_run_over_say_so_plainly():
+    text = goals_table(doc())  # promote_up_s [5.0]; promote_serving_s [4, 5, 6]: every run but one over 4 s
+    assert "| 5 s (1 run) | met |" in text
+    assert ("| promote: pin to serving | ≤ 4 s | 5 s (median of 3; 4–6) "
+            "| **not met** (median; 1 of 3 runs ≤ 4 s) |") in text
+    # rollback_serving_s [3, 3.5, 7]: no run within 2 s
+    assert "| rollback: pin to serving | ≤ 2 s | 3.5 s (median of 3; 3–7) | **not met** |" in text
+
+
+def test_promotion_section_lists_each_run_with_its_verdict():
+    text = section(render(doc(promotion=promotion_raw())), "## Promotion and rollback")
+    assert ("| promote (v1 -> v2), goal ≤ 8 s / ≤ 4 s | 5 | 8.88 [12.5, 11.7, 8.16, 8.88, 7.66] "
+            "| 1.69 [2.19, 2.37, 1.69, 1.68, 1.59] | whole **not met** (median; 1 of 5 runs ≤ 8 s); "
+            "pin to serving met |") in text
+    assert ("| rollback (v2 -> v1), goal ≤ 5 s / ≤ 2 s | 5 | 3.69 [5.42, 4.06, 3.69, 3.06, 3.1] "
+            "| 1.94 [3.27, 1.96, 1.94, 1.49, 1.54] | whole met (median; 1 of 5 runs over 5 s); "
+            "pin to serving met (median; 1 of 5 runs over 2 s) |") in text
+
+
+def test_step_table_has_step_medians_the_rest_and_the_whole_command_last():
+    text = section(render(doc(promotion=promotion_raw())), "## Promotion and rollback")
+    assert "Seconds per step, median of 5 promote and 5 rollback runs, from each command's own `timings`:" in text
+    assert "| step | promote median (s) | rollback median (s) |" in text
+    assert "| stack outputs | 0.4 | 0.3 |" in text
+    assert "| gates | 3.27 | - |" in text  # median of 4.5, 4.3, 2.9, 3.27, 2.91; rollback runs no gates
+    assert "| `pulumi up` | 2 | 2.36 |" in text
+    assert "| verification | 1.5 (300 requests) | 0.06 (10 requests) |" in text
+    # rest = whole - steps per run, then the median: promote 8.88 - (0.4+0.02+3.27+0.06+2+1.5+0.02) = 1.61
+    # (run 4); rollback 3.69 - (0.3+0.01+0.08+2.36+0.06+0.01) = 0.87 (run 3)
+    assert "| rest: process start, imports, output (whole command - steps) | 1.61 | 0.87 |" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ")]
+    steps_end = rows.index("| whole command (wall clock) | 8.88 | 3.69 |")
+    assert rows[steps_end - 1].startswith("| rest:") and rows[steps_end + 1].startswith("| load across")
+
+
+def test_step_table_keeps_steps_it_does_not_know_and_counts_only_runs_that_report_a_step():
+    raw = promotion_raw()
+    raw["promote_timings"][0]["prepare"] = 0.7
+    raw["promote_probe_requests"] = []
+    text = render(doc(promotion=raw))
+    assert "| prepare | 0.7 | - |" in text  # one run reported it: its median is that run, not 0
+    assert "| verification | 1.5 | 0.06 (10 requests) |" in text
+
+
+def test_rollback_status_and_background_verifications():
+    text = section(render(doc(promotion=promotion_raw())), "## Promotion and rollback")
+    assert "Each rollback returned `smoke-verified` (5 of 5 runs)." in text
+    assert ("5 of 5 recorded `ok`, 300 requests each, 1–3 s after the pending record, p99 7.6–38 ms.") in text
+    assert "| rollback | version | outcome | requests | p99 ms | seconds after the pending record |" in text
+    assert "| 1 | 1 | ok | 300 | 38 | 3 |" in text and "| 5 | 1 | ok | 300 | 7.6 | 1 |" in text
+    raw = promotion_raw()
+    raw["rollback_status"][1] = "verified"
+    raw["background_verify"][2] = {"version": 1, "outcome": "none after 60 s", "requests": None, "after_s": None}
+    text = render(doc(promotion=raw))
+    assert ("Rollback status per run: `smoke-verified`, `verified`, `smoke-verified`, `smoke-verified`, "
+            "`smoke-verified`.") in text
+    assert "4 of 5 recorded `ok`" in text and "| 3 | 1 | none after 60 s | - | - | - |" in text
+
+
+def test_promotion_load_rows_include_the_load_average_before_and_after():
+    text = section(render(doc(promotion=promotion_raw())), "## Promotion and rollback")
+    for row in ("| requests | 8644 |", "| failed (non-200 or connection error) | 0 |", "| achieved rate (rps) | 120 |",
+                "| p50 ms | 5.41 |", "| p99 ms | 59.7 |",
+                "| load average (1 min) before the rounds / after them | 1.26 / 1.86 |"):
+        assert row in text
+
+
+def test_missing_promotion_parts_render_not_run():
+    # a raw file from before issue 23's round 2: runs and load only
+    text = section(render(doc()), "## Promotion and rollback")
+    assert "Rollback status: not run (no `rollback_status` in results/raw.json)." in text
+    assert "Background full verifications: not run (no `background_verify` in results/raw.json)." in text
+    assert "Seconds per step: not run (no `promote_timings` / `rollback_timings` in results/raw.json)." in text
+    assert "| load average (1 min) before the rounds / after them | - |" in text
+    bare = render(doc(promotion={"notes": ["RuntimeError: boom"]}))
+    assert ("| promote (v1 -> v2), goal ≤ 8 s / ≤ 4 s | 0 | - | - "
+            "| whole not measured; pin to serving not measured |") in bare
+    assert "Load across promotions and rollbacks: not run (no `load` in results/raw.json)." in bare
+    assert "- RuntimeError: boom" in bare
+    assert "## Promotion\n\nNot run." in render(doc(promotion={}))
+    assert "## Promotion\n\nNot run." in render({})
+
+
+def test_promotion_profile_ranks_the_steps_of_the_command_over_its_goal():
+    text = "\n".join(profiles_section(doc(promotion=promotion_raw())))
+    assert ("`promote` (8.88 s median): gates 3.27 s, `pulumi up` 2 s, rest (process start, imports, output) "
+            "1.61 s, verification 1.5 s, stack outputs 0.4 s") in text
+    assert "`rollback`" not in text  # its median met the goal
+    raw = promotion_raw()
+    del raw["promote_timings"]
+    assert "No per-step timings in this run" in "\n".join(profiles_section(doc(promotion=raw)))
+
+
+def test_probe_requests_come_from_the_commands_slo_check():
+    said = {"status": "smoke-verified", "verification": {"checks": {"slo": {"ok": True, "requests": 10}}}}
+    assert probe_requests(said) == 10
+    assert probe_requests({"status": "unchanged"}) is None
+    assert probe_requests({"verification": {"checks": {"slo": {"message": "skipped"}}}}) is None
