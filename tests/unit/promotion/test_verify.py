@@ -201,7 +201,9 @@ def test_real_http_server_on_loopback():
             api_key=None,
             features=FEATURES,
             offline=np.array([0, 1, 1]),
-            slo=SloSettings(),
+            # the loopback path is under test, not latency: with 20 requests p99 is the slowest one, and
+            # one request stalled by a busy 2-core machine (the whole suite runs beside it) is not a bug
+            slo=SloSettings(latency_p99_ms=10_000),
             probe_seconds=0.1,
             max_probe_requests=20,
         )
