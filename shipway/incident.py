@@ -9,7 +9,7 @@ pins.json          stack-file pins, the versions the stack deployed, what each e
 audit.json         recent audit records of the environment (and model)
 alerts.json        alerts firing in Alertmanager and Prometheus
 slo.json           error ratio and burn rate (5m, 1h) and p99 latency per model
-drift.json         per-feature PSI the endpoints report
+drift.json         per version: live rows and each feature's effect sizes, with the stack's thresholds
 series.json        error ratio and p99 latency over the last hour (one point a minute)
 traces.json        recent traces of the serving service (Jaeger), errors first
 logs/              tails of each endpoint's log files and request log, and its error lines
@@ -37,6 +37,7 @@ import httpx
 
 from shipway.audit import AuditLog
 from shipway_core.config import SloSettings
+from shipway_core.observability import drift as drift_decision
 from shipway_core.observability.rules import error_ratio_record, latency_record
 from shipway_core.observability.slo import slos
 from shipway_core.outputs import PlatformOutputs
@@ -242,17 +243,57 @@ def collect_slo(sources: Sources, model: str | None) -> dict[str, Any]:
 
 
 def collect_drift(sources: Sources, model: str | None) -> dict[str, Any]:
-    out: dict[str, dict[str, float]] = {}
-    for item in _prom(sources, "shipway_feature_psi"):
-        labels = item.get("metric", {})
+    """Per model and serving version: live rows in the drift window and each feature's effect sizes,
+    with the stack's thresholds: the measures ShipwayFeatureDrift decides on (PSI is not one)."""
+    models: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def entry(labels: Mapping[str, Any]) -> dict[str, Any] | None:
         name = str(labels.get("model", "?"))
         if model and name != model:
-            continue
-        try:
-            out.setdefault(name, {})[str(labels.get("feature", "?"))] = float(item["value"][1])
-        except (KeyError, IndexError, TypeError, ValueError):
-            continue
-    return {"psi_threshold": sources.slo.drift_psi, "models": out}
+            return None
+        return models.setdefault(name, {}).setdefault(str(labels.get("version", "?")),
+                                                      {"samples": None, "features": {}})
+
+    for item in _prom(sources, "shipway_feature_drift_effect"):
+        labels = item.get("metric", {})
+        found = entry(labels)
+        value = _value(item)
+        if found is not None and value is not None:
+            found["features"].setdefault(str(labels.get("feature", "?")), {})[str(labels.get("statistic", "?"))] = value
+    for item in _prom(sources, "shipway_drift_samples"):
+        found = entry(item.get("metric", {}))
+        if found is not None:
+            found["samples"] = _value(item)
+    return {"thresholds": drift_decision.effect_thresholds(sources.slo), "min_samples": drift_decision.MIN_SAMPLES,
+            "models": models}
+
+
+def _value(item: Mapping[str, Any]) -> float | None:
+    try:
+        return float(item["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
+def drifted(drift: Mapping[str, Any]) -> list[str]:
+    """``model vN: feature statistic value > threshold`` for every effect over its threshold where the
+    window holds enough rows (the alert's condition), then what the sample guard keeps quiet."""
+    thresholds, guard = drift.get("thresholds", {}), drift.get("min_samples", drift_decision.MIN_SAMPLES)
+    lines, quiet = [], []
+    for name, versions in sorted(drift.get("models", {}).items()):
+        for version, entry in sorted(versions.items()):
+            over = [f"- {name} v{version}: {feature} {statistic} {value:.3f} > {thresholds[statistic]:g}"
+                    for feature, stats in sorted(entry.get("features", {}).items())
+                    for statistic, value in sorted(stats.items())
+                    if statistic in thresholds and value > thresholds[statistic]]
+            samples = entry.get("samples")
+            if over and (samples is None or samples < guard):
+                quiet.append(f"- {name} v{version}: {len(over)} effect(s) over threshold on "
+                             f"{'no' if samples is None else f'{samples:g}'} live rows (< {guard}): too few to "
+                             "judge, no alert")
+            else:
+                lines += over
+    return lines + quiet
 
 
 def collect_series(sources: Sources, model: str | None, now: datetime) -> dict[str, Any]:
@@ -410,11 +451,8 @@ def summary_markdown(incident: Incident, collected: Mapping[str, Any], errors: M
                      f"{_fmt(slow.get('burn_5m'))} | {_fmt(slow.get('burn_1h'))} | {_fmt(slo.get('latency_p99_ms'))} |")
     lines.append("")
     lines.append("(`-`: no recorded series yet: no traffic in the window, or the rules have not run since the up)")
-    drift = collected.get("drift.json", {})
-    lines += ["", "## Drift (PSI above the threshold)", ""]
-    high = [f"- {m}.{f}: {v:.3f}" for m, feats in drift.get("models", {}).items() for f, v in feats.items()
-            if v > drift.get("psi_threshold", 0.2)]
-    lines += high or ["- none"]
+    lines += ["", "## Drift (effect size above the stack's threshold, as ShipwayFeatureDrift decides)", ""]
+    lines += drifted(collected.get("drift.json", {})) or ["- none"]
     lines += ["", "## Recent changes (audit)", ""]
     recent = collected.get("audit.json", [])[-10:]
     lines += [f"- {r.get('ts')} {r.get('action')} {r.get('model')} {_versions(r)}: {r.get('outcome')}"

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipway_core.config import SloSettings
+from shipway_core.observability import drift
 from shipway_core.observability.rules import JOB, error_ratio_record, latency_record
 from shipway_core.observability.slo import SLO_PERIOD_DAYS, Slo, slos
 
@@ -19,6 +20,9 @@ SCHEMA_VERSION = 39
 GRID_WIDTH = 24
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
+# Drift is drawn as each effect size divided by its stack threshold: the measure ShipwayFeatureDrift
+# decides on (PSI is exported for reference only), with the alert's line at 1.
+DRIFT_PANEL = "Feature drift (effect size ÷ threshold; alerts above 1 with ≥ 500 samples)"
 
 
 @dataclass(frozen=True)
@@ -262,10 +266,10 @@ def endpoint_dashboard(model: str, environment: str, slo: SloSettings) -> dict[s
     b.row("Model")
     b.add(
         Panel(
-            "Feature drift (PSI vs training baseline)",
-            (Target(f"max by (feature) (shipway_feature_psi{sel})", "{{feature}}"),),
+            DRIFT_PANEL,
+            (Target(drift.effect_ratio_promql(slo, sel, by="feature"), "{{feature}} {{statistic}}"),),
             width=12,
-            thresholds=((slo.drift_psi, "red"),),
+            thresholds=((1.0, "red"),),
         )
     )
     b.add(
@@ -345,7 +349,7 @@ def platform_dashboard(environment: str, slo: SloSettings) -> dict[str, Any]:
             "Drifted features",
             (
                 Target(
-                    f"count(max by (model, version, feature) (shipway_feature_psi) > {slo.drift_psi:.6g}) or vector(0)",
+                    drift.drifted_features_promql(slo),
                     instant=True,
                 ),
             ),
@@ -409,10 +413,10 @@ def platform_dashboard(environment: str, slo: SloSettings) -> dict[str, Any]:
     )
     b.add(
         Panel(
-            "Max feature PSI by model",
-            (Target("max by (model) (shipway_feature_psi)", "{{model}}"),),
+            "Largest drift effect ÷ its threshold, by model (alert above 1)",
+            (Target(f"max by (model) {drift.effect_ratio_promql(slo, '', by='model')}", "{{model}}"),),
             width=12,
-            thresholds=((slo.drift_psi, "red"),),
+            thresholds=((1.0, "red"),),
         )
     )
     b.add(Panel("Model quality", (Target("shipway_model_quality", "{{model}} {{metric}}"),), width=12))

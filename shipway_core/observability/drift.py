@@ -70,3 +70,37 @@ def firing(effects_by_statistic: Mapping[str, float], samples: float,
     if samples < min_samples:
         return []
     return [s for s in STATISTICS if effects_by_statistic.get(s, 0.0) > thresholds[s]]
+
+
+def _with_statistic(selector: str, statistic: str) -> str:
+    """``{a="b"}`` -> ``{a="b",statistic="s"}`` (an empty selector gets just the statistic)."""
+    inner = selector.strip()[1:-1] if selector.strip() else ""
+    return "{" + ",".join(p for p in (inner, f'statistic="{statistic}"') if p) + "}"
+
+
+def _num(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def effect_above_threshold_promql(slo: SloSettings, selector: str) -> str:
+    """PromQL for the alert's per-statistic condition: each live effect above the stack's threshold,
+    by model, version, feature and statistic."""
+    parts = [f"max by (model, version, feature, statistic) (shipway_feature_drift_effect"
+             f"{_with_statistic(selector, s)}) > {_num(t)}" for s, t in effect_thresholds(slo).items()]
+    return "(\n" + "\nor\n".join(parts) + "\n)"
+
+
+def effect_ratio_promql(slo: SloSettings, selector: str, by: str = "model, version, feature") -> str:
+    """Each live effect divided by its threshold, by ``by`` and statistic: one chart for all three
+    statistics, where 1 is the alert's line (dashboards draw this, so they show what pages)."""
+    parts = [f"max by ({by}, statistic) (shipway_feature_drift_effect{_with_statistic(selector, s)}) / {_num(t)}"
+             for s, t in effect_thresholds(slo).items()]
+    return "(" + " or ".join(parts) + ")"
+
+
+def drifted_features_promql(slo: SloSettings, selector: str = "", min_samples: int = MIN_SAMPLES) -> str:
+    """How many (model, version, feature) the drift alert's condition holds for right now (effect above
+    threshold and at least ``min_samples`` rows in the window), 0 when none."""
+    samples = f"shipway_drift_samples{selector}" if selector else "shipway_drift_samples"
+    return (f"count(max by (model, version, feature) ({effect_ratio_promql(slo, selector)} > 1) "
+            f"and on (model, version) max by (model, version) ({samples}) >= {min_samples}) or vector(0)")

@@ -298,12 +298,7 @@ def service_alerts(environment: str, options: RuleOptions) -> list[dict[str, Any
 def _drift_effect_expr(slo: SloSettings, sel: str) -> str:
     """Effect size above its threshold, per statistic (the batch report's decision measures: a
     p-value is no signal at serving volume); the ``statistic`` label says which one fired."""
-    parts = []
-    for statistic, threshold in drift_decision.effect_thresholds(slo).items():
-        matcher = sel[:-1] + f',statistic="{statistic}"}}'
-        parts.append(f"max by (model, version, feature, statistic) "
-                     f"(shipway_feature_drift_effect{matcher}) > {_num(threshold)}")
-    return "(\n" + "\nor\n".join(parts) + "\n)"
+    return drift_decision.effect_above_threshold_promql(slo, sel)
 
 
 def ml_alerts(slo: SloSettings, models: Sequence[str], environment: str, options: RuleOptions) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import pytest
 
 from shipway_core.config import SloSettings
 from shipway_core.observability.dashboards import (
+    DRIFT_PANEL,
     DashboardBuilder,
     Panel,
     Target,
@@ -93,7 +94,7 @@ def test_endpoint_dashboard_covers_the_signals_of_issue_9() -> None:
     assert "shipway_errors_total" in exprs["Errors by kind"][0] and "by (kind)" in exprs["Errors by kind"][0]
     assert "shipway_requests_total" in exprs["Traffic by status"][0]
     assert "shipway_inflight_requests" in exprs["In-flight requests (saturation)"][0]
-    assert "by (feature) (shipway_feature_psi" in exprs["Feature drift (PSI vs training baseline)"][0]
+    assert "by (feature, statistic) (shipway_feature_drift_effect" in exprs[DRIFT_PANEL][0]
     assert "by (class) (rate(shipway_predictions_total" in exprs["Prediction class distribution"][0]
     assert by_title["Serving version timeline"]["type"] == "state-timeline"
     assert 'shipway_model_info{model="iris",environment="prod"}' in exprs["Serving version timeline"][0]

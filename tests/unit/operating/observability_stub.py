@@ -32,8 +32,16 @@ def answer(path: str, query: dict[str, list[str]]) -> Any:
             error_ratio_record("1h"): [vector("iris", 0.005)],
             "model:shipway_request_slow:ratio_rate5m": [vector("iris", 0.03)],
             latency_record("p99"): [vector("iris", 0.31)],
-            "shipway_feature_psi": [vector("iris", 0.41, feature="petal_width"),
-                                    vector("iris", 0.01, feature="sepal_width")],
+            # PSI is not what the drift alert decides on: a large PSI alone must not show as drift
+            "shipway_feature_psi": [vector("iris", 0.9, feature="sepal_length", version="3")],
+            "shipway_feature_drift_effect": [
+                vector("iris", 0.41, feature="petal_width", statistic="wasserstein", version="3"),
+                vector("iris", 0.01, feature="sepal_width", statistic="wasserstein", version="3"),
+                vector("iris", 0.05, feature="sepal_width", statistic="null_rate", version="3"),
+                # a version with too few live rows: over threshold, yet the alert's guard keeps it quiet
+                vector("iris", 0.7, feature="petal_width", statistic="wasserstein", version="2"),
+            ],
+            "shipway_drift_samples": [vector("iris", 800, version="3"), vector("iris", 40, version="2")],
         }.get(q, [])
         return {"status": "success", "data": {"resultType": "vector", "result": result}}
     if path == "/api/v1/query_range":

@@ -126,7 +126,10 @@ def test_snapshot_collects_every_source_into_one_timestamped_directory(
     # The receiver's notifications, newest first, this model's only (firing and resolved).
     assert [(a["alertname"], a["status"]) for a in alerts["received"]] == [
         ("ShipwayLatencyBudgetBurn", "resolved"), ("ShipwayLatencyBudgetBurn", "firing")]
-    assert json.loads((dest / "drift.json").read_text())["models"]["iris"]["petal_width"] == pytest.approx(0.41)
+    drift = json.loads((dest / "drift.json").read_text())
+    assert drift["models"]["iris"]["3"] == {"samples": 800, "features": {
+        "petal_width": {"wasserstein": 0.41}, "sepal_width": {"wasserstein": 0.01, "null_rate": 0.05}}}
+    assert drift["thresholds"] == {"wasserstein": 0.1, "jensen_shannon": 0.06, "null_rate": 0.03}
     traces = json.loads((dest / "traces.json").read_text())
     assert traces["errors"][0]["traceID"] == "error-trace-1"
     assert [r["to_version"] for r in json.loads((dest / "audit.json").read_text())] == [3]
@@ -136,7 +139,13 @@ def test_snapshot_collects_every_source_into_one_timestamped_directory(
     assert "| iris | 3 | 3 | 3 |" in summary
     assert "| iris | 2 | 0.5 | 3 | - | 310 |" in summary
     assert "ShipwayAvailabilityBudgetBurn (page) model=iris" in summary
-    assert "iris.petal_width: 0.410" in summary and "sepal_width" not in summary
+    drift_section = summary.split("## Drift", 1)[1].split("##", 1)[0]
+    assert drift_section.splitlines()[2:5] == [
+        "- iris v3: petal_width wasserstein 0.410 > 0.1",
+        "- iris v3: sepal_width null_rate 0.050 > 0.03",
+        "- iris v2: 1 effect(s) over threshold on 40 live rows (< 500): too few to judge, no alert",
+    ]
+    assert "sepal_length" not in summary  # PSI alone is not drift
     assert {"/api/v1/query", "/api/v1/query_range", "/api/v2/alerts", "/api/traces", "/version"} <= set(seen)
 
 
