@@ -120,13 +120,14 @@ def test_dashboards_configmap_has_sidecar_label(rec: Recording) -> None:
     cm = plain(rec.one("kubernetes:core/v1:ConfigMap", "observability-dashboards").inputs)
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert sorted(cm["data"]) == ["shipway-prod-churn.json", "shipway-prod-platform.json"]
-    slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25)
+    slo = SloSettings(availability=0.999, latency_p99_ms=200.0, drift_psi=0.25, drift_wasserstein=0.15)
     shared = all_dashboards(["churn"], "prod", slo)
     assert {k: json.loads(v) for k, v in cm["data"].items()} == shared
     churn = json.loads(cm["data"]["shipway-prod-churn.json"])
     exprs = [t["expr"] for p in churn["panels"] for t in p.get("targets", [])]
     assert exprs and all('model="churn"' in e for e in exprs)
     assert 'model:shipway_request_errors:ratio_rate1h{model="churn"} / 0.001' in exprs  # this stack's budget
+    assert any('statistic="wasserstein"}) / 0.15' in e for e in exprs)  # this stack's drift threshold
 
 
 def test_collector_rbac_is_read_only_on_pods_and_replicasets(rec: Recording) -> None:
