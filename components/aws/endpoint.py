@@ -43,9 +43,21 @@ from components.common import (
 from shipway_core import contract
 from shipway_core.config import AwsSettings
 from shipway_core.names import model_artifact_key
+from shipway_core.observability import cloudwatch
 from shipway_core.observability import drift as drift_decision
 
 VARIANT = "primary"
+# The serving SLIs SageMaker publishes per endpoint variant: what the rollback alarms read and the
+# environment dashboard (components/aws/observability.py) charts, spelled once here.
+SERVING_NAMESPACE = cloudwatch.NAMESPACE
+INVOCATIONS_METRIC = "Invocations"
+ERRORS_METRIC = "Invocation5XXErrors"
+LATENCY_METRIC = "ModelLatency"
+LATENCY_UNIT = "Microseconds"  # SageMaker reports ModelLatency in microseconds
+SERVING_PERIOD = 60
+# The error-rate alarm's math over the ids "errors" (5xx Sum) and "invocations" (Sum).
+ERROR_RATE_EXPRESSION = "IF(invocations > 0, errors / invocations, 0)"
+DRIFT_PERIOD = 300
 # Blue/green: shift a quarter of capacity every 5 minutes, keep the old fleet 10 minutes after
 # the last step so a late alarm can still roll back.
 TRAFFIC_STEP_PERCENT = 25
@@ -55,7 +67,7 @@ MAX_SCALE_FACTOR = 4
 DRIFT_NAMESPACE_PREFIX = "Shipway/"
 # Contract with the serving app on SageMaker (shipway_core.contract): on every drift refresh it
 # logs one JSON line {"event": "drift_window", "max_feature_psi": <float>, ...}; a metric filter
-# turns it into a PSI metric (context for the dashboard, no alarm reads it). No
+# turns it into a PSI metric (context only: no alarm and no dashboard panel reads it). No
 # cloudwatch:PutMetricData, which cannot be scoped.
 DRIFT_LOG_PATTERN = f'{{ $.event = "{contract.DRIFT_LOG_EVENT}" }}'
 DRIFT_LOG_VALUE = f"$.{contract.DRIFT_LOG_VALUE_FIELD}"
@@ -71,6 +83,21 @@ DRIFT_METRIC_FIELDS = {
     **{DRIFT_EFFECT_METRICS[s]: drift_decision.LOG_EFFECT_FIELDS[s] for s in drift_decision.STATISTICS},
     DRIFT_SAMPLES_METRIC: drift_decision.LOG_SAMPLES_FIELD,
 }
+
+
+def serving_dimensions(stable: str) -> dict[str, str]:
+    """Dimensions of the endpoint's SageMaker metrics (one production variant, ``VARIANT``)."""
+    return {"EndpointName": stable, "VariantName": VARIANT}
+
+
+def drift_namespace(stable: str) -> str:
+    """Namespace of the endpoint's drift metrics (the log metric filters write no dimensions)."""
+    return f"{DRIFT_NAMESPACE_PREFIX}{stable}"
+
+
+def drift_guard_expression() -> str:
+    """The drift alarms' math over the ids "effect" and "samples": no drift below MIN_SAMPLES rows."""
+    return f"IF(samples >= {drift_decision.MIN_SAMPLES}, effect, 0)"
 
 
 def endpoint_name(environment: str, model_name: str) -> str:
@@ -179,7 +206,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
             pattern=DRIFT_LOG_PATTERN,
             metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
                 name="PredictionDriftPsi",
-                namespace=f"{DRIFT_NAMESPACE_PREFIX}{stable}",
+                namespace=drift_namespace(stable),
                 value=DRIFT_LOG_VALUE,
                 unit="None",
             ),
@@ -192,7 +219,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 pattern=DRIFT_EFFECTS_PATTERN,
                 metric_transformation=aws.cloudwatch.LogMetricFilterMetricTransformationArgs(
                     name=metric_name,
-                    namespace=f"{DRIFT_NAMESPACE_PREFIX}{stable}",
+                    namespace=drift_namespace(stable),
                     value=f"$.{log_field}",
                     unit="None",
                 ),
@@ -417,14 +444,15 @@ class InferenceEndpoint(pulumi.ComponentResource):
         """Rollback triggers derived from the SLOs; names are stable so pin changes leave them alone."""
         child = pulumi.ResourceOptions(parent=self)
         actions = [topic] if topic is not None else []
-        dims = {"EndpointName": stable, "VariantName": VARIANT}
+        dims = serving_dimensions(stable)
 
         def metric(id_: str, metric_name: str) -> aws.cloudwatch.MetricAlarmMetricQueryArgs:
             return aws.cloudwatch.MetricAlarmMetricQueryArgs(
                 id=id_,
                 return_data=False,
                 metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace="AWS/SageMaker", metric_name=metric_name, dimensions=dims, period=60, stat="Sum"
+                    namespace=SERVING_NAMESPACE, metric_name=metric_name, dimensions=dims, period=SERVING_PERIOD,
+                    stat="Sum"
                 ),
             )
 
@@ -444,11 +472,11 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 threshold=args.max_error_rate,
                 alarm_description=f"5xx share of invocations above {args.max_error_rate} (SLO error budget)",
                 metric_queries=[
-                    metric("errors", "Invocation5XXErrors"),
-                    metric("invocations", "Invocations"),
+                    metric("errors", ERRORS_METRIC),
+                    metric("invocations", INVOCATIONS_METRIC),
                     aws.cloudwatch.MetricAlarmMetricQueryArgs(
                         id="rate",
-                        expression="IF(invocations > 0, errors / invocations, 0)",
+                        expression=ERROR_RATE_EXPRESSION,
                         label="5xx rate",
                         return_data=True,
                     ),
@@ -459,14 +487,14 @@ class InferenceEndpoint(pulumi.ComponentResource):
             aws.cloudwatch.MetricAlarm(
                 f"{name}-p99-latency",
                 name=f"{stable}-p99-latency",
-                namespace="AWS/SageMaker",
-                metric_name="ModelLatency",
+                namespace=SERVING_NAMESPACE,
+                metric_name=LATENCY_METRIC,
                 dimensions=dims,
                 extended_statistic="p99",
-                period=60,
+                period=SERVING_PERIOD,
                 evaluation_periods=3,
                 datapoints_to_alarm=2,
-                unit="Microseconds",
+                unit=LATENCY_UNIT,
                 threshold=args.latency_p99_ms * 1000,  # ModelLatency is reported in microseconds
                 alarm_description=f"p99 model latency above {args.latency_p99_ms} ms",
                 **common,
@@ -486,7 +514,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 id=id_,
                 return_data=False,
                 metric=aws.cloudwatch.MetricAlarmMetricQueryMetricArgs(
-                    namespace=f"{DRIFT_NAMESPACE_PREFIX}{stable}", metric_name=metric_name, period=300,
+                    namespace=drift_namespace(stable), metric_name=metric_name, period=DRIFT_PERIOD,
                     stat="Maximum"),
             )
 
@@ -503,7 +531,7 @@ class InferenceEndpoint(pulumi.ComponentResource):
                 maximum("samples", DRIFT_SAMPLES_METRIC),
                 aws.cloudwatch.MetricAlarmMetricQueryArgs(
                     id="guarded",
-                    expression=f"IF(samples >= {drift_decision.MIN_SAMPLES}, effect, 0)",
+                    expression=drift_guard_expression(),
                     label=f"worst feature {statistic} (0 below {drift_decision.MIN_SAMPLES} samples)",
                     return_data=True,
                 ),
