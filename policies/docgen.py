@@ -80,7 +80,8 @@ page with `python -m policies.docgen`.
   itself and is not checked.
 - IAM `Resource: "*"` is accepted only for actions AWS authorises on nothing else
   (`policies/aws/iam.py: RESOURCELESS_ACTIONS`: `ecr:GetAuthorizationToken`, the `ec2:Describe*`
-  calls SageMaker needs to place VPC ENIs, ...), and never next to a `*`/`service:*` action.
+  calls SageMaker needs to place VPC ENIs, the CloudWatch metric reads of Managed Grafana's
+  dashboard, ...), and never next to a `*`/`service:*` action.
 - S3 buckets use SSE-KMS with a customer-managed key, except a bucket that receives another
   bucket's server access logs (`aws:s3/bucketLogging` `targetBucket` in the same stack): S3 log
   delivery supports SSE-S3 only, so such a bucket must use `AES256`.

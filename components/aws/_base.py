@@ -29,6 +29,10 @@ UNSCOPABLE_ACTIONS = frozenset(
         "ec2:DescribeSubnets",
         "ec2:DescribeVpcs",
         "ecr:GetAuthorizationToken",
+        # CloudWatch metric reads (the Grafana role's dashboard data source): no resource-level permissions
+        "cloudwatch:GetMetricData",
+        "cloudwatch:GetMetricStatistics",
+        "cloudwatch:ListMetrics",
     }
 )
 

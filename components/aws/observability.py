@@ -3,8 +3,10 @@
 * Amazon Managed Prometheus workspace (KMS-encrypted, logging to a KMS-encrypted log group)
   with an SLO rule group generated from the serving app's metric contract
   (``shipway/serving/metrics.py``) and an alert manager routing to an encrypted SNS topic.
-* Amazon Managed Grafana (optional) with a customer-managed role that may only query this
-  workspace; the dashboard itself is an output (``dashboard_json``) to import or provision.
+* Amazon Managed Grafana (optional) with a customer-managed role that may query this workspace
+  and read CloudWatch metrics in the stack's region; the dashboard itself is an output
+  (``dashboard_json``) to import or provision. Its panels query the CloudWatch data source for the
+  metrics the endpoints' rollback alarms read (``dashboard``), never the Prometheus workspace.
 * The ADOT collector configuration as an SSM parameter: OTLP in, traces to X-Ray, metrics
   remote-written to the workspace with SigV4. The collector runs beside the workloads (ECS
   sidecar or EKS daemonset) and reads ``AOT_CONFIG_CONTENT`` from the parameter. It has no
@@ -28,14 +30,43 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from components.aws._base import account_facts, aws_tags, policy_json, prefix, scoped_role, statement
+from components.aws._base import (
+    account_facts,
+    aws_tags,
+    policy_json,
+    prefix,
+    scoped_role,
+    statement,
+    unscopable_statement,
+)
+from components.aws.endpoint import (
+    DRIFT_EFFECT_METRICS,
+    DRIFT_PERIOD,
+    DRIFT_SAMPLES_METRIC,
+    ERROR_RATE_EXPRESSION,
+    ERRORS_METRIC,
+    INVOCATIONS_METRIC,
+    LATENCY_METRIC,
+    SERVING_NAMESPACE,
+    SERVING_PERIOD,
+    VARIANT,
+    drift_namespace,
+    serving_dimensions,
+)
 from components.common import ObservabilityArgs
 from shipway_core.config import AwsSettings, SloSettings
 from shipway_core.observability import cloudwatch
+from shipway_core.observability import drift as drift_decision
 from shipway_core.observability.collector import adot_collector_config
 from shipway_core.observability.rules import generate_rules
 
 _GRAFANA_QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
+# The dashboard's CloudWatch data source: GetMetricData runs every panel query (math included),
+# ListMetrics backs the query editor, GetMetricStatistics is the single-metric read Amazon Managed
+# Grafana's CloudWatch data source is documented to use (AmazonGrafanaCloudWatchAccess). CloudWatch
+# has no resource-level permissions for these reads, so they can only be granted on Resource "*":
+# fenced to the stack's region, and read-only (no alarms, no logs, no PutMetricData).
+_GRAFANA_CLOUDWATCH_ACTIONS = ("cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics")
 
 
 def slo_rules(args: ObservabilityArgs) -> dict[str, Any]:
@@ -86,30 +117,130 @@ def otel_collector_config(region: str, remote_write_url: str, environment: str) 
     return json.dumps(adot_collector_config(region, remote_write_url, environment), indent=2, sort_keys=True)
 
 
-def dashboard(environment: str, endpoints: Mapping[str, Any]) -> dict[str, Any]:
-    """Grafana dashboard: traffic, errors, p99 and drift per served model."""
-    panels = []
-    queries = (
-        ("Requests/s", 'sum by (version) (rate(shipway_requests_total{model="%s"}[5m]))'),
-        ("5xx ratio", 'shipway:error_ratio:rate5m{model="%s"}'),
-        ("p99 latency (s)", 'shipway:latency_p99_seconds:5m{model="%s"}'),
-        ("Max feature PSI", 'max by (version) (shipway_feature_psi{model="%s"})'),
-    )
-    for row, model in enumerate(sorted(endpoints)):
-        for col, (title, expr) in enumerate(queries):
-            panels.append(
-                {
-                    "type": "timeseries",
-                    "title": f"{model}: {title}",
-                    "gridPos": {"x": col * 6, "y": row * 8, "w": 6, "h": 8},
-                    "targets": [{"refId": "A", "expr": expr % model}],
-                }
-            )
+# Grafana's CloudWatch query editor modes (the data source's MetricQueryType / MetricEditorMode).
+_METRIC_SEARCH, _BUILDER, _CODE = 0, 0, 1
+_ROW_HEIGHT = 8
+
+
+def _cloudwatch_target(ref: str, region: str, *, id_: str, label: str, hide: bool = False,
+                       **query: Any) -> dict[str, Any]:
+    """One query of Grafana's CloudWatch data source: a metric (``namespace``, ``metricName``,
+    ``dimensions``, ``statistic``, ``period``) or, with ``expression``, metric math over the ids of
+    the panel's other queries. Hidden metric queries are still sent (ReturnData false) for the math."""
+    target: dict[str, Any] = {
+        "refId": ref,
+        "datasource": {"type": "cloudwatch", "uid": "${cloudwatch}"},
+        "queryMode": "Metrics",
+        "metricQueryType": _METRIC_SEARCH,
+        "metricEditorMode": _CODE if "expression" in query else _BUILDER,
+        "id": id_,
+        "label": label,
+        "region": region,
+        "hide": hide,
+    }
+    if "expression" not in query:
+        query = {**query, "matchExact": True}
+    query["period"] = str(query["period"])
+    return target | query
+
+
+def _metric(ref: str, region: str, id_: str, label: str, namespace: str, metric: str,
+            dimensions: Mapping[str, str], statistic: str, period: int, hide: bool = False) -> dict[str, Any]:
+    return _cloudwatch_target(ref, region, id_=id_, label=label, hide=hide, namespace=namespace,
+                              metricName=metric, dimensions=dict(dimensions), statistic=statistic, period=period)
+
+
+def _panel(title: str, targets: list[dict[str, Any]], grid: tuple[int, int, int], unit: str,
+           threshold: float | None = None, description: str = "") -> dict[str, Any]:
+    """A time series panel; ``threshold`` is drawn as a red line where the alarm fires."""
+    x, y, w = grid
+    steps: list[dict[str, Any]] = [{"color": "green", "value": None}]
+    if threshold is not None:
+        steps.append({"color": "red", "value": threshold})
+    return {
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": {"type": "cloudwatch", "uid": "${cloudwatch}"},
+        "gridPos": {"x": x, "y": y, "w": w, "h": _ROW_HEIGHT},
+        "fieldConfig": {
+            "defaults": {
+                "unit": unit,
+                "min": 0,
+                "thresholds": {"mode": "absolute", "steps": steps},
+                "custom": {"thresholdsStyle": {"mode": "line" if threshold is not None else "off"}},
+            },
+            "overrides": [],
+        },
+        "targets": targets,
+    }
+
+
+def dashboard(environment: str, endpoints: Mapping[str, str], slo: SloSettings, region: str) -> dict[str, Any]:
+    """Grafana dashboard of the environment's served models, on the CloudWatch data source.
+
+    A SageMaker container has no ``/metrics`` to scrape (module docstring), so each panel charts
+    exactly a metric a rollback alarm of that endpoint reads (``components/aws/endpoint.py``), with
+    the alarm's statistic, period and threshold: invocations, the 5xx ratio as the alarm's math
+    computes it, p99 ``ModelLatency`` (microseconds), and per drift statistic the worst feature's
+    effect from the ``drift_effects`` log line, plus the window's sample count that guards them.
+    ``endpoints`` maps each model to its SageMaker endpoint name."""
+    thresholds = drift_decision.effect_thresholds(slo)
+    panels: list[dict[str, Any]] = []
+    for row, (model, stable) in enumerate(sorted(endpoints.items())):
+        y = row * 2 * _ROW_HEIGHT
+        dims = serving_dimensions(stable)
+        drift_ns = drift_namespace(stable)
+
+        def serving(ref: str, id_: str, label: str, metric: str, statistic: str, hide: bool = False,
+                    dims: Mapping[str, str] = dims) -> dict[str, Any]:
+            return _metric(ref, region, id_, label, SERVING_NAMESPACE, metric, dims, statistic, SERVING_PERIOD,
+                           hide)
+
+        panels += [
+            _panel(f"{model}: invocations per minute", [serving("A", "invocations", "invocations",
+                                                                INVOCATIONS_METRIC, "Sum")],
+                   (0, y, 8), "short",
+                   description=f"{INVOCATIONS_METRIC} (Sum per minute) of {stable}/{VARIANT}: /invocations only, "
+                   "never /ping"),
+            _panel(f"{model}: 5xx ratio", [
+                serving("A", "errors", "5xx", ERRORS_METRIC, "Sum", hide=True),
+                serving("B", "invocations", "invocations", INVOCATIONS_METRIC, "Sum", hide=True),
+                _cloudwatch_target("C", region, id_="rate", label="5xx ratio", expression=ERROR_RATE_EXPRESSION,
+                                   period=SERVING_PERIOD),
+            ], (8, y, 8), "percentunit", slo.max_error_rate,
+                description=f"{ERROR_RATE_EXPRESSION}, as the rollback alarm {stable}-error-rate computes it; "
+                f"the line is slo.maxErrorRate ({slo.max_error_rate:g})"),
+            _panel(f"{model}: p99 model latency", [serving("A", "latency", "p99 ModelLatency", LATENCY_METRIC,
+                                                           "p99")],
+                   (16, y, 8), "µs", slo.latency_p99_ms * 1000,
+                   description=f"{LATENCY_METRIC} p99 per minute, reported by SageMaker in microseconds; the line is "
+                   f"slo.latencyP99Ms ({slo.latency_p99_ms:g} ms)"),
+        ]
+        for col, statistic in enumerate(drift_decision.STATISTICS):
+            metric = DRIFT_EFFECT_METRICS[statistic]
+            panels.append(_panel(
+                f"{model}: drift {statistic.replace('_', '-')} (worst feature)",
+                [_metric("A", region, "effect", statistic, drift_ns, metric, {}, "Maximum", DRIFT_PERIOD)],
+                (col * 6, y + _ROW_HEIGHT, 6), "none", thresholds[statistic],
+                description=f"{drift_decision.MEANING[statistic]}, the largest over the model's features; the "
+                f"line is the stack's threshold ({thresholds[statistic]:g}); the alarm fires above it only with "
+                f"at least {drift_decision.MIN_SAMPLES} live samples"))
+        panels.append(_panel(
+            f"{model}: drift window samples",
+            [_metric("A", region, "samples", "samples", drift_ns, DRIFT_SAMPLES_METRIC, {}, "Maximum", DRIFT_PERIOD)],
+            (18, y + _ROW_HEIGHT, 6), "short", drift_decision.MIN_SAMPLES,
+            description=f"rows in the live drift window; below {drift_decision.MIN_SAMPLES} no drift alarm fires"))
     return {
         "title": f"Shipway {environment}",
         "uid": f"shipway-{environment}",
         "schemaVersion": 39,
         "tags": ["shipway", environment],
+        "time": {"from": "now-6h", "to": "now"},
+        "templating": {"list": [{
+            "name": "cloudwatch", "label": "CloudWatch", "type": "datasource", "query": "cloudwatch",
+            "current": {}, "hide": 0, "refresh": 1,
+        }]},
         "panels": panels,
     }
 
@@ -241,8 +372,11 @@ class Observability(pulumi.ComponentResource):
         )
         self.prometheus_endpoint = workspace.prometheus_endpoint
         self.alert_topic_arn = topic.arn
-        self.dashboard_json = pulumi.Output.from_input(
-            json.dumps(dashboard(env, args.endpoints), sort_keys=True)
+        models = sorted(args.endpoints)
+        slo = args.slo()
+        # The endpoint names may be Outputs; the dashboard is plain data built once they resolve.
+        self.dashboard_json = pulumi.Output.all(facts.region, *(args.endpoints[m] for m in models)).apply(
+            lambda v: json.dumps(dashboard(env, dict(zip(models, v[1:], strict=True)), slo, v[0]), sort_keys=True)
         )
         self.otel_config_parameter = parameter.name
         self.alert_rules = pulumi.Output.from_input(rules)
@@ -302,12 +436,16 @@ class Observability(pulumi.ComponentResource):
         facts: Any,
         workspace: aws.amp.Workspace,
     ) -> pulumi.Output[str]:
-        """Customer-managed role: Grafana may query this workspace and nothing else."""
+        """Customer-managed role: Grafana may query this workspace and read CloudWatch metrics in the
+        stack's region (the dashboard's data source), nothing else."""
         role = scoped_role(
             f"{name}-grafana-role",
             service="grafana.amazonaws.com",
-            description="Managed Grafana: query the environment's Prometheus workspace",
-            statements=[statement("QueryOwnWorkspace", _GRAFANA_QUERY_ACTIONS, [workspace.arn])],
+            description="Managed Grafana: query the environment's Prometheus workspace and CloudWatch metrics",
+            statements=[
+                statement("QueryOwnWorkspace", _GRAFANA_QUERY_ACTIONS, [workspace.arn]),
+                unscopable_statement("ReadCloudWatchMetrics", _GRAFANA_CLOUDWATCH_ACTIONS, facts.region),
+            ],
             tags=tags,
             facts=facts,
             parent=self,
@@ -319,7 +457,7 @@ class Observability(pulumi.ComponentResource):
             authentication_providers=["AWS_SSO"],
             permission_type="CUSTOMER_MANAGED",
             role_arn=role.arn,
-            data_sources=["PROMETHEUS"],
+            data_sources=["CLOUDWATCH", "PROMETHEUS"],
             description=f"Shipway {env} dashboards",
             tags=tags,
             opts=pulumi.ResourceOptions(parent=self),

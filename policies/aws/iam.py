@@ -47,6 +47,10 @@ RESOURCELESS_ACTIONS = frozenset(
         "ec2:DescribeVpcs",
         "ecr:GetAuthorizationToken",
         "cloudwatch:PutMetricData",
+        # metric reads of Managed Grafana's CloudWatch data source (components/aws/observability.py)
+        "cloudwatch:GetMetricData",
+        "cloudwatch:GetMetricStatistics",
+        "cloudwatch:ListMetrics",
         "sts:GetCallerIdentity",
         "xray:PutTraceSegments",
         "xray:PutTelemetryRecords",

@@ -633,3 +633,22 @@ def test_sagemaker_eni_describe_actions_may_use_resource_star() -> None:
     base = RESOURCES["iam-policy"]
     props = {**base.props, "policy": _policy(READ, DESCRIBE_VPC)}
     assert check(by_name("aws-iam-policy-disallow-wildcards"), base.type, props) == []
+
+
+def test_cloudwatch_metric_reads_may_use_resource_star_but_nothing_else_of_cloudwatch() -> None:
+    """Managed Grafana's CloudWatch data source (components/aws/observability.py) reads metrics with
+    actions AWS authorises only on '*'; an alarm change beside them is still flagged."""
+    base = RESOURCES["iam-policy"]
+    rule = by_name("aws-iam-policy-disallow-wildcards")
+    reads = {
+        "Sid": "ReadCloudWatchMetrics",
+        "Effect": "Allow",
+        "Action": ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"],
+        "Resource": "*",
+    }
+    assert check(rule, base.type, {**base.props, "policy": _policy(READ, reads)}) == []
+    delete = {**reads, "Action": [*reads["Action"], "cloudwatch:DeleteAlarms"]}
+    assert check(rule, base.type, {**base.props, "policy": _policy(READ, delete)}) == [
+        "statement ReadCloudWatchMetrics allows cloudwatch:DeleteAlarms, cloudwatch:GetMetricData, "
+        f"cloudwatch:GetMetricStatistics, cloudwatch:ListMetrics on Resource '*'; {FIX_ARN}"
+    ]

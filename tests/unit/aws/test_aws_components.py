@@ -244,13 +244,14 @@ def test_cloudwatch_slo_alarms_come_from_the_shared_definition():
     assert f"region: {REGION}" in definition
 
 
-def test_grafana_may_only_query_this_workspace():
+def test_grafana_may_only_query_this_workspace_and_read_cloudwatch_metrics_in_the_stacks_region():
+    """The dashboard's panels query CloudWatch (tests/unit/aws/test_aws_dashboard.py derives the calls)."""
     rec = _observability()
     grafana = rec.named("obs-grafana").inputs
     assert (grafana["permissionType"], grafana["accountAccessType"], grafana["dataSources"]) == (
         "CUSTOMER_MANAGED",
         "CURRENT_ACCOUNT",
-        ["PROMETHEUS"],
+        ["CLOUDWATCH", "PROMETHEUS"],
     )
     sids = statements_by_sid(rec.named("obs-grafana-role-policy"))
     assert sids == {
@@ -259,12 +260,44 @@ def test_grafana_may_only_query_this_workspace():
             "Effect": "Allow",
             "Action": ["aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics"],
             "Resource": [f"arn:aws:aps:{REGION}:{FAKE_ACCOUNT}:workspace/ws-mock"],
-        }
+        },
+        # CloudWatch has no resource-level permissions for metric reads: "*", fenced to the region
+        "ReadCloudWatchMetrics": {
+            "Sid": "ReadCloudWatchMetrics",
+            "Effect": "Allow",
+            "Action": ["cloudwatch:GetMetricData", "cloudwatch:GetMetricStatistics", "cloudwatch:ListMetrics"],
+            "Resource": ["*"],
+            "Condition": {"StringEquals": {"aws:RequestedRegion": REGION}},
+        },
     }
-    assert (
-        _observability(replace(SETTINGS, managed_grafana=False)).of_type("aws:grafana/workspace:Workspace")
-        == []
-    )
+    without = _observability(replace(SETTINGS, managed_grafana=False))
+    assert without.of_type("aws:grafana/workspace:Workspace") == []
+    assert json.loads(resolve(without.result.dashboard_json))["panels"]  # the dashboard is still an output
+
+
+def test_the_dashboard_output_charts_the_args_endpoint_on_cloudwatch():
+    holder: dict[str, Observability] = {}
+
+    def build():
+        holder["c"] = Observability("obs", ObservabilityArgs(
+            "prod", TAGS, endpoints={"churn": pulumi.Output.from_input("shipway-prod-churn")}, latency_p99_ms=200.0,
+            drift_null_rate=0.07), SETTINGS, kms_key_arn=KEY_ARN)
+        return holder["c"]
+
+    rec = record(build, outputs=outputs)
+    dashboard = json.loads(resolve(rec.result.dashboard_json))
+    assert (dashboard["title"], dashboard["uid"], dashboard["tags"]) == (
+        "Shipway prod", "shipway-prod", ["shipway", "prod"])
+    targets = [t for p in dashboard["panels"] for t in p["targets"] if "metricName" in t]
+    assert {(t["namespace"], t["metricName"]) for t in targets} == {
+        ("AWS/SageMaker", "Invocations"), ("AWS/SageMaker", "Invocation5XXErrors"), ("AWS/SageMaker", "ModelLatency"),
+        *(("Shipway/shipway-prod-churn", m) for m in ("DriftWasserstein", "DriftJensenShannon", "DriftNullRate",
+                                                      "DriftSamples"))}
+    assert {t["region"] for t in targets} == {REGION}
+    null_rate = next(p for p in dashboard["panels"] if p["title"] == "churn: drift null-rate (worst feature)")
+    assert null_rate["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] == 0.07
+    latency = next(p for p in dashboard["panels"] if p["title"] == "churn: p99 model latency")
+    assert latency["fieldConfig"]["defaults"]["thresholds"]["steps"][1]["value"] == 200_000  # microseconds
 
 
 def test_otel_collector_config_sends_traces_to_xray_and_metrics_to_the_workspace():
