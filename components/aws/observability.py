@@ -395,7 +395,8 @@ class Observability(pulumi.ComponentResource):
                     topic_arn: pulumi.Input[str], tags: Mapping[str, str]) -> None:
         """The SLOs as CloudWatch alarms on the endpoint's SageMaker metrics (``cloudwatch.py``):
         silent window alarms, and one notifying composite per SLO and severity."""
-        windows, composites = cloudwatch.alarms(slo, alarm_prefix)
+        # the endpoint's one production variant: an alarm on any other variant name never gets a datapoint
+        windows, composites = cloudwatch.alarms(slo, alarm_prefix, VARIANT)
         parts = []
         for w in windows:
             parts.append(aws.cloudwatch.MetricAlarm(

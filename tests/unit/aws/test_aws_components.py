@@ -9,6 +9,7 @@ import pulumi
 import pytest
 from pulumi.runtime.rpc import _special_secret_sig, _special_sig_key
 
+from components.aws.endpoint import VARIANT
 from components.aws.identity import DeployIdentity, DeployIdentityArgs
 from components.aws.kms import KEY_ACCOUNT_ACTIONS, PlatformKey, PlatformKeyArgs
 from components.aws.observability import Observability
@@ -228,7 +229,7 @@ def test_cloudwatch_slo_alarms_come_from_the_shared_definition():
         pytest.approx(0.0144), "GreaterThanThreshold", "notBreaching", False)
     queries = {q["id"]: q for q in fast["metricQueries"]}
     assert queries["ratio"]["expression"] == "IF(total >= 100, bad / total, 0)"  # the low-traffic guard
-    assert queries["bad"]["metric"]["dimensions"] == {"EndpointName": "shipway-prod-churn", "VariantName": "AllTraffic"}
+    assert queries["bad"]["metric"]["dimensions"] == {"EndpointName": "shipway-prod-churn", "VariantName": VARIANT}
     assert (queries["bad"]["metric"]["period"], queries["bad"]["metric"]["stat"]) == (3600, "Sum")
     latency = {q["id"]: q for q in alarms["shipway-prod-churn-latency-1x-3d"]["metricQueries"]}
     assert latency["fast"]["metric"]["stat"] == "PR(:200000)"

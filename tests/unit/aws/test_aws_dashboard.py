@@ -243,3 +243,23 @@ def test_the_grafana_role_may_make_every_call_the_dashboard_needs_and_no_other(s
     assert cloudwatch_granted == {c.action for c in calls}
     grafana = rec.one("aws:grafana/workspace:Workspace").inputs
     assert grafana["dataSources"] == ["CLOUDWATCH", "PROMETHEUS"]
+
+
+def test_every_slo_alarm_watches_the_variant_the_endpoint_really_has(stack: tuple[StackConfig, Recording]) -> None:
+    """SageMaker publishes per production variant: an SLO alarm on a variant name the endpoint
+    configuration does not declare never receives a datapoint and so never pages."""
+    _, rec = stack
+    variants = {v["variantName"] for c in rec.of_type("aws:sagemaker/endpointConfiguration:EndpointConfiguration")
+                for v in c.inputs["productionVariants"]}
+    assert variants
+    watched = {
+        (q["metric"].get("dimensions") or {}).get("VariantName")
+        for a in rec.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+        for q in a.inputs.get("metricQueries", []) if "metric" in q
+    } | {(a.inputs.get("dimensions") or {}).get("VariantName")
+         for a in rec.of_type("aws:cloudwatch/metricAlarm:MetricAlarm") if "metricName" in a.inputs}
+    watched.discard(None)  # metrics without a variant (the app's drift metrics from its log line)
+    slo_alarms = [a for a in rec.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+                  if "-availability-" in a.inputs["name"] or "-latency-" in a.inputs["name"]]
+    assert slo_alarms  # the burn-rate window alarms are among those checked
+    assert watched <= variants, f"alarms watch {sorted(watched - variants)}, endpoints declare {sorted(variants)}"
