@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 
-.PHONY: setup up down test lint bench
+.PHONY: setup up down test unit lint bench
 setup:
 	@scripts/setup.sh
 
@@ -16,6 +16,9 @@ test:  ## lint, type-check and run every test (unit, policy, integration with re
 	@scripts/kube-tools.sh --background  # the Kubernetes tests' Go builds overlap setup and the suite
 	@scripts/setup.sh
 	@scripts/test.sh
+
+unit: setup  ## the fast loop: every test but the integration ones, on every core (pytest-xdist)
+	@.venv/bin/python -m pytest -p no:cacheprovider -n auto -m "not integration" tests
 
 bench: setup  ## on-demand benchmarks against reference tools -> benchmarks/RESULTS.md
 	@$(PY) -m benchmarks.run

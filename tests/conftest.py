@@ -27,6 +27,18 @@ def _current_event_loop() -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _no_leaked_pulumi_config() -> Iterator[None]:
+    """Each test starts with an empty Pulumi config. ``record(..., config=...)`` sets the process-wide
+    config map and nothing unset it: a later policy test read a leaked ``shipway:registryUri`` and its
+    gate-evidence rule tried to reach that (unresolvable, non-loopback) host."""
+    from pulumi.runtime import config as pulumi_config
+
+    if pulumi_config.CONFIG.get():
+        pulumi_config.set_all_config({})
+    yield
+
+
 # mlflow.set_tracking_uri/set_registry_uri(uri) also export MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI
 # for subprocesses, and setting them back to None does not remove the variables: a test that
 # pointed MLflow at its own store would silently redirect every later client built without an

@@ -7,6 +7,7 @@ to the VNet, everything public-access-off; deployments pinning the shared regist
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pulumi
@@ -28,6 +29,13 @@ REGISTRY = "azure-native:machinelearningservices:Registry"
 
 
 def _record(env: str, **azure: Any) -> Recording:
+    """One recording per (environment, azure settings) for the whole module: tests only read it."""
+    return _recorded(env, tuple(sorted(azure.items())))
+
+
+@functools.cache
+def _recorded(env: str, azure_items: tuple[tuple[str, Any], ...]) -> Recording:
+    azure = dict(azure_items)
     raw = {**PROD_RAW, "environment": env, "azure": {**PROD_RAW["azure"], **azure}}
     if env != "prod":
         raw["models"] = {"iris": {"version": 4, "instances": 1}, "churn": {"version": 7, "instances": 1}}
