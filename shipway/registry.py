@@ -18,8 +18,6 @@ import contextlib
 import json
 import shutil
 import tempfile
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -264,9 +262,6 @@ class Registry:
 
 
 def _local_path(uri: str) -> Path | None:
-    """The filesystem path of a ``file://`` URI or a plain absolute path; None for anything remote."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("", "file") or parts.netloc not in ("", "localhost"):
-        return None
-    path = Path(urllib.request.url2pathname(parts.path))
-    return path if path.is_absolute() else None
+    """The absolute filesystem path of a local artifact URI; None for anything remote."""
+    path = registry_rest.file_path(uri)
+    return path if path is not None and path.is_absolute() else None

@@ -11,6 +11,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -142,6 +143,15 @@ def delete_alias(tracking_uri: str, name: str, alias: str) -> None:
     err = res.get("__error__")
     if err and err.get("http_status") != 404 and err.get("error_code") != "RESOURCE_DOES_NOT_EXIST":
         raise RegistryError(f"could not delete alias '{alias}' of '{name}': {err}")
+
+
+def file_path(uri: str) -> Path | None:
+    """The filesystem path of a ``file://`` URI (or a plain path), None for anything remote: where a
+    registry on this machine keeps its artifacts."""
+    parts = urllib.parse.urlsplit(uri)
+    if parts.scheme not in ("", "file") or parts.netloc not in ("", "localhost"):
+        return None
+    return Path(urllib.request.url2pathname(parts.path))
 
 
 def download_uri(tracking_uri: str, name: str, version: int) -> str | None:

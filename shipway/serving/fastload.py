@@ -21,8 +21,6 @@ import os
 import pickle  # noqa: S403 - the same deserialisation mlflow.sklearn.load_model performs
 import shutil
 import tempfile
-import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -84,10 +82,12 @@ def load_fast(pin: Pin, *, log: Callable[..., None] | None = None) -> LoadedMode
 
 def local_path(uri: str) -> Path:
     """The filesystem path of a ``file://`` URI (or a plain path); _NotApplicable otherwise."""
-    parts = urllib.parse.urlsplit(uri)
-    if parts.scheme not in ("", "file") or parts.netloc not in ("", "localhost"):
+    from shipway_core.registry_rest import file_path
+
+    path = file_path(uri)
+    if path is None:
         raise _NotApplicable(f"artifacts at {uri} are not on a local file path")
-    return Path(urllib.request.url2pathname(parts.path))
+    return path
 
 
 def _rest(pin: Pin, path: str, params: dict[str, str]) -> dict[str, Any]:
