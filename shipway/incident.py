@@ -177,10 +177,9 @@ def _prom_range(sources: Sources, query: str, now: datetime) -> list[dict[str, A
 def _by_model(result: list[dict[str, Any]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for item in result:
-        try:
-            out[str(item["metric"].get("model", "?"))] = float(item["value"][1])
-        except (KeyError, IndexError, TypeError, ValueError):
-            continue
+        value = _value(item)
+        if value is not None:
+            out[str(item.get("metric", {}).get("model", "?"))] = value
     return out
 
 
