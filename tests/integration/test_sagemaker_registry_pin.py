@@ -11,7 +11,6 @@ with the caller's credentials), and a missing version is refused naming it.
 from __future__ import annotations
 
 import http.server
-import threading
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ import pytest
 from components.registry.pin import ModelPinProvider
 from shipway_core import registry_rest as rest
 from tests.support.mlflowserver import mlflow_server, register_stub_versions
+from tests.support.threads import serve_in_thread
 
 pytestmark = pytest.mark.integration
 
@@ -65,8 +65,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Recorde
         register_stub_versions(uri, MODEL, 2, root)
         proxy = Recorder(("127.0.0.1", 0), _Forward)
         proxy.upstream, proxy.seen = uri, []
-        thread = threading.Thread(target=proxy.serve_forever, daemon=True)
-        thread.start()
+        serve_in_thread(proxy)
         try:
             yield proxy, uri
         finally:

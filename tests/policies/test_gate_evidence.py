@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from policies.ml.gates import GateEvidence, make_require_gate_evidence, mlflow_gate_lookup, served_versions
 from tests.policies.baselines import DEV, PROD, RESOURCES
 from tests.policies.support import check
+from tests.support.threads import serve_in_thread
 
 URI = PROD["trackingUri"]
 
@@ -158,8 +158,7 @@ class _RegistryHandler(BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def registry_url() -> Iterator[str]:
     server = HTTPServer(("127.0.0.1", 0), _RegistryHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
 

@@ -36,6 +36,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from tests.support.threads import serve_in_thread
+
 API_VERSION = "2024-10-01"
 ALERTS_API_VERSION = "2019-05-05-preview"
 _ML = "/providers/Microsoft.MachineLearningServices"
@@ -340,8 +342,7 @@ def serve(fake: AzureMLFake) -> Iterator[AzureMLFake]:
     handler = type("Handler", (_Handler,), {"fake": fake})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     try:
         yield fake
     finally:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from shipway.serving.app import ROUTES
 from shipway.serving.platform import PlatformError, drift_window_fields, startup
 from shipway_core import contract as c
 from tests.support.recording import FAKE_ACCOUNT, Recording, record
+from tests.support.threads import serve_in_thread
 
 SECRET_ARN = f"arn:aws:secretsmanager:eu-west-1:{FAKE_ACCOUNT}:secret:shipway/prod/endpoint-api-key-AbCdEf"
 
@@ -284,8 +284,7 @@ def azure_identity_and_vault() -> Iterator[tuple[str, list[dict[str, str]]]]:
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", seen
     finally:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 from shipway.cli import app as root
 from shipway.promotion import Services
 from shipway.registry import RegistryError
+from tests.support.threads import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 HEALTHY = {"/health", "/-/healthy", "/metrics", "/"}
@@ -40,7 +40,7 @@ class Component(BaseHTTPRequestHandler):
 def live() -> Iterator[str]:
     Component.seen = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), Component)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,6 +24,7 @@ from shipway.targets.base import AdapterContext
 from shipway.targets.kubernetes import API_KEY_DATA_KEY, KubeApi, KubernetesAdapter, rollout
 from shipway_core.config import SloSettings, parse_stack_config
 from shipway_core.outputs import PlatformOutputs
+from tests.support.threads import serve_in_thread
 
 NS, MODEL, KEY = "shipway-dev", "iris", "k3y"
 
@@ -73,7 +73,7 @@ def adapter(tmp_path: Path) -> Iterator[KubernetesAdapter]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeApiServer)
     FakeApiServer.seen = []
     FakeApiServer.live = {"deployment": deployment(2)}
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
         "current-context": "other", "clusters": [{"name": "c", "cluster": {"server": f"http://127.0.0.1:{server.server_port}"}}],

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +18,7 @@ from typer.testing import CliRunner
 
 from shipway.cli import app as root
 from shipway.promotion import Services
+from tests.support.threads import serve_in_thread
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = [
@@ -59,8 +59,7 @@ class FakeStore(BaseHTTPRequestHandler):
 def store() -> Iterator[str]:
     FakeStore.queries = []
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeStore)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()

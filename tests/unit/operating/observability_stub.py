@@ -8,7 +8,6 @@ payloads follow each API's documented response shape.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,6 +15,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from shipway_core.observability.rules import error_ratio_record, latency_record
+from tests.support.threads import serve_in_thread
 
 ALERT_STARTED = "2026-03-02T08:55:00Z"
 
@@ -86,8 +86,7 @@ def observability_stub() -> Iterator[tuple[str, list[str]]]:
             return
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", seen
     finally:

@@ -14,6 +14,7 @@ import pytest
 from shipway import verify
 from shipway.verify import VerificationError, verify_deployment
 from shipway_core.config import SloSettings
+from tests.support.threads import serve_in_thread
 
 from .conftest import MODEL, FakeEndpoint
 
@@ -191,8 +192,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def test_real_http_server_on_loopback():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(server)
     try:
         result = verify_deployment(
             model=MODEL,

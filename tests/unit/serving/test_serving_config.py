@@ -16,6 +16,7 @@ from shipway.serving.cli import config_from_args, main
 from shipway.serving.config import Pin, PinError, ServingConfig, read_api_key, read_pin
 from shipway.serving.logsink import LineSink, utc_now_iso
 from shipway.serving.telemetry import OtlpSpanExporter, RequestTracer, parse_traceparent, traces_url
+from tests.support.threads import serve_in_thread
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -194,7 +195,6 @@ def test_exported_spans_decode_as_otlp_protobuf() -> None:
 
 def test_exporter_posts_batches_to_the_collector() -> None:
     """Spans reach a collector on 127.0.0.1 as protobuf POSTs to /v1/traces."""
-    import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
 
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -215,7 +215,7 @@ def test_exporter_posts_batches_to_the_collector() -> None:
             return
 
     server = HTTPServer(("127.0.0.1", 0), Sink)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve_in_thread(server)
     try:
         tracer = RequestTracer("test", f"http://127.0.0.1:{server.server_port}")
         for _ in range(3):

@@ -7,7 +7,6 @@ so the fast path reads the very artifacts the MLflow path reads.
 from __future__ import annotations
 
 import json
-import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -22,6 +21,7 @@ from shipway.serving.config import Pin
 from shipway.serving.fastload import deserialize, load_fast, local_path
 from shipway.serving.model import ModelLoadError, load_pinned_model
 from shipway.serving.schema import batch_from_columns
+from tests.support.threads import serve_in_thread
 
 
 class FakeRegistry:
@@ -51,7 +51,7 @@ class FakeRegistry:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.uri = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve_in_thread(self.server)
 
     def answer(self, path: str, q: dict[str, str]) -> tuple[int, dict[str, Any]]:
         try:

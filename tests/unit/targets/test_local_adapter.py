@@ -6,7 +6,6 @@ A stand-in Alertmanager (its /api/v2/alerts JSON shape) runs on 127.0.0.1 in a t
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -19,6 +18,7 @@ from shipway.audit import AuditLog
 from shipway.targets import AdapterContext, adapter_for
 from shipway_core.config import load_stack_file
 from shipway_core.outputs import PlatformOutputs
+from tests.support.threads import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[3]
 MODEL = "iris-classifier"
@@ -50,8 +50,7 @@ class Alertmanager:
 @pytest.fixture
 def alertmanager() -> Iterator[Alertmanager]:
     am = Alertmanager()
-    thread = threading.Thread(target=am.server.serve_forever, daemon=True)
-    thread.start()
+    serve_in_thread(am.server)
     yield am
     am.server.shutdown()
 
