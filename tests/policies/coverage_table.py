@@ -12,8 +12,6 @@ from functools import cache
 from pathlib import Path
 from typing import Final
 
-import pytest
-
 from policies.coverage import FAMILIES, GAPS, NO_FAMILY, UNIVERSAL, covering, families_of, pairs
 from policies.local._kinds import DYNAMIC
 from policies.registry import PENDING_POLICIES
@@ -34,13 +32,11 @@ def coverage_name(resource_type: str, inputs: dict[str, object]) -> str:
 @cache
 def created_types() -> dict[str, tuple[str, ...]]:
     """Every custom resource type the components create -> the ``target/option set`` runs creating it."""
-    from tests.unit.test_conformance import OPTION_SETS, run_program, stack_raw
+    from tests.unit.test_conformance import OPTION_SETS, option_set_run
 
     found: dict[str, set[str]] = {}
-    for target, option, changes in OPTION_SETS:
-        stack, raw = stack_raw(target, changes)
-        with pytest.MonkeyPatch.context() as mp:
-            recording = run_program(target, stack, raw, mp)
+    for target, option, _ in OPTION_SETS:
+        recording = option_set_run(target, option)[3]
         for resource in recording.resources:
             if resource.custom is False or resource.type.startswith(_NOT_JUDGED):
                 continue

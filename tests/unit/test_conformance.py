@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from functools import cache
 from typing import Any
 
 import pytest
@@ -99,13 +100,24 @@ def run_program(target: str, stack: str, raw: Mapping[str, Any], monkeypatch: py
     return record(program.run, stack=stack, outputs=MOCK_OUTPUTS[target], config=config)
 
 
-@pytest.fixture(scope="module", params=OPTION_SETS, ids=[f"{t}-{n}" for t, n, _ in OPTION_SETS])
-def case(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any], dict[str, Any], Recording]:
-    target, _, changes = request.param
+@cache
+def option_set_run(target: str, option: str) -> tuple[str, dict[str, Any], dict[str, Any], Recording]:
+    """One recorded run of ``infra`` per option set, shared by every test that reads it.
+
+    This module, the policy coverage table and the ``env status`` tests all read the same option
+    sets; the run is deterministic, so each is recorded once per process (tests must not mutate it).
+    """
+    (changes,) = [c for t, o, c in OPTION_SETS if (t, o) == (target, option)]
     stack, raw = stack_raw(target, changes)
     with pytest.MonkeyPatch.context() as mp:
         rec = run_program(target, stack, raw, mp)
-    exports = resolve(rec.result)
+    return stack, raw, resolve(rec.result), rec
+
+
+@pytest.fixture(scope="module", params=OPTION_SETS, ids=[f"{t}-{n}" for t, n, _ in OPTION_SETS])
+def case(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any], dict[str, Any], Recording]:
+    target, option, _ = request.param
+    _, raw, exports, rec = option_set_run(target, option)
     return target, raw, exports, rec
 
 

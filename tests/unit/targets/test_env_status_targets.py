@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from shipway.cli import app as root
 from shipway.promotion import Services
 from shipway.targets import TargetError
-from tests.unit.test_conformance import resolve, run_program, stack_raw
+from tests.unit.test_conformance import option_set_run
 
 
 class Engine:
@@ -58,9 +58,7 @@ def _no_cloud_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("target", ["aws", "azure", "kubernetes"])
 def test_env_status_reads_each_targets_exports_without_crashing(target: str, tmp_path: Path,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    stack, raw = stack_raw(target, {})
-    with pytest.MonkeyPatch.context() as mp:
-        exports = resolve(run_program(target, stack, raw, mp).result)
+    _, raw, exports, _ = option_set_run(target, "committed")
     env = raw["environment"]
     (tmp_path / "stacks").mkdir()
     (tmp_path / "stacks" / f"Pulumi.{env}.yaml").write_text(
