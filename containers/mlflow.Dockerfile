@@ -18,7 +18,8 @@ FROM ${BASE}
 RUN echo "mlflow:x:10001:10001:mlflow server:/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
  && echo "mlflow:x:10001:" >> /etc/group
 COPY --from=build /opt/venv /opt/venv
-ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HOME=/tmp
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 HOME=/tmp \
+    MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 5000

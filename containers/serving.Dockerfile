@@ -33,7 +33,7 @@ RUN echo "shipway:x:10001:10001:shipway serving:/nonexistent:/usr/sbin/nologin" 
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/app /opt/app
 ENV PATH=/opt/venv/bin:$PATH PYTHONPATH=/opt/app PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    HOME=/tmp TMPDIR=/tmp
+    HOME=/tmp TMPDIR=/tmp MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true
 USER 10001:10001
 WORKDIR /tmp
 EXPOSE 8080

@@ -22,6 +22,11 @@ import typer
 from typer import _click as click  # typer 0.29 vendors click: its Command, not the PyPI one
 from typer.core import TyperCommand, TyperGroup
 
+from shipway_core import vendor_telemetry
+
+# Before any command imports MLflow: no usage reports leave this machine (shipway_core.vendor_telemetry).
+vendor_telemetry.switch_off()
+
 # noun -> (module, help). A module exposes `app: typer.Typer`.
 _NOUNS = {
     "platform": ("shipway.commands.platform", "Set up and run the platform (the `local` stack by default)."),

@@ -9,6 +9,11 @@ from typing import Any
 
 import pytest
 
+from shipway_core import vendor_telemetry
+
+# Tests start MLflow servers and clients: no usage reports leave 127.0.0.1 (as in the CLI).
+vendor_telemetry.switch_off()
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Tests marked ``kubernetes`` run last: scripts/test.sh builds their control plane and provider

@@ -38,6 +38,7 @@ from components.aws._base import (
 )
 from components.aws._storage import artifact_bucket, log_bucket
 from components.common import TrackingServerArgs
+from shipway_core import vendor_telemetry
 from shipway_core.config import TRACKING_MODES, AwsSettings
 
 MLFLOW_PORT = 5000
@@ -277,6 +278,7 @@ class TrackingServer(pulumi.ComponentResource):
                     "environment": [
                         {"name": "DB_HOST", "value": db.address},
                         {"name": "ARTIFACTS_DESTINATION", "value": self.artifact_location},
+                        *({"name": k, "value": v} for k, v in vendor_telemetry.OFF.items()),
                     ],
                     "secrets": [
                         {"name": "DB_USER", "valueFrom": pulumi.Output.concat(master_secret, ":username::")},

@@ -40,6 +40,7 @@ from components.kubernetes.podspec import (
     validate_object_name,
 )
 from components.kubernetes.secrets import named_after, require_secret_value, secret_object
+from shipway_core import vendor_telemetry
 from shipway_core.config import KubernetesSettings
 from shipway_core.observability.pipeline import MLFLOW_JOB
 
@@ -334,7 +335,8 @@ class TrackingServer(pulumi.ComponentResource):
             "name": "mlflow",
             "image": settings.mlflow_image,
             "command": server_command(backend_uri, settings, name, self._ns),
-            "env": [{"name": "HOME", "value": SCRATCH_DIR}],
+            "env": [{"name": "HOME", "value": SCRATCH_DIR},
+                    *({"name": k, "value": v} for k, v in vendor_telemetry.OFF.items())],
             "ports": [{"name": "http", "container_port": TRACKING_PORT}],
             "readiness_probe": http_probe("/health", "http"),
             "liveness_probe": http_probe("/health", "http", period=20, failures=6),

@@ -23,6 +23,8 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from shipway_core import vendor_telemetry
+
 
 class ProcessError(RuntimeError):
     """A supervised process did not start, become healthy, or stop."""
@@ -40,6 +42,7 @@ def child_env(extra: Mapping[str, str] | None = None, source: Mapping[str, str] 
     source = os.environ if source is None else source
     env = {k: source[k] for k in INHERITED_ENV if k in source}
     env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    env.update(vendor_telemetry.OFF)  # MLflow's usage reports would leave 127.0.0.1
     env.update(extra or {})
     leaked = sorted(k for k in env if k.startswith("PULUMI_"))
     if leaked:

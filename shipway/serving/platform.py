@@ -34,6 +34,7 @@ from shipway.serving.config import Pin, ServingConfig
 from shipway.serving.logsink import utc_now_iso
 from shipway.serving.model import LoadedModel, ModelLoadError
 from shipway_core import contract as c
+from shipway_core import vendor_telemetry
 
 Log = Callable[..., None]
 Loader = Callable[..., LoadedModel]
@@ -292,6 +293,8 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
     if args not in ([], ["serve"]):
         return fail(f"arguments {args!r} are not accepted; the image takes its settings from the "
                     f"environment ({c.PLATFORM}, {c.MODEL_NAME}, ...) and at most the word 'serve'")
+    if env is None:
+        vendor_telemetry.switch_off()  # before a pyfunc model imports MLflow
     workdir = Path(tempfile.mkdtemp(prefix="shipway-serving-"))
     try:
         config, loader = prepare(os.environ if env is None else env, workdir)

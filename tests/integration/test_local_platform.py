@@ -258,7 +258,8 @@ def _group(pgid: int) -> list[int]:
 
 
 def test_every_process_the_stack_starts_has_a_minimal_environment(up, project):
-    allowed = set(process.INHERITED_ENV) | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION"}
+    telemetry_off = {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}  # no usage reports to MLflow's vendor
+    allowed = set(process.INHERITED_ENV) | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION"} | telemetry_off
     assert any(k.startswith("PULUMI_") for k in project.env)  # the engine itself has them
     kinds = set()
     for res in _resources(project):
@@ -279,6 +280,7 @@ def test_every_process_the_stack_starts_has_a_minimal_environment(up, project):
                 # What we start gets exactly the explicit environment; workers a server forks
                 # may add their own settings (mlflow does), never ours.
                 assert names <= allowed, (res["urn"], member, names - allowed)
+                assert b"MLFLOW_DISABLE_TELEMETRY=true" in raw.split(b"\0"), (res["urn"], member)
     assert kinds == {"TrackingServer", "InferenceEndpoint", "Prometheus", "Alertmanager", "AlertSink", "Jaeger",
                      "DeliveryMetrics", "LogStore", "Collector"}
 

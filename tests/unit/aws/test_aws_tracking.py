@@ -263,7 +263,10 @@ def test_task_gets_db_credentials_from_secrets_manager_not_from_plain_environmen
         {"name": "DB_USER", "valueFrom": f"{DB_SECRET_ARN}:username::"},
         {"name": "DB_PASSWORD", "valueFrom": f"{DB_SECRET_ARN}:password::"},
     ]
-    assert {e["name"] for e in container["environment"]} == {"DB_HOST", "ARTIFACTS_DESTINATION"}
+    assert {e["name"] for e in container["environment"]} == {
+        "DB_HOST", "ARTIFACTS_DESTINATION", "MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
+    # MLflow's usage reports stay off (they would go to the vendor, not where the stack points).
+    assert {e["name"]: e["value"] for e in container["environment"]}["MLFLOW_DISABLE_TELEMETRY"] == "true"
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/shipway/prod/tracking"
     assert container["linuxParameters"]["capabilities"] == {"drop": ["ALL"]}
     service = rec.named("tracking-service").inputs

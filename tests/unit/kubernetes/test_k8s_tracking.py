@@ -105,7 +105,8 @@ def test_mlflow_probes_and_command_read_password_from_file(rec: Recording) -> No
         "localhost:*,127.0.0.1:*'"
     )
     assert "p-456" not in str(container)
-    assert env_of(container) == {"HOME": "/tmp"}  # noqa: S108 - an emptyDir
+    # HOME is an emptyDir; MLflow's usage reports stay off (they would leave the cluster for the vendor).
+    assert env_of(container) == {"HOME": "/tmp", "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}  # noqa: S108
 
 
 def test_mlflow_exposes_metrics_scraped_as_the_pipeline_job_like_the_local_server(rec: Recording) -> None:

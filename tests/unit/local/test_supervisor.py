@@ -118,7 +118,8 @@ def test_child_env_is_minimal_and_never_carries_pulumi_variables():
     source = {"PATH": "/bin", "HOME": "/root", "PULUMI_CONFIG_PASSPHRASE": "hunter2",
               "PULUMI_BACKEND_URL": "file:///x", "AWS_SECRET_ACCESS_KEY": "k", "LANG": "C.UTF-8"}
     assert process.child_env({"MLFLOW_X": "1"}, source=source) == {
-        "PATH": "/bin", "HOME": "/root", "LANG": "C.UTF-8", "MLFLOW_X": "1"}
+        "PATH": "/bin", "HOME": "/root", "LANG": "C.UTF-8", "MLFLOW_X": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}  # no usage reports to MLflow's vendor
 
 
 def test_child_env_refuses_an_explicit_pulumi_variable():
@@ -132,7 +133,9 @@ def test_started_process_sees_only_the_minimal_environment(tmp_path, monkeypatch
     try:
         environ = Path(f"/proc/{proc.pid}/environ").read_bytes().split(b"\0")
         names = {item.split(b"=", 1)[0].decode() for item in environ if item}
-        assert names <= set(process.INHERITED_ENV)
+        telemetry_off = {"MLFLOW_DISABLE_TELEMETRY", "DO_NOT_TRACK"}
+        assert names - telemetry_off <= set(process.INHERITED_ENV)
+        assert b"MLFLOW_DISABLE_TELEMETRY=true" in environ and b"DO_NOT_TRACK=true" in environ
         assert b"hunter2" not in b"".join(environ)
     finally:
         process.stop_started(proc, timeout=5)
