@@ -141,7 +141,8 @@ def _register(client: Any, tracking_uri: str, name: str, variant: str, seed: int
             # skops refuses tree internals unless named: we trained this model ourselves.
             trusted = ["sklearn.tree._tree.Tree"] if variant == "forest" else None
             info = mlflow.sklearn.log_model(model, name="model", signature=signature,
-                                            input_example=x_train.head(3), skops_trusted_types=trusted)
+                                            input_example=x_train.head(3), skops_trusted_types=trusted,
+                                            pip_requirements=_pip_requirements())
         mv = mlflow.register_model(info.model_uri, name, tags={"shipway.fingerprint": fp,
                                                                "shipway.variant": variant})
     # Training artifacts belong to the version too, so gates and drift find them by version.
@@ -157,6 +158,19 @@ def _register(client: Any, tracking_uri: str, name: str, variant: str, seed: int
         client.set_model_version_tag(name, mv.version, key, value)
     _wait_ready(client, name, int(mv.version))
     return Registered(name, int(mv.version), variant, created=True, accuracy=accuracy)
+
+
+# What loading a logged example model (skops format) and predicting with it imports.
+_MODEL_DISTRIBUTIONS = ("mlflow", "scikit-learn", "skops", "numpy", "scipy", "pandas")
+
+
+def _pip_requirements() -> list[str]:
+    """The model's requirements, pinned to the versions that trained it. Named, not inferred: MLflow's
+    inference loads the model in a subprocess (about 3 s of every registration) and lists whatever
+    that process imported, test runners and terminal libraries included."""
+    from importlib.metadata import version
+
+    return [f"{dist}=={version(dist)}" for dist in _MODEL_DISTRIBUTIONS]
 
 
 def _wait_ready(client: Any, name: str, version: int, timeout: float = 60) -> None:
