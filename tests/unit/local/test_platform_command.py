@@ -11,6 +11,7 @@ from shipway.cli import app
 from shipway.commands.platform import _pins_ready
 from shipway.example import train_and_register
 from shipway_core.config import parse_stack_config
+from tests.support.mlflowdb import sqlite_uri
 
 
 def flat(text: str) -> str:
@@ -27,12 +28,12 @@ def config(version: int):
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
     root = tmp_path_factory.mktemp("registry")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    reg = train_and_register(uri, artifact_root=(root / "artifacts").as_uri())
-    assert (reg.version, reg.created) == (1, True)
-    again = train_and_register(uri, artifact_root=(root / "artifacts").as_uri())
-    assert (again.version, again.created) == (1, False)  # same data, code, params: no duplicate
-    return uri
+    with sqlite_uri(root) as uri:
+        reg = train_and_register(uri, artifact_root=(root / "artifacts").as_uri())
+        assert (reg.version, reg.created) == (1, True)
+        again = train_and_register(uri, artifact_root=(root / "artifacts").as_uri())
+        assert (again.version, again.created) == (1, False)  # same data, code, params: no duplicate
+        yield uri
 
 
 def test_pinned_ready_version_passes_preflight(registry):

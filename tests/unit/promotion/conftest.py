@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ import pytest
 from shipway.gates import build_profile
 from shipway.promotion import Services
 from shipway.registry import Registry
+from tests.support.mlflowdb import sqlite_uri
 
 MODEL = "iris-classifier"
 ACTOR = "alice@example.com"
@@ -88,8 +89,14 @@ def _log_version(
 
 
 @pytest.fixture(scope="session")
-def iris_registry(tmp_path_factory: pytest.TempPathFactory) -> IrisRegistry:
+def iris_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[IrisRegistry]:
     """v1 good; v2 trained on shuffled labels; v3 a different signature; v4 good (other seed)."""
+    root = tmp_path_factory.mktemp("mlflow")
+    with sqlite_uri(root) as uri:
+        yield _train_iris_versions(root, uri)
+
+
+def _train_iris_versions(root: Path, uri: str) -> IrisRegistry:
     import mlflow
     from mlflow.environment_variables import MLFLOW_REGISTRY_URI
     from mlflow.tracking._model_registry import utils as registry_utils
@@ -98,8 +105,6 @@ def iris_registry(tmp_path_factory: pytest.TempPathFactory) -> IrisRegistry:
     from sklearn.model_selection import train_test_split
 
     warnings.filterwarnings("ignore")
-    root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     exp = mlflow.create_experiment("iris", artifact_location=(root / "artifacts").as_uri())

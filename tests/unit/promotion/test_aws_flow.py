@@ -181,6 +181,9 @@ def flow(repo: Path, aws: boto3.Session, moto_url: str, services: Services, regi
                             ComparisonOperator="GreaterThanOrEqualToThreshold")
     services.engine = engine
     services.aws_endpoint_url = moto_url
+    # The session a deploy role's assumed credentials would come in: every command's adapter reuses it
+    # (and its loaded service models) instead of building the default chain's session per command.
+    services.aws_session = aws
     services.probe_seconds = 1.0
     AuditLog(services.audit_path or repo / ".shipway" / "audit" / "audit.jsonl").append(
         actor=ACTOR, action="verify", env="test", model=MODEL, to_version=v1, outcome="ok",

@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from serving_support import DIABETES, IRIS, IRIS_COLUMNS, Registry, build_profile, fast_db_dir, tracking
+from serving_support import DIABETES, IRIS, IRIS_COLUMNS, Registry, build_profile, tracking
+
+from tests.support.mlflowdb import fast_db_dir
 
 
 @pytest.fixture(scope="session")

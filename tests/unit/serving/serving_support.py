@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,15 +52,6 @@ def build_profile(frame: Any, bins: int = 10) -> dict[str, Any]:
             "std": float(np.std(values)),
         }
     return {"format": 1, "n_rows": len(frame), "features": features}
-
-
-def fast_db_dir(fallback: Path) -> Path:
-    """A tmpfs dir for the sqlite file when there is one: MLflow's ~100 schema migrations
-    each fsync, which takes seconds on a disk and milliseconds in memory."""
-    shm = Path("/dev/shm")
-    if shm.is_dir() and os.access(shm, os.W_OK):
-        return Path(tempfile.mkdtemp(prefix="shipway-serving-tests-", dir=shm))
-    return fallback
 
 
 @dataclass
