@@ -22,29 +22,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("kubernetes") is not None)
 
 
-# Modules that read one per-process cache of recorded runs (``option_set_run`` in
-# tests/unit/test_conformance.py) run on one worker under ``make unit``, so each run is recorded once.
-# pytest-xdist's own ``--dist loadgroup`` groups by ``xdist_group`` marks by rewriting node ids, which
-# pytest 9 no longer reads; the grouping is done here instead, by module.
-SHARED_WORKER = {
-    "tests/unit/test_conformance.py": "option-set-runs",
-    "tests/policies/test_coverage.py": "option-set-runs",
-    "tests/unit/targets/test_env_status_targets.py": "option-set-runs",
-}
-
-
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup``: like ``load`` (one test per work unit) but each ``SHARED_WORKER`` group
-    is one unit; groups go first, largest first."""
+    """``--dist loadgroup`` (``make unit``): whole modules per worker, slowest first
+    (tests/support/scheduling.py)."""
     if config.getoption("dist") != "loadgroup":
         return None
-    from xdist.scheduler import LoadScopeScheduling
+    from tests.support import scheduling
 
-    class ModuleGroups(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return SHARED_WORKER.get(nodeid.split("::", 1)[0], nodeid)
-
-    return ModuleGroups(config, log)
+    config.pluginmanager.register(scheduling.DurationLog(), "shipway-unit-durations")
+    return scheduling.make_scheduler(config, log)
 
 
 @pytest.hookimpl(trylast=True)
