@@ -82,18 +82,19 @@ def _load_reference(
 
 def _drift_table(report: Any) -> Table:
     table = Table(title=f"Drift: {len(report.drifted_features)} of {len(report.features)} features flagged")
-    for col in ("feature", "kind", "PSI", "test", "statistic", "p-value", "null ref→cur", "status"):
+    for col in ("feature", "kind", "effect vs threshold", "p-value", "null ref→cur", "PSI (context)", "status"):
         table.add_column(col)
-    for f in sorted(report.features, key=lambda f: -f.psi):
-        status = "[red]DRIFT[/red] " + ",".join(f.reasons) if f.drifted else "[green]ok[/green]"
+    for f in report.ranked():
+        context = [r for r in f.reasons if r not in f.decided_by]
+        also = f" (also {','.join(context)})" if context else ""
+        status = f"[red]DRIFT[/red] {','.join(f.decided_by)}{also}" if f.drifted else f"[green]ok[/green]{also}"
         table.add_row(
             f.name,
             f.kind,
-            f"{f.psi:.4f}",
-            f.test,
-            f"{f.statistic:.4f}",
+            f.effect_text(),
             f"{f.p_value:.3g}",
             f"{f.reference_null_rate:.3f}→{f.current_null_rate:.3f}",
+            f"{f.psi:.4f}",
             status,
         )
     for name in report.missing_features:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-from collections.abc import Sequence
 from html import escape
 
 from shipway.drift.report import DriftReport, FeatureDrift
@@ -53,7 +52,8 @@ _SCRIPT = """
 _STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2330;max-width:1100px}
 h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:24px 0 8px}
-.meta{color:#5b6472} .bad{color:#d2452f;font-weight:600} .ok{color:#3b8f5a;font-weight:600}
+.meta{color:#5b6472} .context{color:#5b6472;font-weight:400}
+.bad{color:#d2452f;font-weight:600} .ok{color:#3b8f5a;font-weight:600}
 table{border-collapse:collapse;width:100%}
 th,td{padding:4px 8px;border-bottom:1px solid #e3e6eb;text-align:left}
 th[data-sort]{cursor:pointer;text-decoration:underline dotted}
@@ -68,31 +68,37 @@ def _num(value: float, digits: int = 4) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}g}"
 
 
-def psi_ranking_svg(features: Sequence[FeatureDrift], threshold: float) -> str:
-    """Horizontal bars of PSI per feature, highest first, with the threshold as a dashed line."""
-    ranked = sorted(features, key=lambda f: -f.psi)
+def effect_ranking_svg(report: DriftReport) -> str:
+    """Horizontal bars of each feature's strongest decision signal ÷ its threshold (the effect size,
+    or the null-rate change when that is further past its own), drifted and highest first, with the
+    threshold (1) as a dashed line. PSI is not drawn: the default rule does not decide on it."""
+    null_rate = report.thresholds.null_rate
+    ranked = report.ranked()
+    signals = [f.signal(null_rate) for f in ranked]
     row, left, width = 22, 160, 420
     height = row * len(ranked) + 30
-    top = max([threshold * 1.25, *(f.psi for f in ranked)]) or 1.0
+    top = max([1.25, *(ratio for *_, ratio in signals)])
     scale = width / top
     parts = [
-        f'<svg class="plot psi-ranking" role="img" aria-label="PSI by feature" '
-        f'width="{left + width + 70}" height="{height}" viewBox="0 0 {left + width + 70} {height}">'
+        f'<svg class="plot effect-ranking" role="img" aria-label="Effect size ÷ threshold by feature" '
+        f'width="{left + width + 230}" height="{height}" viewBox="0 0 {left + width + 230} {height}">'
     ]
-    for i, f in enumerate(ranked):
+    for i, (f, (measure, value, threshold, ratio)) in enumerate(zip(ranked, signals, strict=True)):
         y = 10 + i * row
         colour = DRIFT_COLOUR if f.drifted else CUR_COLOUR
+        label = f"{measure} {_num(value, 3)} / {_num(threshold, 3)}"
         parts.append(f'<text x="{left - 6}" y="{y + 13}" text-anchor="end">{escape(f.name)}</text>')
         parts.append(
-            f'<rect x="{left}" y="{y}" width="{max(f.psi * scale, 1):.1f}" height="{row - 6}" '
-            f'fill="{colour}"><title>{escape(f.name)}: PSI {_num(f.psi)}</title></rect>'
+            f'<rect x="{left}" y="{y}" width="{max(ratio * scale, 1):.1f}" height="{row - 6}" '
+            f'fill="{colour}"><title>{escape(f.name)}: {escape(label)}</title></rect>'
         )
-        parts.append(f'<text x="{left + f.psi * scale + 4:.1f}" y="{y + 13}">{_num(f.psi, 3)}</text>')
-    x = left + threshold * scale
+        parts.append(f'<text x="{left + ratio * scale + 4:.1f}" y="{y + 13}">{_num(ratio, 3)}× '
+                     f"<tspan fill=\"#5b6472\">({escape(label)})</tspan></text>")
+    x = left + scale
     parts.append(
         f'<line x1="{x:.1f}" y1="4" x2="{x:.1f}" y2="{height - 16}" stroke="{DRIFT_COLOUR}" stroke-dasharray="4 3"/>'
     )
-    parts.append(f'<text x="{x:.1f}" y="{height - 4}" text-anchor="middle">threshold {_num(threshold, 3)}</text>')
+    parts.append(f'<text x="{x:.1f}" y="{height - 4}" text-anchor="middle">threshold (1×)</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -139,28 +145,34 @@ def distribution_svg(feature: FeatureDrift) -> str:
 
 def _summary_rows(report: DriftReport) -> str:
     rows = []
-    for f in sorted(report.features, key=lambda f: -f.psi):
-        status = '<span class="bad">drift</span>' if f.drifted else '<span class="ok">ok</span>'
+    for f in report.ranked():
         rows.append(
             f'<tr data-feature="{escape(f.name)}" data-drifted="{str(f.drifted).lower()}" '
-            f'data-psi="{f.psi if math.isfinite(f.psi) else 0}" '
+            f'data-ratio="{f.effect_ratio}" data-psi="{f.psi if math.isfinite(f.psi) else 0}" '
             f'data-p="{f.p_value if math.isfinite(f.p_value) else 1}">'
             f'<td>{escape(f.name)}</td><td>{f.kind}</td><td class="effect" data-effect="{_num(f.effect)}">'
-            f"{_effect_cell(f)}</td><td>{_num(f.psi)}</td><td>{f.test}</td>"
-            f"<td>{_num(f.statistic)}</td><td>{_num(f.p_value)}</td>"
+            f"{_effect_cell(f)}</td><td>{_num(f.p_value)}</td>"
             f"<td>{_num(f.reference_null_rate, 3)} → {_num(f.current_null_rate, 3)}</td>"
-            f"<td>{status} {escape(', '.join(f.reasons))}</td></tr>"
+            f"<td>{_num(f.psi)}</td><td>{f.test} {_num(f.statistic)}</td>"
+            f'<td class="status">{status_html(f)}</td></tr>'
         )
     return "".join(rows)
 
 
+def status_html(f: FeatureDrift) -> str:
+    """``drift: effect, test`` with the signals the rule decided on; signals that fired but decided
+    nothing (PSI under the effect rule) follow as context, never as a cause."""
+    context = [r for r in f.reasons if r not in f.decided_by]
+    also = f' <small class="context">(also: {escape(", ".join(context))})</small>' if context else ""
+    if f.drifted:
+        return f'<span class="bad">drift</span>: {escape(", ".join(f.decided_by))}{also}'
+    return f'<span class="ok">ok</span>{also}'
+
+
 def _effect_cell(f: FeatureDrift) -> str:
-    """Effect size against its threshold, e.g. ``wasserstein 0.25 > 0.1``: what the default rule
+    """Effect size against its threshold (``FeatureDrift.effect_text``): what the default rule
     decides on; the p-value next to it is context (it confirms, and decides alone on few rows)."""
-    if not f.effect_measure:
-        return "n/a"
-    above = math.isfinite(f.effect) and f.effect > f.effect_threshold
-    return f"{f.effect_measure} {_num(f.effect, 3)} {'&gt;' if above else '≤'} {_num(f.effect_threshold, 3)}"
+    return escape(f.effect_text())
 
 
 def script_hash(script: str = _SCRIPT) -> str:
@@ -183,9 +195,9 @@ def render_html(report: DriftReport, title: str = "Shipway drift report") -> str
     )
     figures = "".join(
         f'<figure data-feature="{escape(f.name)}" data-drifted="{str(f.drifted).lower()}">'
-        f"<figcaption>{escape(f.name)} <small>({f.kind}, PSI {_num(f.psi, 3)})</small></figcaption>"
+        f"<figcaption>{escape(f.name)} <small>({f.kind}, {_effect_cell(f)})</small></figcaption>"
         f"{distribution_svg(f)}</figure>"
-        for f in sorted(report.features, key=lambda f: -f.psi)
+        for f in report.ranked()
     )
     csp = (
         f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
@@ -204,12 +216,12 @@ current rows {report.current_rows} · rule {t.rule}: Wasserstein (sd) &gt; {t.wa
 &gt; {t.jensen_shannon}, confirmed by p &lt; {t.p_value} (the test alone below {t.small_sample} rows), null rate
 moved &gt; {t.null_rate} · PSI &gt; {t.psi} shown for reference</p>
 <p>{verdict}</p>{missing}
-<h2>PSI by feature</h2>{psi_ranking_svg(report.features, t.psi)}
+<h2>Effect size ÷ threshold by feature</h2>{effect_ranking_svg(report)}
 <h2>Summary</h2>
 <label><input type="checkbox" id="only-drifted"> show drifted features only</label>
-<table id="summary"><thead><tr><th>feature</th><th>kind</th><th>effect size vs threshold</th>
-<th data-sort="psi">PSI</th><th>test</th>
-<th>statistic</th><th data-sort="p">p-value</th><th>null rate (ref → cur)</th><th>status</th></tr></thead>
+<table id="summary"><thead><tr><th>feature</th><th>kind</th><th data-sort="ratio">effect size vs threshold</th>
+<th data-sort="p">p-value</th><th>null rate (ref → cur)</th><th data-sort="psi">PSI (context)</th>
+<th>test statistic</th><th>status (decided by)</th></tr></thead>
 <tbody>{_summary_rows(report)}</tbody></table>
 <h2>Distributions</h2>
 <p class="legend"><span><i class="sw" style="background:{REF_COLOUR}"></i>reference</span>

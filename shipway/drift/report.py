@@ -111,6 +111,22 @@ class DriftThresholds:
         drifted = hits["test"] if n < self.small_sample else hits["effect"] and hits["test"]
         return drifted or hits["nulls"], reasons
 
+    def decisive(self, reasons: tuple[str, ...], n: int) -> tuple[str, ...]:
+        """The signals that made a feature drift under the rule (empty when it did not); the rest
+        of ``reasons`` fired too but decided nothing (PSI under the ``effect`` rule, say)."""
+        hit = set(reasons)
+        if "no-values" in hit:
+            return ("no-values",)
+        if self.rule == "effect":
+            if n < self.small_sample:
+                decided: tuple[str, ...] = ("test",) if "test" in hit else ()
+            else:
+                decided = ("effect", "test") if {"effect", "test"} <= hit else ()
+            return decided + (("nulls",) if "nulls" in hit else ())
+        fired = tuple(r for r in ("psi", "test") if r in hit)
+        return {"any": fired, "all": fired if len(fired) == 2 else (),
+                "psi": tuple(r for r in fired if r == "psi"), "test": tuple(r for r in fired if r == "test")}[self.rule]
+
     def decide(self, psi_value: float, p_value: float) -> tuple[bool, tuple[str, ...]]:
         """Whether a feature drifted, and which signals said so."""
         reasons = tuple(r for r, hit in (("psi", psi_value > self.psi), ("test", p_value < self.p_value)) if hit)
@@ -157,6 +173,30 @@ class FeatureDrift:
     effect: float = math.nan
     effect_measure: str = ""  # wasserstein (normalised by the reference sd) | jensen-shannon
     effect_threshold: float = math.nan
+    decided_by: tuple[str, ...] = ()  # the reasons the rule decided on; the others are context
+
+    @property
+    def effect_ratio(self) -> float:
+        """Effect size ÷ its threshold (1 = the threshold; 0 when there is no effect size)."""
+        ratio = self.effect / self.effect_threshold if self.effect_threshold else math.nan
+        return ratio if math.isfinite(ratio) else 0.0
+
+    def effect_text(self) -> str:
+        """``wasserstein 0.25 > 0.1``: the effect size against its threshold (``n/a`` without one)."""
+        if not self.effect_measure:
+            return "n/a"
+        above = math.isfinite(self.effect) and self.effect > self.effect_threshold
+        value = f"{self.effect:.3g}" if math.isfinite(self.effect) else "n/a"
+        return f"{self.effect_measure} {value} {'>' if above else '≤'} {self.effect_threshold:.3g}"
+
+    def signal(self, null_rate_threshold: float) -> tuple[str, float, float, float]:
+        """The strongest decision signal as (measure, value, threshold, value ÷ threshold): the effect
+        size, or the null-rate change when that is further past its own threshold."""
+        null_delta = abs(self.current_null_rate - self.reference_null_rate)
+        null_ratio = null_delta / null_rate_threshold if null_rate_threshold > 0 else 0.0
+        if null_ratio > self.effect_ratio or not self.effect_measure:
+            return "null rate change", null_delta, null_rate_threshold, null_ratio
+        return self.effect_measure, self.effect, self.effect_threshold, self.effect_ratio
 
 
 @dataclass(frozen=True)
@@ -172,8 +212,13 @@ class DriftReport:
 
     @property
     def drifted_features(self) -> list[str]:
-        """Names of the flagged features, highest PSI first."""
-        return [f.name for f in sorted(self.features, key=lambda f: -f.psi) if f.drifted]
+        """Names of the flagged features, furthest past their thresholds first."""
+        return [f.name for f in self.ranked() if f.drifted]
+
+    def ranked(self) -> list[FeatureDrift]:
+        """Every feature, drifted first, then by how far its strongest signal is past its threshold."""
+        null_rate = self.thresholds.null_rate
+        return sorted(self.features, key=lambda f: (not f.drifted, -f.signal(null_rate)[3], f.name))
 
     @property
     def drift_detected(self) -> bool:
@@ -183,6 +228,8 @@ class DriftReport:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the ``--output json`` and ``--report-json`` document)."""
         doc = asdict(self)
+        for feature_doc, feature in zip(doc["features"], self.features, strict=True):
+            feature_doc["effect_ratio"] = feature.effect_ratio
         doc["drifted_features"] = self.drifted_features
         doc["drift_detected"] = self.drift_detected
         return _json_safe(doc)
@@ -252,14 +299,14 @@ def _numeric(
         if ref_sketch and cur.size
         else math.nan
     )
-    n_ref = round(n_reference * (1.0 - ref_null))
+    n = min(round(n_reference * (1.0 - ref_null)), int(cur.size))
     drifted, reasons = thresholds.judge(
         "numeric",
         psi_value=value,
         effect=effect,
         p_value=p_value,
         null_delta=cur_null - ref_null,
-        n=min(n_ref, int(cur.size)),
+        n=n,
     )
     if cur.size == 0 and len(current):
         drifted, reasons = True, ("no-values",)
@@ -281,6 +328,7 @@ def _numeric(
         effect=effect,
         effect_measure="wasserstein",
         effect_threshold=thresholds.wasserstein,
+        decided_by=thresholds.decisive(reasons, n) if drifted else (),
     )
 
 
@@ -302,13 +350,14 @@ def _categorical(
     )
     res = chi_square(ref_counts, cur_counts)
     effect = jensen_shannon(ref_fractions, cur_fractions) if total else math.nan
+    n = min(round(sum(ref_counts.values())), total)
     drifted, reasons = thresholds.judge(
         "categorical",
         psi_value=value,
         effect=effect,
         p_value=res.pvalue,
         null_delta=cur_null - ref_null,
-        n=min(round(sum(ref_counts.values())), total),
+        n=n,
     )
     if total == 0 and len(current):
         drifted, reasons = True, ("no-values",)
@@ -335,6 +384,7 @@ def _categorical(
         effect=effect,
         effect_measure="jensen-shannon",
         effect_threshold=thresholds.jensen_shannon,
+        decided_by=thresholds.decisive(reasons, n) if drifted else (),
     )
 
 

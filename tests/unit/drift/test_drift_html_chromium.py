@@ -74,7 +74,7 @@ def test_report_renders_all_plots_without_console_errors(tmp_path: Path) -> None
     # the inline script ran (it is only allowed by its CSP hash) and counted the plots it found
     assert re.search(r'<body[^>]*data-report-ready="true"', dom)
     assert re.search(r'<body[^>]*data-plots="5"', dom)
-    assert len(re.findall(r"<svg\b", dom)) == 5  # PSI ranking + one per feature
+    assert len(re.findall(r"<svg\b", dom)) == 5  # effect-size ranking + one per feature
     assert len(re.findall(r"<rect\b", dom)) >= 4 + 2 * 10
     assert "odd &lt;name&gt;" in dom  # feature names are escaped, not injected
     assert 'data-feature="age" data-drifted="true"' in dom

@@ -84,7 +84,7 @@ def test_drift_from_request_log_writes_json_and_self_contained_html(files) -> No
     assert doc["current_rows"] == 1000
     assert json.loads(report.read_text())["drifted_features"] == ["x"]
     page = html.read_text()
-    assert page.count("<svg") == 1 + 3  # PSI ranking + one distribution per feature
+    assert page.count("<svg") == 1 + 3  # effect-size ranking + one distribution per feature
     # self-contained: nothing is fetched from anywhere
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)
     assert "<script src" not in page and "default-src 'none'" in page
