@@ -123,8 +123,11 @@ def drift(
     ] = None,
     since: Annotated[str | None, typer.Option(help="Only requests at or after this ISO-8601 time.")] = None,
     until: Annotated[str | None, typer.Option(help="Only requests before this ISO-8601 time.")] = None,
-    psi_threshold: Annotated[float, typer.Option(help="Flag a feature when PSI exceeds this.")] = 0.2,
-    p_value: Annotated[float, typer.Option(help="Flag a feature when the KS/chi-square p-value is below this.")] = 0.01,
+    psi_threshold: Annotated[float, typer.Option(
+        help="PSI threshold: decides under --rule psi|any|all; context only under the default effect rule.")] = 0.2,
+    p_value: Annotated[float, typer.Option(
+        help="KS/chi-square p-value threshold: confirms an effect under the effect rule (decides alone below "
+             "1,000 rows); decides under --rule test|any|all.")] = 0.01,
     rule: Annotated[str, typer.Option(
         help="effect (default: effect size over its threshold, confirmed by the test; the test alone decides "
              "below 1,000 rows) | any | all | psi | test.")] = "effect",
