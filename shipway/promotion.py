@@ -900,7 +900,7 @@ class Promoter:
                     outcome.message = (
                         f"smoke verification passed ({ROLLBACK_SMOKE_REQUESTS} requests); the full SLO probe "
                         f"({probe_requests(cfg.slo)} requests) runs in the background and appends a verify record "
-                        f"following audit seq {self._last_verify_seq}: `shipway audit list --env {env}`")
+                        f"following audit seq {self._last_verify_seq}: `shipway audit --env {env}`")
                     return outcome
                 if not result.ok:
                     outcome.status = "unverified"

@@ -493,6 +493,28 @@ def test_the_background_probe_appends_the_slo_verdict_after_the_pending_record(l
     assert endpoint.requests.count(("POST", "/invocations")) == 300
 
 
+def test_the_rollback_note_names_a_command_that_lists_the_pending_record(live, repo, endpoint, monkeypatch):
+    """The smoke-verified rollback tells the on-call engineer where the full probe's verdict will
+    appear; that command must exist (it once said `shipway audit list`, which does not)."""
+    import json
+    import re
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from shipway.cli import app
+
+    outcome, _argv = _rollback_in_the_background(live, repo, endpoint, monkeypatch)
+    (command,) = re.findall(r"`(shipway [^`]+)`", outcome.message)
+    audit_log = repo / ".shipway" / "audit" / "audit.jsonl"  # the default under a real checkout's root
+    result = CliRunner().invoke(app, [*shlex.split(command)[1:], "--audit-log", str(audit_log), "--output", "json"])
+    assert result.exit_code == 0, result.output
+    seq = int(re.search(r"audit seq (\d+)", outcome.message).group(1))
+    listed = json.loads(result.stdout)
+    records = listed["records"] if isinstance(listed, dict) else listed
+    assert seq in [r["seq"] for r in records]
+
+
 def test_a_background_probe_of_a_version_no_longer_pinned_is_superseded_not_failed(live, repo, endpoint, monkeypatch):
     import shipway.verify as verify_mod
 
