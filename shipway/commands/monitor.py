@@ -85,8 +85,7 @@ def _drift_table(report: Any) -> Table:
     for col in ("feature", "kind", "effect vs threshold", "p-value", "null ref→cur", "PSI (context)", "status"):
         table.add_column(col)
     for f in report.ranked():
-        context = [r for r in f.reasons if r not in f.decided_by]
-        also = f" (also {','.join(context)})" if context else ""
+        also = f" (also {','.join(f.context)})" if f.context else ""
         status = f"[red]DRIFT[/red] {','.join(f.decided_by)}{also}" if f.drifted else f"[green]ok[/green]{also}"
         table.add_row(
             f.name,

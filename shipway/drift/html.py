@@ -162,8 +162,7 @@ def _summary_rows(report: DriftReport) -> str:
 def status_html(f: FeatureDrift) -> str:
     """``drift: effect, test`` with the signals the rule decided on; signals that fired but decided
     nothing (PSI under the effect rule) follow as context, never as a cause."""
-    context = [r for r in f.reasons if r not in f.decided_by]
-    also = f' <small class="context">(also: {escape(", ".join(context))})</small>' if context else ""
+    also = f' <small class="context">(also: {escape(", ".join(f.context))})</small>' if f.context else ""
     if f.drifted:
         return f'<span class="bad">drift</span>: {escape(", ".join(f.decided_by))}{also}'
     return f'<span class="ok">ok</span>{also}'

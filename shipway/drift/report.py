@@ -107,17 +107,17 @@ class DriftThresholds:
         reasons = tuple(r for r, hit in hits.items() if hit)
         if self.rule != "effect":
             return self.decide(psi_value, p_value)
-        # Distances are noisy on few rows: there the test decides alone; otherwise it confirms.
-        drifted = hits["test"] if n < self.small_sample else hits["effect"] and hits["test"]
-        return drifted or hits["nulls"], reasons
+        return bool(self.decisive(reasons, n)), reasons
 
     def decisive(self, reasons: tuple[str, ...], n: int) -> tuple[str, ...]:
-        """The signals that made a feature drift under the rule (empty when it did not); the rest
-        of ``reasons`` fired too but decided nothing (PSI under the ``effect`` rule, say)."""
+        """The signals that make a feature drift under the rule (empty: it did not drift); the rest
+        of ``reasons`` fired too but decide nothing (PSI under the ``effect`` rule, say). The one
+        place each rule is defined: ``judge`` and ``decide`` drift exactly when this is not empty."""
         hit = set(reasons)
         if "no-values" in hit:
             return ("no-values",)
         if self.rule == "effect":
+            # Distances are noisy on few rows: there the test decides alone; otherwise it confirms.
             if n < self.small_sample:
                 decided: tuple[str, ...] = ("test",) if "test" in hit else ()
             else:
@@ -128,15 +128,9 @@ class DriftThresholds:
                 "psi": tuple(r for r in fired if r == "psi"), "test": tuple(r for r in fired if r == "test")}[self.rule]
 
     def decide(self, psi_value: float, p_value: float) -> tuple[bool, tuple[str, ...]]:
-        """Whether a feature drifted, and which signals said so."""
+        """Whether a feature drifted under a p-value/PSI rule, and which of the two signals fired."""
         reasons = tuple(r for r, hit in (("psi", psi_value > self.psi), ("test", p_value < self.p_value)) if hit)
-        drifted = {
-            "any": bool(reasons),
-            "all": len(reasons) == 2,
-            "psi": "psi" in reasons,
-            "test": "test" in reasons,
-        }[self.rule]
-        return drifted, reasons
+        return bool(self.decisive(reasons, self.small_sample)), reasons
 
 
 def thresholds_from_slo(slo: Any, **overrides: Any) -> DriftThresholds:
@@ -174,6 +168,11 @@ class FeatureDrift:
     effect_measure: str = ""  # wasserstein (normalised by the reference sd) | jensen-shannon
     effect_threshold: float = math.nan
     decided_by: tuple[str, ...] = ()  # the reasons the rule decided on; the others are context
+
+    @property
+    def context(self) -> tuple[str, ...]:
+        """Signals that fired but decided nothing under the rule (shown as "also: ...")."""
+        return tuple(r for r in self.reasons if r not in self.decided_by)
 
     @property
     def effect_ratio(self) -> float:
